@@ -1,0 +1,44 @@
+//! Errors of the KV layer. Each says whether retrying the transaction can succeed.
+
+use tessera_storage::Timestamp;
+
+/// A KV error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The transaction conflicts with another one and must restart (SQLSTATE 40001).
+    /// `key` is the conflicting user key; the query layer names its table and columns.
+    #[error("transaction conflict on key {key:?}: {reason}")]
+    Conflict {
+        /// The user key where the conflict was found.
+        key: Vec<u8>,
+        /// What was found there.
+        reason: String,
+    },
+    /// The outcome of a commit cannot be known (SQLSTATE 40003).
+    #[error("result is ambiguous: {0}")]
+    Ambiguous(String),
+    /// The transaction was used after it finished.
+    #[error("transaction already {0}")]
+    Finished(&'static str),
+    /// A read below the garbage-collection threshold: history is gone (retryable).
+    #[error("read timestamp {read_ts} is below the GC threshold {threshold}")]
+    TooOld {
+        /// The transaction's read timestamp.
+        read_ts: Timestamp,
+        /// The GC threshold.
+        threshold: Timestamp,
+    },
+    /// The storage layer failed.
+    #[error(transparent)]
+    Storage(#[from] tessera_storage::Error),
+}
+
+impl Error {
+    /// Whether running the transaction again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Conflict { .. } | Error::TooOld { .. })
+    }
+}
+
+/// Result alias of the KV layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,372 @@
+//! A store: the tablets of one node over one [`Engine`].
+//!
+//! Today a store hosts a single tablet that spans the whole key space; the state here
+//! (timestamp cache, commit latch) is that tablet's, and becomes per-tablet state when
+//! the key space is cut into ranges.
+//!
+//! ## Invariants
+//!
+//! - **Snapshot reads.** A transaction's `read_ts` is taken under the commit latch, and
+//!   a commit takes its `commit_ts` and writes its batch while holding the latch
+//!   exclusively. So when `read_ts` is chosen, every commit at or below it is fully
+//!   written, and every later commit lands above it: a read at `read_ts` is a stable
+//!   snapshot.
+//! - **Timestamp cache.** Every read records its span at its `read_ts`; every commit
+//!   chooses `commit_ts` above the cache for each key it writes, then records its own
+//!   read spans at `commit_ts`. No write lands at or below a timestamp at which its key
+//!   was read.
+//! - **Validation.** A commit fails with a conflict unless, for each read span, nothing
+//!   was committed in `(read_ts, commit_ts]`, and for each written key no newer version
+//!   or live foreign intent exists. Together: every dependency points forward in
+//!   `commit_ts` order, which is therefore a serial order.
+//! - **Durability.** A commit returns only after its batch is fsynced.
+//! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
+//!   bounded batches, each checked for write-write conflicts as it lands. The commit
+//!   point is then the transaction record written as committed (with any remaining
+//!   writes) in one synced batch; the intents are resolved afterwards. Transaction ids
+//!   carry the store's boot epoch: a pending transaction of an earlier epoch died with
+//!   its process and counts as aborted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tessera_storage::mvcc::{self, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
+use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
+
+use crate::{Error, Hlc, Result};
+
+/// The exclusive upper bound of the key space used for open-ended spans.
+pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
+const EPOCH_KEY: &[u8] = b"store/boot_epoch";
+
+/// Settings of a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How long old MVCC versions are kept, in nanoseconds (default 10 minutes).
+    pub gc_window_nanos: u64,
+    /// Most segments the timestamp cache holds before raising its low-water mark.
+    pub tscache_capacity: usize,
+    /// Bytes of buffered writes a transaction keeps before flushing intents.
+    pub write_buffer_bytes: usize,
+    /// Most bytes of intents written in one batch (a bound on command size).
+    pub intent_batch_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            gc_window_nanos: 600 * 1_000_000_000,
+            tscache_capacity: 1 << 16,
+            write_buffer_bytes: 4 << 20,
+            intent_batch_bytes: 4 << 20,
+        }
+    }
+}
+
+/// One node's store. See the module docs.
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    clock: Arc<Hlc>,
+    config: StoreConfig,
+    tscache: Mutex<TimestampCache>,
+    latch: RwLock<()>,
+    epoch: u64,
+    next_txn: AtomicU64,
+    /// Read timestamps of open transactions: GC keeps what they can see.
+    active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
+    gc_threshold: Mutex<Timestamp>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("epoch", &self.epoch).finish()
+    }
+}
+
+impl Store {
+    /// Open a store over `engine`, starting a new boot epoch.
+    pub fn open(
+        engine: Arc<dyn Engine>,
+        clock: Arc<Hlc>,
+        config: StoreConfig,
+    ) -> Result<Arc<Store>> {
+        let epoch = match engine.get(Cf::Local, EPOCH_KEY)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.try_into().expect("8 bytes")) + 1,
+            _ => 1,
+        };
+        let mut b = WriteBatch::new();
+        b.put(Cf::Local, EPOCH_KEY.to_vec(), epoch.to_be_bytes().to_vec());
+        engine.write(b, true)?;
+        let low_water = clock.now();
+        tracing::info!(epoch, "store opened");
+        Ok(Arc::new(Store {
+            tscache: Mutex::new(TimestampCache::new(config.tscache_capacity, low_water)),
+            engine,
+            clock,
+            config,
+            latch: RwLock::new(()),
+            epoch,
+            next_txn: AtomicU64::new(1),
+            active: Mutex::new(BTreeMap::new()),
+            gc_threshold: Mutex::new(Timestamp::ZERO),
+        }))
+    }
+
+    /// The store's engine.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &Arc<Hlc> {
+        &self.clock
+    }
+
+    /// The store's settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Start a transaction: a fresh id and a snapshot read timestamp.
+    pub(crate) fn begin(&self) -> (TxnId, Timestamp) {
+        let id =
+            ((self.epoch as u128) << 64) | self.next_txn.fetch_add(1, Ordering::Relaxed) as u128;
+        let read_ts = {
+            let _shared = self.latch.read();
+            self.clock.now()
+        };
+        self.active.lock().insert((read_ts, id), ());
+        (id, read_ts)
+    }
+
+    /// Forget a finished transaction's read timestamp.
+    pub(crate) fn end(&self, id: TxnId, read_ts: Timestamp) {
+        self.active.lock().remove(&(read_ts, id));
+    }
+
+    /// The fate of a transaction owning an intent.
+    fn status(&self, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
+        let status = TxnRecord::read(&*self.engine, txn)?;
+        if status == TxnStatus::Pending && (txn >> 64) as u64 != self.epoch {
+            return Ok(TxnStatus::Aborted);
+        }
+        Ok(status)
+    }
+
+    fn check_gc(&self, read_ts: Timestamp) -> Result<()> {
+        let threshold = *self.gc_threshold.lock();
+        if read_ts < threshold {
+            return Err(Error::TooOld { read_ts, threshold });
+        }
+        Ok(())
+    }
+
+    /// Record a read of `[start, end)` at `read_ts` in the timestamp cache.
+    pub(crate) fn record_read(&self, start: &[u8], end: &[u8], read_ts: Timestamp) {
+        self.tscache.lock().add(start, end, read_ts);
+    }
+
+    /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.
+    /// With `track`, the span actually read is recorded in the timestamp cache.
+    pub(crate) fn scan(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        track: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_gc(read_ts)?;
+        let status = |t| self.status(t);
+        let view = ReadView {
+            read_ts,
+            txn: Some(txn),
+            status: &status,
+        };
+        let rows = mvcc::scan(&*self.engine, start, Some(end), &view, limit)?;
+        if track {
+            let read_end = match rows.last() {
+                Some((k, _)) if rows.len() >= limit => [k.as_slice(), &[0]].concat(),
+                _ => end.to_vec(),
+            };
+            self.tscache.lock().add(start, &read_end, read_ts);
+        }
+        Ok(rows)
+    }
+
+    fn conflict(c: mvcc::Conflict, what: &str) -> Error {
+        let reason = match c.kind {
+            mvcc::ConflictKind::Version(ts) => {
+                format!("{what}: a concurrent transaction committed at {ts}")
+            }
+            mvcc::ConflictKind::Intent(t) => {
+                format!(
+                    "{what}: the key is being written by transaction {:x}",
+                    t as u64
+                )
+            }
+        };
+        Error::Conflict { key: c.key, reason }
+    }
+
+    /// Write `writes` as intents of `txn`, in batches of bounded size.
+    pub(crate) fn flush_intents(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<()> {
+        let status = |t| self.status(t);
+        let view = ReadView {
+            read_ts,
+            txn: Some(txn),
+            status: &status,
+        };
+        let mut batch = WriteBatch::new();
+        let flush = |batch: &mut WriteBatch| -> Result<()> {
+            let _exclusive = self.latch.write();
+            self.engine.write(std::mem::take(batch), false)?;
+            Ok(())
+        };
+        for (key, value) in writes {
+            if let Some(c) = mvcc::write_conflict(&*self.engine, key, &view)? {
+                return Err(Self::conflict(c, "write-write conflict"));
+            }
+            let intent = Intent {
+                txn,
+                ts: read_ts,
+                value: value.clone(),
+            };
+            mvcc::put_intent(&mut batch, key, &intent);
+            if batch.size_bytes() >= self.config.intent_batch_bytes {
+                flush(&mut batch)?;
+            }
+        }
+        if !batch.is_empty() {
+            flush(&mut batch)?;
+        }
+        Ok(())
+    }
+
+    /// Validate and commit. `reads` are the spans the transaction read; `writes` its
+    /// buffered writes; `flushed` the keys where it already holds intents.
+    pub(crate) fn commit(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        flushed: &[Vec<u8>],
+    ) -> Result<Timestamp> {
+        if writes.is_empty() && flushed.is_empty() {
+            // Read-only: commits at its read timestamp without validation.
+            return Ok(read_ts);
+        }
+        let status = |t| self.status(t);
+        let view = ReadView {
+            read_ts,
+            txn: Some(txn),
+            status: &status,
+        };
+        let commit_ts = {
+            let _exclusive = self.latch.write();
+            let mut commit_ts = self.clock.now();
+            {
+                let cache = self.tscache.lock();
+                for key in writes.keys().chain(flushed.iter()) {
+                    let r = cache.max_read_point(key);
+                    if r >= commit_ts {
+                        commit_ts = r.next();
+                    }
+                }
+            }
+            for (start, end) in reads {
+                if let Some(c) =
+                    mvcc::find_conflict(&*self.engine, start, Some(end), &view, commit_ts)?
+                {
+                    return Err(Self::conflict(c, "read no longer valid"));
+                }
+            }
+            let mut batch = WriteBatch::new();
+            for (key, value) in writes {
+                if let Some(c) = mvcc::write_conflict(&*self.engine, key, &view)? {
+                    return Err(Self::conflict(c, "write-write conflict"));
+                }
+                mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
+                // A key written after being flushed: the buffered value wins.
+                batch.delete(Cf::Data, mvcc::intent_key(key));
+            }
+            if !flushed.is_empty() {
+                batch.put(
+                    Cf::Local,
+                    TxnRecord::key(txn),
+                    TxnRecord::encode(TxnStatus::Committed(commit_ts)),
+                );
+            }
+            self.engine.write(batch, true)?;
+            let mut cache = self.tscache.lock();
+            for (start, end) in reads {
+                cache.add(start, end, commit_ts);
+            }
+            commit_ts
+        };
+        if !flushed.is_empty() {
+            self.resolve(txn, flushed, Some(commit_ts))?;
+        }
+        Ok(commit_ts)
+    }
+
+    /// Roll back: mark the record aborted (when intents exist) and remove the intents.
+    pub(crate) fn abort(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
+        if flushed.is_empty() {
+            return Ok(());
+        }
+        let mut b = WriteBatch::new();
+        b.put(
+            Cf::Local,
+            TxnRecord::key(txn),
+            TxnRecord::encode(TxnStatus::Aborted),
+        );
+        self.engine.write(b, false)?;
+        self.resolve(txn, flushed, None)
+    }
+
+    fn resolve(&self, txn: TxnId, keys: &[Vec<u8>], commit_ts: Option<Timestamp>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        for key in keys {
+            mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
+            if batch.size_bytes() >= self.config.intent_batch_bytes {
+                self.engine.write(std::mem::take(&mut batch), false)?;
+            }
+        }
+        self.engine.write(batch, false)?;
+        Ok(())
+    }
+
+    /// Collect versions that no open transaction and no read within the GC window can
+    /// see. Returns how many versions were removed.
+    pub fn gc_once(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut threshold = Timestamp::new(now.wall.saturating_sub(self.config.gc_window_nanos), 0);
+        if let Some(((oldest, _), _)) = self.active.lock().first_key_value() {
+            threshold = threshold.min(*oldest);
+        }
+        if threshold == Timestamp::ZERO {
+            return Ok(0);
+        }
+        {
+            let mut t = self.gc_threshold.lock();
+            *t = (*t).max(threshold);
+        }
+        let mut batch = WriteBatch::new();
+        let removed = mvcc::gc(&*self.engine, &mut batch, &[], Some(KEY_MAX), threshold)?;
+        self.engine.write(batch, false)?;
+        if removed > 0 {
+            tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
+        }
+        Ok(removed)
+    }
+}

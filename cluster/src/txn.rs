@@ -1,0 +1,293 @@
+//! The KV transaction API: the seam between query and cluster (DESIGN.md §1).
+//!
+//! A [`Txn`] reads a consistent snapshot at its `read_ts` with its own writes overlaid,
+//! buffers writes locally, and commits serializably (DESIGN.md §5). Errors say whether a
+//! retry can succeed ([`crate::Error::is_retryable`]).
+//!
+//! Contract, independent of where keys live:
+//! - `get` / `scan` see the snapshot at `read_ts` plus this transaction's own writes,
+//!   and remember the spans they read for validation at commit.
+//! - `put` / `delete` are buffered; past the buffer bound they go to the tablets early
+//!   as intents (memory stays bounded for million-row transactions).
+//! - `commit` validates and makes every write visible atomically at one `commit_ts`, or
+//!   fails with a conflict and leaves nothing behind. `rollback` (or dropping an open
+//!   transaction) leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tessera_storage::mvcc::TxnId;
+use tessera_storage::Timestamp;
+
+use crate::store::KEY_MAX;
+use crate::{Error, Result, Store};
+
+/// Options for a new transaction.
+#[derive(Clone, Debug, Default)]
+pub struct TxnOptions {}
+
+/// Entry point of the KV API: begins transactions.
+#[derive(Clone, Debug)]
+pub struct Db {
+    store: Arc<Store>,
+}
+
+impl Db {
+    /// A KV client over a store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Db { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Begin a transaction.
+    pub fn begin(&self, _opts: TxnOptions) -> Txn {
+        let (id, read_ts) = self.store.begin();
+        Txn {
+            store: self.store.clone(),
+            id,
+            read_ts,
+            writes: BTreeMap::new(),
+            write_bytes: 0,
+            flushed: Vec::new(),
+            reads: Vec::new(),
+            state: State::Open,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    Committed,
+    Aborted,
+}
+
+/// A KV transaction. See the module docs.
+#[derive(Debug)]
+pub struct Txn {
+    store: Arc<Store>,
+    id: TxnId,
+    read_ts: Timestamp,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    write_bytes: usize,
+    flushed: Vec<Vec<u8>>,
+    reads: Vec<(Vec<u8>, Vec<u8>)>,
+    state: State,
+}
+
+/// A savepoint: the buffered state a transaction can return to.
+#[derive(Clone, Debug)]
+pub struct Savepoint {
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    write_bytes: usize,
+    flushed_len: usize,
+}
+
+impl Txn {
+    /// The snapshot timestamp.
+    pub fn read_ts(&self) -> Timestamp {
+        self.read_ts
+    }
+
+    /// The transaction id.
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    /// Whether the transaction has buffered or flushed any write.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty() || !self.flushed.is_empty()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match self.state {
+            State::Open => Ok(()),
+            State::Committed => Err(Error::Finished("committed")),
+            State::Aborted => Err(Error::Finished("rolled back")),
+        }
+    }
+
+    /// The value of `key`, recording the read for validation.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_inner(key, true)
+    }
+
+    /// The value of `key` without recording the read. Only sound for keys that this
+    /// transaction also writes before it commits: the write-write check at commit then
+    /// guarantees that the key did not change since `read_ts` (an insert's uniqueness
+    /// check is the use).
+    pub fn get_for_write(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_inner(key, false)
+    }
+
+    fn get_inner(&mut self, key: &[u8], track: bool) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        if let Some(v) = self.writes.get(key) {
+            return Ok(v.clone());
+        }
+        let end = [key, &[0]].concat();
+        let mut rows = self
+            .store
+            .scan(self.id, self.read_ts, key, &end, 1, track)?;
+        if track {
+            self.reads.push((key.to_vec(), end));
+        }
+        Ok(rows.pop().map(|(_, v)| v))
+    }
+
+    /// Up to `limit` entries of `[start, end)` in key order (`end = None`: to the end of
+    /// the key space), own writes included. Fewer than `limit` means the span is done;
+    /// otherwise continue after the last key returned.
+    pub fn scan(
+        &mut self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_open()?;
+        let end = end.unwrap_or(KEY_MAX);
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut cursor = start.to_vec();
+        while out.len() < limit && cursor.as_slice() < end {
+            let want = (limit - out.len()).clamp(16, 1024);
+            let page = self
+                .store
+                .scan(self.id, self.read_ts, &cursor, end, want, false)?;
+            let exhausted = page.len() < want;
+            let hi = match (&page.last(), exhausted) {
+                (Some((k, _)), false) => [k.as_slice(), &[0]].concat(),
+                _ => end.to_vec(),
+            };
+            // Overlay buffered writes on [cursor, hi).
+            let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = page.into_iter().collect();
+            for (k, v) in self.writes.range(cursor.clone()..hi.clone()) {
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+            for (k, v) in merged {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push((k, v));
+            }
+            if exhausted {
+                break;
+            }
+            cursor = hi;
+        }
+        // The span actually read: up to the last key returned when the limit cut it.
+        let read_end = match out.last() {
+            Some((k, _)) if out.len() >= limit => [k.as_slice(), &[0]].concat(),
+            _ => end.to_vec(),
+        };
+        if start < read_end.as_slice() {
+            self.store.record_read(start, &read_end, self.read_ts);
+            self.reads.push((start.to_vec(), read_end));
+        }
+        Ok(out)
+    }
+
+    /// Buffer a write of `value` at `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.write(key, Some(value))
+    }
+
+    /// Buffer a delete of `key`.
+    pub fn delete(&mut self, key: Vec<u8>) -> Result<()> {
+        self.write(key, None)
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+        self.check_open()?;
+        self.write_bytes += key.len() + value.as_ref().map_or(0, |v| v.len()) + 32;
+        self.writes.insert(key, value);
+        if self.write_bytes > self.store.config().write_buffer_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Send buffered writes to the tablets as intents.
+    fn flush(&mut self) -> Result<()> {
+        let writes = std::mem::take(&mut self.writes);
+        self.write_bytes = 0;
+        let result = self.store.flush_intents(self.id, self.read_ts, &writes);
+        // Record keys even on failure: some intents may have landed and need removal.
+        self.flushed.extend(writes.into_keys());
+        result
+    }
+
+    /// A point to roll back to with [`Txn::rollback_to`].
+    pub fn savepoint(&mut self) -> Result<Savepoint> {
+        self.check_open()?;
+        Ok(Savepoint {
+            writes: self.writes.clone(),
+            write_bytes: self.write_bytes,
+            flushed_len: self.flushed.len(),
+        })
+    }
+
+    /// Undo every write made since `sp`. Writes already flushed as intents cannot be
+    /// undone individually: rolling back past a flush is refused as not supported.
+    pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<bool> {
+        self.check_open()?;
+        if self.flushed.len() != sp.flushed_len {
+            return Ok(false);
+        }
+        self.writes = sp.writes.clone();
+        self.write_bytes = sp.write_bytes;
+        Ok(true)
+    }
+
+    /// Validate and commit; returns the commit timestamp. On error the transaction is
+    /// rolled back.
+    pub fn commit(&mut self) -> Result<Timestamp> {
+        self.check_open()?;
+        let result = self.store.commit(
+            self.id,
+            self.read_ts,
+            &self.reads,
+            &self.writes,
+            &self.flushed,
+        );
+        match result {
+            Ok(ts) => {
+                self.state = State::Committed;
+                self.store.end(self.id, self.read_ts);
+                Ok(ts)
+            }
+            Err(e) => {
+                let _ = self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Discard every write.
+    pub fn rollback(&mut self) -> Result<()> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        self.state = State::Aborted;
+        self.writes.clear();
+        self.store.end(self.id, self.read_ts);
+        self.store
+            .abort(self.id, &std::mem::take(&mut self.flushed))
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if self.state == State::Open {
+            if let Err(e) = self.rollback() {
+                tracing::warn!(error = %e, "rollback of a dropped transaction failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! INSERT, UPDATE and DELETE.
+//!
+//! Each statement is "a query, then writes": DataFusion evaluates the rows (the VALUES
+//! or SELECT of an INSERT with defaults filled in; the old rows plus the new values of
+//! an UPDATE; the doomed rows of a DELETE), reading through the session's transaction;
+//! then each row is cast to the column types, checked (NOT NULL, lengths, uniqueness)
+//! and written with its index entries through the same transaction. RETURNING runs one
+//! more query over the written rows.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, SelectItem, TableObject};
+
+use crate::catalog::{Catalog, TableDesc};
+use crate::codec;
+use crate::error::{Error, Result, SqlState};
+use crate::provider::{table_schema, KvTable};
+use crate::session::{Output, Session};
+use crate::types::SqlType;
+
+const DML_TARGET: &str = "__tessera_dml_target";
+const RETURNING: &str = "__tessera_returning";
+
+/// Quote an identifier for generated SQL.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn object_table_name(name: &ast::ObjectName) -> String {
+    name.0
+        .last()
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Normalise an identifier as PostgreSQL does: unquoted names fold to lower case.
+pub(crate) fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+pub(crate) fn object_name(name: &ast::ObjectName) -> String {
+    match name.0.last() {
+        Some(ast::ObjectNamePart::Identifier(i)) => ident(i),
+        Some(other) => object_table_name(&ast::ObjectName(vec![other.clone()])),
+        None => String::new(),
+    }
+}
+
+/// Cast a result column to a column's type, as PostgreSQL's assignment cast would.
+pub(crate) fn cast_column(
+    array: &ArrayRef,
+    ty: SqlType,
+    table: &TableDesc,
+    column: &str,
+) -> Result<ArrayRef> {
+    let target = ty.arrow();
+    if ty == SqlType::Bytea
+        && matches!(
+            array.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    {
+        // bytea input syntax: \x hex, or escape format.
+        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
+            .map_err(Error::internal)?;
+        let strings = strings
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .expect("utf8");
+        let vals: Result<Vec<Option<Vec<u8>>>> = strings
+            .iter()
+            .map(|s| s.map(parse_bytea).transpose())
+            .collect();
+        return Ok(Arc::new(datafusion::arrow::array::BinaryArray::from_iter(
+            vals?,
+        )));
+    }
+    if array.data_type() == &target {
+        return Ok(array.clone());
+    }
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(array, &target, &opts).map_err(|e| {
+        let msg = e.to_string();
+        let m = msg.to_lowercase();
+        let state = if m.contains("overflow")
+            || m.contains("can't cast value")
+            || m.contains("too large")
+            || m.contains("out of range")
+        {
+            SqlState::NumericValueOutOfRange
+        } else if m.contains("cannot cast string") || m.contains("parse") || m.contains("invalid") {
+            SqlState::InvalidTextRepresentation
+        } else {
+            SqlState::DatatypeMismatch
+        };
+        let message = match state {
+            SqlState::NumericValueOutOfRange => format!(
+                "value out of range for type {} (column \"{column}\")",
+                ty.pg_name()
+            ),
+            SqlState::InvalidTextRepresentation => {
+                format!(
+                    "invalid input syntax for type {} (column \"{column}\"): {msg}",
+                    ty.pg_name()
+                )
+            }
+            _ => format!(
+                "column \"{column}\" is of type {} but expression is of type {}",
+                ty.pg_name(),
+                array.data_type()
+            ),
+        };
+        Error::new(state, message)
+            .with_table(&table.name)
+            .with_column(column)
+    })
+}
+
+fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    let bad = || {
+        Error::new(
+            SqlState::InvalidTextRepresentation,
+            format!("invalid input syntax for type bytea: \"{s}\""),
+        )
+    };
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if hex.len() % 2 != 0 {
+            return Err(bad());
+        }
+        return hex
+            .chunks(2)
+            .map(|c| {
+                u8::from_str_radix(std::str::from_utf8(c).map_err(|_| bad())?, 16)
+                    .map_err(|_| bad())
+            })
+            .collect();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+            } else if i + 3 < b.len() + 0
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                let v = u32::from_str_radix(
+                    std::str::from_utf8(&b[i + 1..i + 4]).map_err(|_| bad())?,
+                    8,
+                )
+                .map_err(|_| bad())?;
+                out.push(u8::try_from(v).map_err(|_| bad())?);
+                i += 4;
+            } else {
+                return Err(bad());
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Check and normalise one value for its column (lengths, padding, uuid, jsonb).
+fn check_value(t: &TableDesc, pos: usize, v: ScalarValue) -> Result<ScalarValue> {
+    let col = &t.columns[pos];
+    if v.is_null() {
+        if !col.nullable {
+            return Err(Error::new(
+                SqlState::NotNullViolation,
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    col.name, t.name
+                ),
+            )
+            .with_table(&t.name)
+            .with_column(&col.name));
+        }
+        return Ok(v);
+    }
+    let too_long = |n: u32| {
+        Error::new(
+            SqlState::StringDataRightTruncation,
+            format!("value too long for type {}", col.ty.pg_name()),
+        )
+        .with_table(&t.name)
+        .with_column(&col.name)
+        .with_detail(format!(
+            "column \"{}\" allows at most {n} characters",
+            col.name
+        ))
+    };
+    Ok(match (col.ty, v) {
+        (SqlType::Varchar(Some(n)), ScalarValue::Utf8(Some(s))) => {
+            if s.chars().count() > n as usize {
+                let trimmed = s.trim_end_matches(' ');
+                if trimmed.chars().count() > n as usize {
+                    return Err(too_long(n));
+                }
+                ScalarValue::Utf8(Some(trimmed.chars().take(n as usize).collect()))
+            } else {
+                ScalarValue::Utf8(Some(s))
+            }
+        }
+        (SqlType::Char(n), ScalarValue::Utf8(Some(s))) => {
+            let len = s.chars().count();
+            let s = if len > n as usize {
+                let trimmed = s.trim_end_matches(' ');
+                if trimmed.chars().count() > n as usize {
+                    return Err(too_long(n));
+                }
+                trimmed.to_string()
+            } else {
+                s
+            };
+            let len = s.chars().count();
+            ScalarValue::Utf8(Some(format!("{s}{}", " ".repeat(n as usize - len))))
+        }
+        (SqlType::Uuid, ScalarValue::Utf8(Some(s))) => ScalarValue::Utf8(Some(
+            uuid::Uuid::from_bytes(codec::parse_uuid(&s)?)
+                .hyphenated()
+                .to_string(),
+        )),
+        (SqlType::Jsonb, ScalarValue::Utf8(Some(s))) => {
+            let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| {
+                Error::new(
+                    SqlState::InvalidTextRepresentation,
+                    "invalid input syntax for type json",
+                )
+                .with_detail(e.to_string())
+            })?;
+            ScalarValue::Utf8(Some(crate::json::to_pg_text(&v)))
+        }
+        (SqlType::Float4 | SqlType::Float8, v) => v,
+        (_, v) => v,
+    })
+}
+
+/// Rows of the batches, each cast column by column to `types`.
+fn rows_of(
+    batches: &[RecordBatch],
+    t: &TableDesc,
+    cols: &[(usize, usize)],
+) -> Result<Vec<Vec<(usize, ScalarValue)>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let mut casted = Vec::with_capacity(cols.len());
+        for (src, pos) in cols {
+            let col = &t.columns[*pos];
+            casted.push((*pos, cast_column(b.column(*src), col.ty, t, &col.name)?));
+        }
+        for r in 0..b.num_rows() {
+            let mut row = Vec::with_capacity(casted.len());
+            for (pos, a) in &casted {
+                row.push((*pos, ScalarValue::try_from_array(a, r)?));
+            }
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn describe_key(t: &TableDesc, cols: &[(u32, bool)], row: &[ScalarValue]) -> String {
+    let names: Vec<&str> = cols
+        .iter()
+        .filter_map(|(id, _)| t.column_by_id(*id))
+        .map(|c| c.name.as_str())
+        .collect();
+    let vals: Vec<String> = cols
+        .iter()
+        .filter_map(|(id, _)| t.position(*id))
+        .map(|p| crate::json::display_scalar(&row[p]))
+        .collect();
+    format!(
+        "Key ({})=({}) already exists.",
+        names.join(", "),
+        vals.join(", ")
+    )
+}
+
+fn unique_violation(
+    t: &TableDesc,
+    index: &crate::catalog::IndexDesc,
+    row: &[ScalarValue],
+) -> Error {
+    Error::new(
+        SqlState::UniqueViolation,
+        format!(
+            "duplicate key value violates unique constraint \"{}\"",
+            index.name
+        ),
+    )
+    .with_detail(describe_key(t, &index.columns, row))
+    .with_table(&t.name)
+    .with_constraint(&index.name)
+}
+
+/// Write a new row and its index entries, checking uniqueness. `Ok(false)` when the
+/// primary key already exists and `skip_existing` asked to skip it.
+pub(crate) fn write_new_row(
+    session: &Session,
+    t: &TableDesc,
+    row: &[ScalarValue],
+    skip_existing: bool,
+) -> Result<bool> {
+    let key = codec::primary_key(t, row)?;
+    let value = codec::encode_row(t, row)?;
+    session.slot.with(|txn| {
+        if txn.get_for_write(&key)?.is_some() {
+            if skip_existing {
+                return Ok(false);
+            }
+            return Err(unique_violation(t, &t.primary, row));
+        }
+        for index in &t.indexes {
+            let values: Vec<ScalarValue> = index
+                .columns
+                .iter()
+                .map(|(id, _)| row[t.position(*id).expect("index column")].clone())
+                .collect();
+            if index.unique && values.iter().all(|v| !v.is_null()) {
+                let prefix = codec::index_prefix(t, index, &values)?;
+                let end = tessera_storage::keycode::prefix_end(&prefix).expect("bounded");
+                if !txn.scan(&prefix, Some(&end), 1)?.is_empty() {
+                    if skip_existing {
+                        return Ok(false);
+                    }
+                    return Err(unique_violation(t, index, row));
+                }
+            }
+            txn.put(codec::index_key(t, index, row)?, Vec::new())?;
+        }
+        txn.put(key, value)?;
+        Ok(true)
+    })
+}
+
+/// Remove a row and its index entries.
+pub(crate) fn delete_row(session: &Session, t: &TableDesc, row: &[ScalarValue]) -> Result<()> {
+    session.slot.with(|txn| {
+        for index in &t.indexes {
+            txn.delete(codec::index_key(t, index, row)?)?;
+        }
+        txn.delete(codec::primary_key(t, row)?)?;
+        Ok(())
+    })
+}
+
+fn complete(t: &TableDesc, partial: Vec<(usize, ScalarValue)>) -> Result<Vec<ScalarValue>> {
+    let mut row: Vec<Option<ScalarValue>> = vec![None; t.columns.len()];
+    for (pos, v) in partial {
+        row[pos] = Some(check_value(t, pos, v)?);
+    }
+    row.into_iter()
+        .enumerate()
+        .map(|(pos, v)| match v {
+            Some(v) => Ok(v),
+            None => check_value(t, pos, ScalarValue::try_from(&t.columns[pos].ty.arrow())?),
+        })
+        .collect()
+}
+
+/// Evaluate RETURNING items over the written rows.
+async fn returning(
+    session: &mut Session,
+    t: &TableDesc,
+    alias: &str,
+    items: &[SelectItem],
+    rows: Vec<Vec<ScalarValue>>,
+    tag: String,
+) -> Result<Output> {
+    let schema = table_schema(t, false);
+    let visible: Vec<usize> = (0..t.columns.len())
+        .filter(|p| !t.columns[*p].hidden)
+        .collect();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for &p in &visible {
+        columns.push(
+            ScalarValue::iter_to_array(rows.iter().map(|r| r[p].clone()))
+                .map_err(Error::from)
+                .or_else(|_| {
+                    datafusion::arrow::array::new_empty_array(&t.columns[p].ty.arrow()).pipe_ok()
+                })?,
+        );
+    }
+    let batch = if rows.is_empty() {
+        RecordBatch::new_empty(schema.clone())
+    } else {
+        RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?
+    };
+    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    session.ctx.register_table(RETURNING, Arc::new(mem))?;
+    let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+    let sql = format!(
+        "SELECT {} FROM {RETURNING} AS {}",
+        items.join(", "),
+        quote(alias)
+    );
+    let r = session.query_sql(&sql).await;
+    session.ctx.deregister_table(RETURNING)?;
+    let (schema, batches) = r?;
+    Ok(Output::Rows {
+        schema,
+        batches,
+        tag,
+    })
+}
+
+trait PipeOk: Sized {
+    fn pipe_ok(self) -> Result<Self> {
+        Ok(self)
+    }
+}
+impl PipeOk for ArrayRef {}
+
+fn default_sql(t: &TableDesc, pos: usize) -> String {
+    match &t.columns[pos].default {
+        Some(d) => d.clone(),
+        None => "NULL".into(),
+    }
+}
+
+/// Replace `DEFAULT` in VALUES rows with the column defaults.
+fn fill_value_defaults(t: &TableDesc, targets: &[usize], query: &mut ast::Query) -> Result<()> {
+    if let ast::SetExpr::Values(values) = query.body.as_mut() {
+        for row in &mut values.rows {
+            if row.len() != targets.len() {
+                let more = if row.len() > targets.len() {
+                    "more"
+                } else {
+                    "fewer"
+                };
+                return Err(Error::new(
+                    SqlState::SyntaxError,
+                    format!("INSERT has {more} expressions than target columns"),
+                ));
+            }
+            for (i, e) in row.iter_mut().enumerate() {
+                let is_default = matches!(e, SqlExpr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
+                if is_default {
+                    let sql = default_sql(t, targets[i]);
+                    *e = crate::session::parse(&format!("SELECT {sql}"))
+                        .ok()
+                        .and_then(|mut s| match s.pop() {
+                            Some(ast::Statement::Query(q)) => match *q.body {
+                                ast::SetExpr::Select(sel) => {
+                                    match sel.projection.into_iter().next() {
+                                        Some(SelectItem::UnnamedExpr(e)) => Some(e),
+                                        _ => None,
+                                    }
+                                }
+                                _ => None,
+                            },
+                            _ => None,
+                        })
+                        .ok_or_else(|| Error::internal("bad default expression"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// INSERT.
+pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert) -> Result<Output> {
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(Error::unsupported("INSERT into a table function"));
+    };
+    let t = catalog.table(&object_name(name))?.clone();
+    let alias = ins
+        .table_alias
+        .as_ref()
+        .map(|a| ident(&a.alias))
+        .unwrap_or_else(|| t.name.clone());
+    let targets: Vec<usize> = if ins.columns.is_empty() {
+        (0..t.columns.len())
+            .filter(|p| !t.columns[*p].hidden)
+            .collect()
+    } else {
+        let mut seen = HashSet::new();
+        ins.columns
+            .iter()
+            .map(|c| {
+                let n = object_name(c);
+                let pos = t
+                    .columns
+                    .iter()
+                    .position(|col| col.name == n && !col.hidden)
+                    .ok_or_else(|| {
+                        Error::new(
+                            SqlState::UndefinedColumn,
+                            format!("column \"{n}\" of relation \"{}\" does not exist", t.name),
+                        )
+                    })?;
+                if !seen.insert(pos) {
+                    return Err(Error::new(
+                        SqlState::DuplicateColumn,
+                        format!("column \"{n}\" specified more than once"),
+                    ));
+                }
+                Ok(pos)
+            })
+            .collect::<Result<_>>()?
+    };
+    let on_conflict = match &ins.on {
+        None => None,
+        Some(ast::OnInsert::OnConflict(c)) => match &c.action {
+            ast::OnConflictAction::DoNothing => Some(()),
+            ast::OnConflictAction::DoUpdate(_) => {
+                return Err(Error::unsupported("INSERT ... ON CONFLICT DO UPDATE"))
+            }
+        },
+        Some(_) => return Err(Error::unsupported("this INSERT conflict clause")),
+    };
+    let missing: Vec<usize> = (0..t.columns.len())
+        .filter(|p| !targets.contains(p))
+        .collect();
+    let defaults: Vec<String> = missing.iter().map(|p| default_sql(&t, *p)).collect();
+    let source_sql = match &ins.source {
+        Some(q) => {
+            let mut q = q.as_ref().clone();
+            fill_value_defaults(&t, &targets, &mut q)?;
+            Some(q.to_string())
+        }
+        None => None,
+    };
+    let sql = match &source_sql {
+        Some(src) if defaults.is_empty() => format!("SELECT * FROM ({src}) AS __src"),
+        Some(src) => format!("SELECT *, {} FROM ({src}) AS __src", defaults.join(", ")),
+        None if defaults.is_empty() => "SELECT 1 WHERE false".into(),
+        None => format!("SELECT {}", defaults.join(", ")),
+    };
+    let (schema, batches) = session.query_sql(&sql).await?;
+    let src_cols = if source_sql.is_some() {
+        schema.fields().len() - defaults.len()
+    } else {
+        0
+    };
+    if source_sql.is_some() && src_cols != targets.len() {
+        let more = if src_cols > targets.len() {
+            "more"
+        } else {
+            "fewer"
+        };
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!("INSERT has {more} expressions than target columns"),
+        ));
+    }
+    let mut mapping: Vec<(usize, usize)> =
+        targets.iter().enumerate().map(|(i, p)| (i, *p)).collect();
+    mapping.extend(missing.iter().enumerate().map(|(i, p)| (src_cols + i, *p)));
+    let rows = rows_of(&batches, &t, &mapping)?;
+    let mut written = Vec::new();
+    for partial in rows {
+        let row = complete(&t, partial)?;
+        if write_new_row(session, &t, &row, on_conflict.is_some())? && ins.returning.is_some() {
+            written.push(row);
+        } else if ins.returning.is_none() {
+            written.push(Vec::new());
+        }
+    }
+    let n = written.len();
+    let tag = format!("INSERT 0 {n}");
+    match &ins.returning {
+        Some(items) => returning(session, &t, &alias, items, written, tag).await,
+        None => Ok(Output::Command(tag)),
+    }
+}
+
+/// The target table and RETURNING items of a DML statement.
+pub(crate) fn target_and_returning(
+    stmt: &ast::Statement,
+) -> (Option<String>, Option<Vec<SelectItem>>) {
+    match stmt {
+        ast::Statement::Insert(i) => match &i.table {
+            TableObject::TableName(n) => (Some(object_name(n)), i.returning.clone()),
+            _ => (None, None),
+        },
+        ast::Statement::Update(u) => (
+            target_of(&u.table.relation).ok().map(|t| t.0),
+            u.returning.clone(),
+        ),
+        ast::Statement::Delete(d) => {
+            let from = match &d.from {
+                ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+            };
+            (
+                from.first()
+                    .and_then(|f| target_of(&f.relation).ok())
+                    .map(|t| t.0),
+                d.returning.clone(),
+            )
+        }
+        _ => (None, None),
+    }
+}
+
+/// Remove RETURNING (DataFusion's own DML planner does not take it).
+pub(crate) fn strip_returning(stmt: &mut ast::Statement) {
+    match stmt {
+        ast::Statement::Insert(i) => i.returning = None,
+        ast::Statement::Update(u) => u.returning = None,
+        ast::Statement::Delete(d) => d.returning = None,
+        _ => {}
+    }
+}
+
+/// Register the DML target with its hidden columns for the duration of a statement.
+fn register_target(session: &Session, t: &Arc<TableDesc>) -> Result<()> {
+    let provider = Arc::new(KvTable::new(t.clone(), session.slot.clone(), true));
+    session.ctx.register_table(DML_TARGET, provider)?;
+    Ok(())
+}
+
+fn all_columns(t: &TableDesc, alias: &str) -> Vec<String> {
+    t.columns
+        .iter()
+        .map(|c| format!("{}.{}", quote(alias), quote(&c.name)))
+        .collect()
+}
+
+fn target_of(relation: &ast::TableFactor) -> Result<(String, Option<String>)> {
+    match relation {
+        ast::TableFactor::Table { name, alias, .. } => {
+            Ok((object_name(name), alias.as_ref().map(|a| ident(&a.name))))
+        }
+        _ => Err(Error::unsupported("UPDATE/DELETE of a non-table")),
+    }
+}
+
+/// UPDATE.
+pub async fn update(session: &mut Session, catalog: &Catalog, upd: &ast::Update) -> Result<Output> {
+    if !upd.table.joins.is_empty() {
+        return Err(Error::unsupported("UPDATE with JOIN"));
+    }
+    let (name, alias) = target_of(&upd.table.relation)?;
+    let t = catalog.table(&name)?.clone();
+    let alias = alias.unwrap_or_else(|| t.name.clone());
+    let mut assigned: Vec<(usize, String)> = Vec::new();
+    for a in &upd.assignments {
+        let cols: Vec<String> = match &a.target {
+            ast::AssignmentTarget::ColumnName(n) => vec![object_name(n)],
+            ast::AssignmentTarget::Tuple(_) => {
+                return Err(Error::unsupported("UPDATE of a column tuple"))
+            }
+        };
+        for c in cols {
+            let pos = t
+                .columns
+                .iter()
+                .position(|col| col.name == c && !col.hidden)
+                .ok_or_else(|| {
+                    Error::new(
+                        SqlState::UndefinedColumn,
+                        format!("column \"{c}\" of relation \"{}\" does not exist", t.name),
+                    )
+                })?;
+            if assigned.iter().any(|(p, _)| *p == pos) {
+                return Err(Error::new(
+                    SqlState::SyntaxError,
+                    format!("multiple assignments to same column \"{c}\""),
+                ));
+            }
+            let value = match &a.value {
+                SqlExpr::Identifier(id)
+                    if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default") =>
+                {
+                    default_sql(&t, pos)
+                }
+                e => e.to_string(),
+            };
+            assigned.push((pos, value));
+        }
+    }
+    let mut select: Vec<String> = all_columns(&t, &alias);
+    select.extend(assigned.iter().map(|(_, v)| format!("({v})")));
+    let mut sql = format!(
+        "SELECT {} FROM {DML_TARGET} AS {}",
+        select.join(", "),
+        quote(&alias)
+    );
+    if let Some(from) = &upd.from {
+        let tables = match from {
+            ast::UpdateTableFromKind::BeforeSet(t) | ast::UpdateTableFromKind::AfterSet(t) => t,
+        };
+        for f in tables {
+            sql.push_str(&format!(", {f}"));
+        }
+    }
+    if let Some(w) = &upd.selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    register_target(session, &t)?;
+    let r = session.query_sql(&sql).await;
+    session.ctx.deregister_table(DML_TARGET)?;
+    let (_, batches) = r?;
+    let n_cols = t.columns.len();
+    let mut mapping: Vec<(usize, usize)> = (0..n_cols).map(|p| (p, p)).collect();
+    let old_rows = rows_of(&batches, &t, &mapping)?;
+    mapping = assigned
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (n_cols + i, *p))
+        .collect();
+    let new_vals = rows_of(&batches, &t, &mapping)?;
+    let mut written = Vec::new();
+    let mut seen_keys = HashSet::new();
+    for (old, changes) in old_rows.into_iter().zip(new_vals) {
+        let old: Vec<ScalarValue> = old.into_iter().map(|(_, v)| v).collect();
+        let old_key = codec::primary_key(&t, &old)?;
+        // A row joined to several FROM rows is updated once, as in PostgreSQL.
+        if !seen_keys.insert(old_key.clone()) {
+            continue;
+        }
+        let mut new = old.clone();
+        for (pos, v) in changes {
+            new[pos] = check_value(&t, pos, v)?;
+        }
+        let new_key = codec::primary_key(&t, &new)?;
+        delete_row(session, &t, &old)?;
+        if new_key != old_key {
+            seen_keys.insert(new_key.clone());
+        }
+        write_new_row(session, &t, &new, false)?;
+        written.push(new);
+    }
+    let tag = format!("UPDATE {}", written.len());
+    match &upd.returning {
+        Some(items) => returning(session, &t, &alias, items, written, tag).await,
+        None => Ok(Output::Command(tag)),
+    }
+}
+
+/// DELETE.
+pub async fn delete(session: &mut Session, catalog: &Catalog, del: &ast::Delete) -> Result<Output> {
+    let from = match &del.from {
+        ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+    };
+    if from.len() != 1 || !from[0].joins.is_empty() {
+        return Err(Error::unsupported("DELETE from several tables"));
+    }
+    let (name, alias) = target_of(&from[0].relation)?;
+    let t = catalog.table(&name)?.clone();
+    let alias = alias.unwrap_or_else(|| t.name.clone());
+    let mut sql = format!(
+        "SELECT {} FROM {DML_TARGET} AS {}",
+        all_columns(&t, &alias).join(", "),
+        quote(&alias)
+    );
+    if let Some(using) = &del.using {
+        for u in using {
+            sql.push_str(&format!(", {u}"));
+        }
+    }
+    if let Some(w) = &del.selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    register_target(session, &t)?;
+    let r = session.query_sql(&sql).await;
+    session.ctx.deregister_table(DML_TARGET)?;
+    let (_, batches) = r?;
+    let mapping: Vec<(usize, usize)> = (0..t.columns.len()).map(|p| (p, p)).collect();
+    let mut deleted = Vec::new();
+    let mut seen = HashSet::new();
+    for row in rows_of(&batches, &t, &mapping)? {
+        let row: Vec<ScalarValue> = row.into_iter().map(|(_, v)| v).collect();
+        if seen.insert(codec::primary_key(&t, &row)?) {
+            delete_row(session, &t, &row)?;
+            deleted.push(row);
+        }
+    }
+    let tag = format!("DELETE {}", deleted.len());
+    match &del.returning {
+        Some(items) => returning(session, &t, &alias, items, deleted, tag).await,
+        None => Ok(Output::Command(tag)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytea_input_formats() {
+        assert_eq!(parse_bytea("\\x0aff").unwrap(), vec![0x0a, 0xff]);
+        assert_eq!(parse_bytea("ab\\\\c\\001").unwrap(), b"ab\\c\x01".to_vec());
+        assert_eq!(
+            parse_bytea("\\x0").unwrap_err().state,
+            SqlState::InvalidTextRepresentation
+        );
+    }
+}

@@ -1,0 +1,641 @@
+//! A SQL session: statements in, results out, with PostgreSQL's transaction rules.
+//!
+//! ```text
+//!   text ──sqlparser──▶ Statement ──┬─ BEGIN/COMMIT/ROLLBACK, SET/SHOW ── here
+//!                                   ├─ DDL ─────────────── ddl.rs (catalog in KV)
+//!                                   ├─ INSERT/UPDATE/DELETE ─ dml.rs (DataFusion reads)
+//!                                   └─ SELECT/EXPLAIN ─── DataFusion over KvTable
+//! ```
+//!
+//! Transaction modes: outside BEGIN each statement runs in its own (implicit)
+//! transaction, retried here on a serialization failure since no row has reached the
+//! client yet; inside BEGIN the statements share one transaction and a failure puts the
+//! session in the failed state, where everything but ROLLBACK gets 25P02. Weaker
+//! isolation levels are accepted and run as SERIALIZABLE.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use parking_lot::Mutex;
+use tessera_cluster::{Db, TxnOptions};
+
+use crate::catalog::{Catalog, CatalogCache};
+use crate::error::{Error, Result, SqlState};
+use crate::provider::KvTable;
+use crate::sequence::{self, SequenceCache, SequenceContext};
+use crate::txn_slot::TxnSlot;
+
+/// How often an implicit transaction is retried after a serialization failure.
+const IMPLICIT_RETRIES: usize = 20;
+
+/// Node-wide state shared by all sessions.
+#[derive(Debug)]
+pub struct QueryNode {
+    /// The KV client.
+    pub db: Db,
+    /// Decoded catalogs.
+    pub catalogs: CatalogCache,
+    /// Reserved sequence values.
+    pub sequences: Arc<SequenceCache>,
+}
+
+impl QueryNode {
+    /// A query node over a KV client.
+    pub fn new(db: Db) -> Arc<Self> {
+        Arc::new(QueryNode {
+            db,
+            catalogs: CatalogCache::default(),
+            sequences: Arc::default(),
+        })
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum Output {
+    /// Rows, with the command tag to send after them.
+    Rows {
+        /// Result schema.
+        schema: SchemaRef,
+        /// Result rows.
+        batches: Vec<RecordBatch>,
+        /// Command tag (e.g. `SELECT 3`, `INSERT 0 2` with RETURNING).
+        tag: String,
+    },
+    /// A command without rows and its tag (e.g. `CREATE TABLE`, `UPDATE 4`).
+    Command(String),
+    /// An empty query string.
+    Empty,
+}
+
+impl Output {
+    /// The command tag.
+    pub fn tag(&self) -> &str {
+        match self {
+            Output::Rows { tag, .. } | Output::Command(tag) => tag,
+            Output::Empty => "",
+        }
+    }
+}
+
+/// What a Describe of a prepared statement reports.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// Inferred type of each `$n` (index n-1); `None` where the context says nothing.
+    pub params: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    /// The result columns, or `None` for a statement without rows.
+    pub schema: Option<SchemaRef>,
+}
+
+/// Where the session stands with respect to transactions (ReadyForQuery status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnState {
+    /// No explicit transaction (`I`).
+    Idle,
+    /// Inside BEGIN (`T`).
+    Open,
+    /// Inside a failed explicit transaction (`E`).
+    Failed,
+}
+
+/// One client session.
+pub struct Session {
+    pub(crate) node: Arc<QueryNode>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) slot: TxnSlot,
+    state: TxnState,
+    registered: Option<Arc<Catalog>>,
+    pub(crate) seq: Arc<SequenceContext>,
+    settings: BTreeMap<String, String>,
+    notices: Vec<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// Parse SQL text into statements (PostgreSQL dialect).
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.trim_start_matches("sql parser error: ");
+        Error::new(SqlState::SyntaxError, format!("syntax error: {msg}"))
+    })
+}
+
+impl Session {
+    /// A new session on `node`.
+    pub fn new(node: Arc<QueryNode>) -> Self {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema("tessera", "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_target_partitions(1);
+        let ctx = SessionContext::new_with_config(config);
+        let seq = Arc::new(SequenceContext {
+            db: node.db.clone(),
+            cache: node.sequences.clone(),
+            catalog: Mutex::new(Arc::new(Catalog::default())),
+            current: Mutex::new(Default::default()),
+        });
+        for f in sequence::functions(seq.clone()) {
+            ctx.register_udf(f);
+        }
+        let mut settings = BTreeMap::new();
+        for (k, v) in [
+            ("application_name", ""),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("default_transaction_isolation", "serializable"),
+            ("extra_float_digits", "1"),
+            ("search_path", "\"$user\", public"),
+            ("server_version", "15.0"),
+            ("standard_conforming_strings", "on"),
+            ("statement_timeout", "0"),
+            ("timezone", "UTC"),
+            ("transaction_isolation", "serializable"),
+        ] {
+            settings.insert(k.to_string(), v.to_string());
+        }
+        Session {
+            node,
+            ctx,
+            slot: TxnSlot::default(),
+            state: TxnState::Idle,
+            registered: None,
+            seq,
+            settings,
+            notices: Vec::new(),
+        }
+    }
+
+    /// The transaction state, for ReadyForQuery.
+    pub fn txn_state(&self) -> TxnState {
+        self.state
+    }
+
+    /// Notices raised since the last call (e.g. "table does not exist, skipping").
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    pub(crate) fn notice(&mut self, msg: impl Into<String>) {
+        self.notices.push(msg.into());
+    }
+
+    /// A session setting (lower-case name).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(&name.to_lowercase()).map(|s| s.as_str())
+    }
+
+    /// Run every statement of a simple-protocol query string. Execution stops at the
+    /// first error, which is the last element.
+    pub async fn execute_sql(&mut self, sql: &str) -> Vec<Result<Output>> {
+        let stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                if self.state == TxnState::Open {
+                    self.state = TxnState::Failed;
+                }
+                return vec![Err(e)];
+            }
+        };
+        if stmts.is_empty() {
+            return vec![Ok(Output::Empty)];
+        }
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in stmts {
+            let r = self.execute(stmt).await;
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Run one statement under the session's transaction rules.
+    pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        self.execute_inner(stmt).await.map_err(|mut e| {
+            if let Some(key) = e.conflict_key.take() {
+                let what = self.describe_key(&key);
+                e.message = format!("{} on {what}", e.message);
+                if let Some(t) = what.split('"').nth(1) {
+                    e.table = Some(t.to_string());
+                }
+            }
+            e
+        })
+    }
+
+    /// Name the table and key columns of a raw key, for conflict messages.
+    fn describe_key(&self, key: &[u8]) -> String {
+        use tessera_storage::keycode::{decode_value, KeyKind};
+        let Ok(KeyKind::Table {
+            table,
+            index,
+            columns,
+        }) = KeyKind::decode(key)
+        else {
+            return "a system key (catalog or sequence)".into();
+        };
+        let catalog = self.seq.catalog.lock().clone();
+        let Some(t) = catalog.table_by_id(table) else {
+            return format!("table {table}");
+        };
+        let Some(idx) = t.all_indexes().find(|i| i.id == index) else {
+            return format!("table \"{}\"", t.name);
+        };
+        let mut input = columns.as_slice();
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        for (col, desc) in &idx.columns {
+            let Ok(v) = decode_value(&mut input, *desc) else {
+                break;
+            };
+            let c = t.column_by_id(*col).expect("index column");
+            names.push(c.name.clone());
+            values.push(match crate::codec::from_key_value(v, c.ty) {
+                Ok(v) => crate::json::display_scalar(&v),
+                Err(_) => "?".into(),
+            });
+        }
+        format!(
+            "table \"{}\", key ({})=({})",
+            t.name,
+            names.join(", "),
+            values.join(", ")
+        )
+    }
+
+    async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
+        match &stmt {
+            Statement::StartTransaction { .. } => return self.begin(),
+            Statement::Commit { .. } => return self.commit(),
+            Statement::Rollback {
+                savepoint: None, ..
+            } => return self.rollback(),
+            _ => {}
+        }
+        match self.state {
+            TxnState::Failed => Err(Error::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            TxnState::Open => {
+                let r = self.run_in_txn(&stmt).await;
+                if r.is_err() {
+                    self.state = TxnState::Failed;
+                }
+                r
+            }
+            TxnState::Idle => {
+                if is_non_transactional(&stmt) {
+                    return self.run_utility(&stmt);
+                }
+                let mut attempt = 0;
+                loop {
+                    self.slot.set(self.node.db.begin(TxnOptions::default()));
+                    let r = self.run_in_txn(&stmt).await;
+                    let r = match r {
+                        Ok(out) => match self.slot.take().map(|mut t| t.commit()) {
+                            Some(Err(e)) => Err(Error::from(e)),
+                            _ => Ok(out),
+                        },
+                        Err(e) => {
+                            if let Some(mut t) = self.slot.take() {
+                                let _ = t.rollback();
+                            }
+                            Err(e)
+                        }
+                    };
+                    match r {
+                        Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
+                            attempt += 1;
+                            tracing::debug!(attempt, error = %e, "retrying implicit transaction");
+                            tokio_yield().await;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Describe a statement: its parameter types and result columns.
+    pub async fn describe(&mut self, stmt: &Statement) -> Result<Description> {
+        let temp = !self.slot.is_open();
+        if temp {
+            self.slot.set(self.node.db.begin(TxnOptions::default()));
+        }
+        let r = self.describe_inner(stmt).await;
+        if temp {
+            if let Some(mut t) = self.slot.take() {
+                let _ = t.rollback();
+            }
+        }
+        r
+    }
+
+    async fn describe_inner(&mut self, stmt: &Statement) -> Result<Description> {
+        let n = crate::params::count(stmt);
+        let mut params = vec![None; n];
+        let catalog = self.sync_catalog()?;
+        let fill = |params: &mut Vec<Option<_>>, plan: &LogicalPlan| {
+            if let Ok(types) = plan.get_parameter_types() {
+                for (name, ty) in types {
+                    if let Some(i) = name.strip_prefix('$').and_then(|i| i.parse::<usize>().ok()) {
+                        if i >= 1 && i <= params.len() {
+                            params[i - 1] = ty;
+                        }
+                    }
+                }
+            }
+        };
+        let schema = match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let plan = self.plan(stmt).await?;
+                fill(&mut params, &plan);
+                Some(Arc::new(plan.schema().as_arrow().clone()) as SchemaRef)
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let (table, returning) = crate::dml::target_and_returning(stmt);
+                let mut bare = stmt.clone();
+                crate::dml::strip_returning(&mut bare);
+                if let Ok(plan) = self.plan(&bare).await {
+                    fill(&mut params, &plan);
+                }
+                match (table, returning) {
+                    (Some(t), Some(items)) => {
+                        let t = catalog.table(&t)?;
+                        let sql = format!(
+                            "SELECT {} FROM {}",
+                            items
+                                .iter()
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            crate::dml::quote(&t.name)
+                        );
+                        let plan = self.plan(&parse(&sql)?.remove(0)).await?;
+                        Some(Arc::new(plan.schema().as_arrow().clone()) as SchemaRef)
+                    }
+                    _ => None,
+                }
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Some(crate::types::schema_of(
+                    [(name.as_str(), crate::types::SqlType::Text, false)].into_iter(),
+                ))
+            }
+            _ => None,
+        };
+        Ok(Description { params, schema })
+    }
+
+    fn begin(&mut self) -> Result<Output> {
+        match self.state {
+            TxnState::Idle => {
+                self.slot.set(self.node.db.begin(TxnOptions::default()));
+                self.state = TxnState::Open;
+            }
+            TxnState::Open | TxnState::Failed => {
+                self.notice("there is already a transaction in progress");
+            }
+        }
+        Ok(Output::Command("BEGIN".into()))
+    }
+
+    fn commit(&mut self) -> Result<Output> {
+        match self.state {
+            TxnState::Idle => {
+                self.notice("there is no transaction in progress");
+                Ok(Output::Command("COMMIT".into()))
+            }
+            TxnState::Failed => {
+                self.end_txn();
+                Ok(Output::Command("ROLLBACK".into()))
+            }
+            TxnState::Open => {
+                self.state = TxnState::Idle;
+                let r = self.slot.take().map(|mut t| t.commit());
+                self.registered = None;
+                match r {
+                    Some(Err(e)) => Err(e.into()),
+                    _ => Ok(Output::Command("COMMIT".into())),
+                }
+            }
+        }
+    }
+
+    fn rollback(&mut self) -> Result<Output> {
+        if self.state == TxnState::Idle {
+            self.notice("there is no transaction in progress");
+        }
+        self.end_txn();
+        Ok(Output::Command("ROLLBACK".into()))
+    }
+
+    fn end_txn(&mut self) {
+        if let Some(mut t) = self.slot.take() {
+            let _ = t.rollback();
+        }
+        self.state = TxnState::Idle;
+        // A rolled-back schema change must not stay registered.
+        self.registered = None;
+    }
+
+    /// Load the catalog as the current transaction sees it and register its tables.
+    pub(crate) fn sync_catalog(&mut self) -> Result<Arc<Catalog>> {
+        let catalog = self.slot.with(|txn| self.node.catalogs.load(txn))?;
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &catalog))
+        {
+            return Ok(catalog);
+        }
+        if let Some(old) = self.registered.take() {
+            for name in old.tables.keys() {
+                let _ = self.ctx.deregister_table(name.as_str());
+            }
+        }
+        for (name, desc) in &catalog.tables {
+            let provider = Arc::new(KvTable::new(desc.clone(), self.slot.clone(), false));
+            self.ctx
+                .register_table(ast::Ident::new(name).value.as_str(), provider)
+                .map_err(Error::from)?;
+        }
+        *self.seq.catalog.lock() = catalog.clone();
+        self.registered = Some(catalog.clone());
+        Ok(catalog)
+    }
+
+    async fn run_in_txn(&mut self, stmt: &Statement) -> Result<Output> {
+        let catalog = self.sync_catalog()?;
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt).await,
+            Statement::Insert(ins) => crate::dml::insert(self, &catalog, ins).await,
+            Statement::Update(upd) => crate::dml::update(self, &catalog, upd).await,
+            Statement::Delete(del) => crate::dml::delete(self, &catalog, del).await,
+            Statement::CreateTable(_)
+            | Statement::Drop { .. }
+            | Statement::CreateIndex(_)
+            | Statement::AlterTable(_)
+            | Statement::Truncate(_)
+            | Statement::CreateSequence { .. } => {
+                let out = crate::ddl::execute(self, &catalog, stmt).await;
+                self.registered = None;
+                out
+            }
+            other => self.run_utility(other),
+        }
+    }
+
+    /// Plan and run a query (or EXPLAIN) with DataFusion; rows are collected.
+    pub(crate) async fn query(&mut self, stmt: &Statement) -> Result<Output> {
+        let plan = self.plan(stmt).await?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        Ok(Output::Rows {
+            schema,
+            batches,
+            tag: format!("SELECT {n}"),
+        })
+    }
+
+    /// A DataFusion logical plan for a query statement.
+    pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        Ok(state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?)
+    }
+
+    /// Run SQL text that produces rows, inside the current transaction.
+    pub(crate) async fn query_sql(&mut self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut stmts = parse(sql)?;
+        if stmts.len() != 1 {
+            return Err(Error::internal("expected one statement"));
+        }
+        let plan = self.plan(&stmts.remove(0)).await?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
+    }
+
+    fn run_utility(&mut self, stmt: &Statement) -> Result<Output> {
+        match stmt {
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let name = match name.as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "timezone".to_string(),
+                    _ => name,
+                };
+                let value = self.settings.get(&name).cloned().ok_or_else(|| {
+                    Error::new(
+                        SqlState::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                let schema = crate::types::schema_of(
+                    [(name.as_str(), crate::types::SqlType::Text, false)].into_iter(),
+                );
+                let col = Arc::new(datafusion::arrow::array::StringArray::from(vec![value]));
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![col]).map_err(Error::internal)?;
+                Ok(Output::Rows {
+                    schema,
+                    batches: vec![batch],
+                    tag: "SHOW".into(),
+                })
+            }
+            other => Err(Error::unsupported(format!(
+                "statement \"{}\"",
+                statement_name(other)
+            ))),
+        }
+    }
+
+    fn set(&mut self, set: &ast::Set) -> Result<Output> {
+        match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_lowercase();
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.settings.insert(name, value);
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                let v = match value {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                self.settings.insert("timezone".into(), v);
+            }
+            ast::Set::SetTransaction { .. }
+            | ast::Set::SetNames { .. }
+            | ast::Set::SetNamesDefault { .. } => {}
+            other => return Err(Error::unsupported(format!("SET form \"{other}\""))),
+        }
+        Ok(Output::Command("SET".into()))
+    }
+}
+
+/// Statements that never touch the key space.
+fn is_non_transactional(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Set(_) | Statement::ShowVariable { .. })
+}
+
+/// A short name for a statement kind, for error messages.
+pub fn statement_name(stmt: &Statement) -> String {
+    let s = stmt.to_string();
+    s.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
+async fn tokio_yield() {
+    futures::future::ready(()).await
+}

@@ -1,0 +1,375 @@
+//! Arrow values to PostgreSQL wire values, in text and binary formats.
+//!
+//! Each result column gets a PostgreSQL type from its Arrow type, refined by the SQL
+//! type the query layer put in the field's metadata (uuid, jsonb, char(n), varchar).
+//! Each value becomes a [`WireValue`], which writes PostgreSQL's text form or its binary
+//! form on request.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::error::PgWireResult;
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+use pgwire::types::ToSqlText;
+use postgres_types::{to_sql_checked, IsNull, ToSql};
+use tessera_query::PG_TYPE_KEY;
+
+use tessera_query::arrow::array::{Array, AsArray, RecordBatch};
+use tessera_query::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Field, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Int8Type, IntervalMonthDayNanoType, Schema, TimeUnit, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+
+/// The format of column `idx` under a Bind's result format codes.
+pub fn format_for(format: &Format, idx: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(codes) if codes.len() == 1 => FieldFormat::from(codes[0]),
+        Format::Individual(codes) => codes
+            .get(idx)
+            .map(|c| FieldFormat::from(*c))
+            .unwrap_or(FieldFormat::Text),
+    }
+}
+
+/// The PostgreSQL type of a result field.
+pub fn pg_type(field: &Field) -> Type {
+    let meta = field.metadata().get(PG_TYPE_KEY).map(|s| s.as_str());
+    match field.data_type() {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal128(..) => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => match meta {
+            Some("uuid") => Type::UUID,
+            Some("jsonb") => Type::JSONB,
+            Some("bpchar") => Type::BPCHAR,
+            Some("varchar") => Type::VARCHAR,
+            _ => Type::TEXT,
+        },
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Interval(_) => Type::INTERVAL,
+        _ => Type::TEXT,
+    }
+}
+
+/// Field descriptions for a result schema.
+pub fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f),
+                format_for(format, i),
+            )
+        })
+        .collect()
+}
+
+/// One value on its way to the wire.
+#[derive(Debug)]
+pub enum WireValue {
+    Null,
+    Bool(bool),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    /// A decimal as (unscaled value, scale).
+    Numeric(i128, i8),
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(NaiveDate),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+    /// months, days, microseconds
+    Interval(i32, i32, i64),
+    Uuid(uuid::Uuid),
+    Jsonb(String),
+}
+
+type BoxErr = Box<dyn StdError + Sync + Send>;
+
+fn numeric_text(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (v * 10i128.pow((-scale) as u32)).to_string();
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale {
+        format!("{}{digits}", "0".repeat(scale - digits.len() + 1))
+    } else {
+        digits
+    };
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
+/// PostgreSQL's default (`postgres` style) interval text.
+pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let (years, mons) = (months / 12, months % 12);
+    let plural =
+        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if years != 0 {
+        parts.push(plural(years as i64, "year", "years"));
+    }
+    if mons != 0 {
+        parts.push(plural(mons as i64, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(plural(days as i64, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let neg = micros < 0;
+        let m = micros.unsigned_abs();
+        let (h, rem) = (m / 3_600_000_000, m % 3_600_000_000);
+        let (min, rem) = (rem / 60_000_000, rem % 60_000_000);
+        let (s, us) = (rem / 1_000_000, rem % 1_000_000);
+        let mut t = format!("{}{h:02}:{min:02}:{s:02}", if neg { "-" } else { "" });
+        if us != 0 {
+            t.push_str(&format!(".{us:06}").trim_end_matches('0').to_string());
+        }
+        parts.push(t);
+    }
+    parts.join(" ")
+}
+
+impl ToSql for WireValue {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxErr> {
+        match self {
+            WireValue::Null => Ok(IsNull::Yes),
+            WireValue::Bool(v) => v.to_sql(ty, out),
+            WireValue::I16(v) => v.to_sql(ty, out),
+            WireValue::I32(v) => v.to_sql(ty, out),
+            WireValue::I64(v) => v.to_sql(ty, out),
+            WireValue::F32(v) => v.to_sql(ty, out),
+            WireValue::F64(v) => v.to_sql(ty, out),
+            WireValue::Numeric(v, s) => {
+                let d = rust_decimal::Decimal::try_from_i128_with_scale(*v, (*s).max(0) as u32)
+                    .map_err(|e| format!("numeric value too large for binary format: {e}"))?;
+                d.to_sql(ty, out)
+            }
+            WireValue::Text(v) | WireValue::Jsonb(v) if *ty != Type::JSONB => {
+                v.as_str().to_sql(ty, out)
+            }
+            WireValue::Text(v) | WireValue::Jsonb(v) => {
+                out.put_u8(1);
+                out.put_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            WireValue::Bytes(v) => v.as_slice().to_sql(ty, out),
+            WireValue::Date(v) => v.to_sql(ty, out),
+            WireValue::Timestamp(v) => v.to_sql(ty, out),
+            WireValue::TimestampTz(v) => v.to_sql(ty, out),
+            WireValue::Interval(m, d, us) => {
+                out.put_i64(*us);
+                out.put_i32(*d);
+                out.put_i32(*m);
+                Ok(IsNull::No)
+            }
+            WireValue::Uuid(u) => {
+                out.put_slice(u.as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSqlText for WireValue {
+    fn to_sql_text(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+        opts: &FormatOptions,
+    ) -> Result<IsNull, BoxErr> {
+        let text = match self {
+            WireValue::Null => return Ok(IsNull::Yes),
+            WireValue::Bool(v) => return v.to_sql_text(ty, out, opts),
+            WireValue::I16(v) => v.to_string(),
+            WireValue::I32(v) => v.to_string(),
+            WireValue::I64(v) => v.to_string(),
+            WireValue::F32(v) => return v.to_sql_text(ty, out, opts),
+            WireValue::F64(v) => return v.to_sql_text(ty, out, opts),
+            WireValue::Numeric(v, s) => numeric_text(*v, *s),
+            WireValue::Text(v) | WireValue::Jsonb(v) => v.clone(),
+            WireValue::Bytes(v) => return v.as_slice().to_sql_text(ty, out, opts),
+            WireValue::Date(v) => v.format("%Y-%m-%d").to_string(),
+            WireValue::Timestamp(v) => v.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+            WireValue::TimestampTz(v) => v.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+            WireValue::Interval(m, d, us) => interval_text(*m, *d, *us),
+            WireValue::Uuid(u) => u.hyphenated().to_string(),
+        };
+        out.put_slice(text.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => v * 1_000_000,
+        TimeUnit::Millisecond => v * 1_000,
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1_000),
+    }
+}
+
+/// The wire value of row `i` of `array`.
+pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
+    if array.is_null(i) {
+        return WireValue::Null;
+    }
+    let meta = field.metadata().get(PG_TYPE_KEY).map(|s| s.as_str());
+    match array.data_type() {
+        DataType::Boolean => WireValue::Bool(array.as_boolean().value(i)),
+        DataType::Int8 => WireValue::I16(array.as_primitive::<Int8Type>().value(i) as i16),
+        DataType::Int16 => WireValue::I16(array.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => WireValue::I32(array.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => WireValue::I64(array.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => WireValue::I16(array.as_primitive::<UInt8Type>().value(i) as i16),
+        DataType::UInt16 => WireValue::I32(array.as_primitive::<UInt16Type>().value(i) as i32),
+        DataType::UInt32 => WireValue::I64(array.as_primitive::<UInt32Type>().value(i) as i64),
+        DataType::UInt64 => WireValue::I64(array.as_primitive::<UInt64Type>().value(i) as i64),
+        DataType::Float32 => WireValue::F32(array.as_primitive::<Float32Type>().value(i)),
+        DataType::Float64 => WireValue::F64(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Decimal128(_, s) => {
+            WireValue::Numeric(array.as_primitive::<Decimal128Type>().value(i), *s)
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = match array.data_type() {
+                DataType::Utf8 => array.as_string::<i32>().value(i).to_string(),
+                DataType::LargeUtf8 => array.as_string::<i64>().value(i).to_string(),
+                _ => array.as_string_view().value(i).to_string(),
+            };
+            match meta {
+                Some("uuid") => match uuid::Uuid::parse_str(&s) {
+                    Ok(u) => WireValue::Uuid(u),
+                    Err(_) => WireValue::Text(s),
+                },
+                Some("jsonb") => WireValue::Jsonb(s),
+                _ => WireValue::Text(s),
+            }
+        }
+        DataType::Binary => WireValue::Bytes(array.as_binary::<i32>().value(i).to_vec()),
+        DataType::LargeBinary => WireValue::Bytes(array.as_binary::<i64>().value(i).to_vec()),
+        DataType::BinaryView => WireValue::Bytes(array.as_binary_view().value(i).to_vec()),
+        DataType::FixedSizeBinary(_) => {
+            WireValue::Bytes(array.as_fixed_size_binary().value(i).to_vec())
+        }
+        DataType::Date32 => {
+            let d = array.as_primitive::<Date32Type>().value(i);
+            WireValue::Date(NaiveDate::from_num_days_from_ce_opt(d + 719_163).unwrap_or_default())
+        }
+        DataType::Timestamp(unit, tz) => {
+            let raw = match unit {
+                TimeUnit::Second => array
+                    .as_primitive::<tessera_query::arrow::datatypes::TimestampSecondType>()
+                    .value(i),
+                TimeUnit::Millisecond => array
+                    .as_primitive::<tessera_query::arrow::datatypes::TimestampMillisecondType>()
+                    .value(i),
+                TimeUnit::Microsecond => array
+                    .as_primitive::<tessera_query::arrow::datatypes::TimestampMicrosecondType>()
+                    .value(i),
+                TimeUnit::Nanosecond => array
+                    .as_primitive::<tessera_query::arrow::datatypes::TimestampNanosecondType>()
+                    .value(i),
+            };
+            let dt = DateTime::from_timestamp_micros(to_micros(raw, unit)).unwrap_or_default();
+            if tz.is_some() {
+                WireValue::TimestampTz(dt)
+            } else {
+                WireValue::Timestamp(dt.naive_utc())
+            }
+        }
+        DataType::Interval(tessera_query::arrow::datatypes::IntervalUnit::MonthDayNano) => {
+            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(i);
+            WireValue::Interval(v.months, v.days, v.nanoseconds / 1_000)
+        }
+        _ => {
+            let opts = tessera_query::arrow::util::display::FormatOptions::default();
+            match tessera_query::arrow::util::display::ArrayFormatter::try_new(array, &opts) {
+                Ok(f) => WireValue::Text(f.value(i).to_string()),
+                Err(_) => WireValue::Null,
+            }
+        }
+    }
+}
+
+/// Encode every row of the batches.
+pub fn rows(
+    fields: Arc<Vec<FieldInfo>>,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Vec<PgWireResult<DataRow>> {
+    let mut out = Vec::new();
+    let mut encoder = DataRowEncoder::new(fields);
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let mut failed = None;
+            for (c, col) in b.columns().iter().enumerate() {
+                let v = value(col.as_ref(), r, schema.field(c));
+                if let Err(e) = encoder.encode_field(&v) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            match failed {
+                Some(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+                None => out.push(Ok(encoder.take_row())),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_and_interval_text() {
+        assert_eq!(numeric_text(12345, 2), "123.45");
+        assert_eq!(numeric_text(-5, 3), "-0.005");
+        assert_eq!(numeric_text(7, 0), "7");
+        assert_eq!(
+            interval_text(14, 3, 3_723_500_000),
+            "1 year 2 mons 3 days 01:02:03.5"
+        );
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(interval_text(0, -1, 0), "-1 days");
+    }
+}

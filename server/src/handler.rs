@@ -1,0 +1,452 @@
+//! The pgwire handlers of one client connection.
+//!
+//! Each socket gets its own [`Connection`], which owns one query-layer `Session`. The
+//! simple protocol is handled whole here (so the ReadyForQuery status is the session's
+//! exact transaction state); the extended protocol uses pgwire's portal machinery
+//! (row limits, PortalSuspended, skipping to Sync after an error) with statements
+//! parsed and described by the session.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{stream, Sink, SinkExt};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    send_query_response, send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler,
+};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tessera_query::arrow::datatypes::SchemaRef;
+use tessera_query::{Error, Output, QueryNode, Session, SqlState, TxnState};
+use tokio::sync::Mutex;
+
+use crate::encode;
+
+/// Makes one [`Connection`] per accepted socket.
+pub struct ConnectionFactory {
+    node: Arc<QueryNode>,
+}
+
+impl ConnectionFactory {
+    /// A factory for connections to `node`.
+    pub fn new(node: Arc<QueryNode>) -> Self {
+        ConnectionFactory { node }
+    }
+
+    /// Handlers for a new connection.
+    pub fn connection(&self) -> Arc<Connection> {
+        let session = Arc::new(Mutex::new(Session::new(self.node.clone())));
+        Arc::new(Connection {
+            session: session.clone(),
+            parser: Arc::new(StatementParser { session }),
+        })
+    }
+}
+
+/// The handlers of one connection.
+pub struct Connection {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<StatementParser>,
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(SimpleHandler {
+            session: self.session.clone(),
+        })
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(ExtendedHandler {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Startup)
+    }
+}
+
+/// The ParameterStatus set of PostgreSQL 15.
+struct Parameters;
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let meta = client.metadata();
+        let mut p = HashMap::new();
+        for (k, v) in [
+            ("server_version", "15.0 (tessera)"),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+            ("IntervalStyle", "postgres"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+            ("is_superuser", "on"),
+        ] {
+            p.insert(k.to_string(), v.to_string());
+        }
+        p.insert(
+            "application_name".into(),
+            meta.get("application_name").cloned().unwrap_or_default(),
+        );
+        p.insert(
+            "session_authorization".into(),
+            meta.get("user").cloned().unwrap_or_else(|| "root".into()),
+        );
+        Some(p)
+    }
+}
+
+/// Trust authentication: any user name is accepted.
+struct Startup;
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let pid = (std::process::id() as i32) ^ (rand_u32() as i32 & 0x7fff_0000);
+            client.set_pid_and_secret_key(pid, SecretKey::I32(rand_u32() as i32));
+            finish_authentication(client, &Parameters).await?;
+        }
+        Ok(())
+    }
+}
+
+fn rand_u32() -> u32 {
+    let b = *uuid::Uuid::new_v4().as_bytes();
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A query-layer error as a protocol error.
+pub fn error_info(e: &Error) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".into(), e.state.code().into(), e.message.clone());
+    info.detail = e.detail.clone();
+    info.table = e.table.clone();
+    info.column = e.column.clone();
+    info.constraint = e.constraint.clone();
+    info
+}
+
+fn notice(msg: String) -> PgWireBackendMessage {
+    PgWireBackendMessage::NoticeResponse(
+        ErrorInfo::new("NOTICE".into(), "00000".into(), msg).into(),
+    )
+}
+
+fn wire_status(s: TxnState) -> TransactionStatus {
+    match s {
+        TxnState::Idle => TransactionStatus::Idle,
+        TxnState::Open => TransactionStatus::Transaction,
+        TxnState::Failed => TransactionStatus::Error,
+    }
+}
+
+/// The tag prefix pgwire completes with the row count (`SELECT` + ` 3`).
+fn tag_prefix(tag: &str) -> String {
+    match tag.rsplit_once(' ') {
+        Some((head, n)) if n.chars().all(|c| c.is_ascii_digit()) => head.to_string(),
+        _ => tag.to_string(),
+    }
+}
+
+fn query_response(
+    schema: &SchemaRef,
+    batches: &[tessera_query::arrow::array::RecordBatch],
+    tag: &str,
+    format: &Format,
+) -> QueryResponse {
+    let fields: Arc<Vec<FieldInfo>> = Arc::new(encode::fields(schema, format));
+    let rows = encode::rows(fields.clone(), schema, batches);
+    let mut resp = QueryResponse::new(fields, stream::iter(rows));
+    resp.set_command_tag(&tag_prefix(tag));
+    resp
+}
+
+struct SimpleHandler {
+    session: Arc<Mutex<Session>>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SimpleHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut session = self.session.lock().await;
+        let results = session.execute_sql(&query.query).await;
+        for r in results {
+            for n in session.take_notices() {
+                client.feed(notice(n)).await?;
+            }
+            match r {
+                Ok(Output::Empty) => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
+                Ok(Output::Rows {
+                    schema,
+                    batches,
+                    tag,
+                }) => {
+                    send_query_response(
+                        client,
+                        query_response(&schema, &batches, &tag, &Format::UnifiedText),
+                        true,
+                    )
+                    .await?
+                }
+                Ok(Output::Command(tag)) => {
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(Tag::new(&tag).into()))
+                        .await?
+                }
+                Err(e) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse(error_info(&e).into()))
+                        .await?
+                }
+            }
+        }
+        for n in session.take_notices() {
+            client.feed(notice(n)).await?;
+        }
+        let status = wire_status(session.txn_state());
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        send_ready_for_query(client, status).await?;
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(PgWireError::UserError(Box::new(error_info(
+            &Error::internal("simple queries go through on_query"),
+        ))))
+    }
+}
+
+/// A parsed extended-protocol statement.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    stmt: Option<tessera_query::Statement>,
+    params: Vec<Type>,
+    schema: Option<SchemaRef>,
+}
+
+/// Parses and describes statements for the extended protocol.
+pub struct StatementParser {
+    session: Arc<Mutex<Session>>,
+}
+
+fn user_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = tessera_query::parse(sql).map_err(user_error)?;
+        if stmts.len() > 1 {
+            return Err(user_error(Error::new(
+                SqlState::SyntaxError,
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(stmt) = stmts.pop() else {
+            return Ok(None);
+        };
+        let mut session = self.session.lock().await;
+        let desc = session.describe(&stmt).await.map_err(user_error)?;
+        let n = desc.params.len().max(types.len());
+        let params = (0..n)
+            .map(|i| {
+                types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| {
+                        desc.params
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .map(|dt| crate::params::pg_type_of(&dt))
+                    })
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        Ok(Some(Prepared {
+            stmt: Some(stmt),
+            params,
+            schema: desc.schema,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.params.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.schema {
+            Some(s) => encode::fields(s, format.unwrap_or(&Format::UnifiedText)),
+            None => Vec::new(),
+        })
+    }
+}
+
+struct ExtendedHandler {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<StatementParser>,
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for ExtendedHandler {
+    type Statement = Prepared;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let Some(stmt) = &prepared.stmt else {
+            return Ok(Response::EmptyQuery);
+        };
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, raw) in portal.parameters.iter().enumerate() {
+            let ty = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN)
+                .or_else(|| prepared.params.get(i).cloned())
+                .unwrap_or(Type::TEXT);
+            let format = encode::format_for(&portal.parameter_format, i);
+            values.push(crate::params::decode(raw.as_deref(), format, &ty).map_err(user_error)?);
+        }
+        let mut stmt = stmt.clone();
+        tessera_query::bind_params(&mut stmt, &values).map_err(user_error)?;
+        let kind = StatementKind::of(&stmt);
+        let mut session = self.session.lock().await;
+        let result = session.execute(stmt).await;
+        for n in session.take_notices() {
+            client.feed(notice(n)).await?;
+        }
+        match result {
+            Ok(Output::Empty) => Ok(Response::EmptyQuery),
+            Ok(Output::Rows {
+                schema,
+                batches,
+                tag,
+            }) => Ok(Response::Query(query_response(
+                &schema,
+                &batches,
+                &tag,
+                &portal.result_column_format,
+            ))),
+            Ok(Output::Command(tag)) => Ok(match kind {
+                StatementKind::Begin => Response::TransactionStart(Tag::new(&tag)),
+                StatementKind::End => Response::TransactionEnd(Tag::new(&tag)),
+                StatementKind::Other => Response::Execution(Tag::new(&tag)),
+            }),
+            Err(e) => {
+                client.set_transaction_status(wire_status(session.txn_state()));
+                Err(user_error(e))
+            }
+        }
+    }
+}
+
+enum StatementKind {
+    Begin,
+    End,
+    Other,
+}
+
+impl StatementKind {
+    fn of(stmt: &tessera_query::Statement) -> Self {
+        use tessera_query::Statement as S;
+        match stmt {
+            S::StartTransaction { .. } => StatementKind::Begin,
+            S::Commit { .. }
+            | S::Rollback {
+                savepoint: None, ..
+            } => StatementKind::End,
+            _ => StatementKind::Other,
+        }
+    }
+}

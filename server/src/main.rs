@@ -1,0 +1,5 @@
+//! The `tessera` command.
+
+fn main() -> std::process::ExitCode {
+    tessera_server::cli::main()
+}

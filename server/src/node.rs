@@ -1,0 +1,171 @@
+//! A running node: its store, its SQL listener, its background work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_cluster::{Db, Hlc, Store, StoreConfig, SystemClock};
+use tessera_query::QueryNode;
+use tessera_storage::RocksEngine;
+use tokio::net::TcpListener;
+
+use crate::handler::ConnectionFactory;
+
+/// Settings of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Directory of the store (created if missing).
+    pub store: PathBuf,
+    /// Address for SQL clients.
+    pub listen: SocketAddr,
+    /// How long old MVCC versions are kept, in seconds.
+    pub gc_window_secs: u64,
+}
+
+/// A started node.
+pub struct Node {
+    listener: TcpListener,
+    query: Arc<QueryNode>,
+    store: Arc<Store>,
+}
+
+/// Errors that stop a node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open store {path}: {source}")]
+    Store {
+        /// Store directory.
+        path: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Node {
+    /// Open the store and bind the listener.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let path = config.store.display().to_string();
+        let store_err = |e: Box<dyn std::error::Error + Send + Sync>| StartError::Store {
+            path: path.clone(),
+            source: e,
+        };
+        std::fs::create_dir_all(&config.store).map_err(|e| store_err(Box::new(e)))?;
+        let engine = RocksEngine::open(&config.store).map_err(|e| store_err(Box::new(e)))?;
+        let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
+        let store_config = StoreConfig {
+            gc_window_nanos: config.gc_window_secs * 1_000_000_000,
+            ..Default::default()
+        };
+        let store = Store::open(Arc::new(engine), clock, store_config)
+            .map_err(|e| store_err(Box::new(e)))?;
+        let query = QueryNode::new(Db::new(store.clone()));
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Node {
+            listener,
+            query,
+            store,
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accept connections until SIGINT or SIGTERM, then stop.
+    pub async fn serve_until_signal(self) -> Result<(), StartError> {
+        let addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        tracing::info!(%addr, "tessera is ready");
+        println!(
+            "tessera is ready: psql \"postgresql://root@{}:{}/tessera?sslmode=disable\"",
+            addr.ip(),
+            addr.port()
+        );
+        let gc_store = self.store.clone();
+        let gc = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let store = gc_store.clone();
+                match tokio::task::spawn_blocking(move || store.gc_once()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        let factory = ConnectionFactory::new(self.query.clone());
+        let accept = async {
+            loop {
+                match self.listener.accept().await {
+                    Ok((socket, peer)) => {
+                        let _ = socket.set_nodelay(true);
+                        let handlers = factory.connection();
+                        tokio::spawn(async move {
+                            if let Err(e) =
+                                pgwire::tokio::process_socket(socket, None, handlers).await
+                            {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = accept => {}
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+        }
+        gc.abort();
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,444 @@
+//! Multi-version concurrency control over an [`Engine`]: pure functions, no state.
+//!
+//! ## Model
+//!
+//! Every user key has a history of versions `key @ ts`; a version holds a value or a
+//! tombstone. A transaction that has not committed yet may own an *intent* on a key: a
+//! provisional value that names its transaction. The transaction's record (in
+//! [`Cf::Local`], see [`TxnRecord`]) says whether the intent is pending, committed at
+//! some timestamp, or aborted.
+//!
+//! ## Layout in [`Cf::Data`]
+//!
+//! ```text
+//!   escaped(user key) 00 01                 -> intent  (txn id, ts, value|tombstone)
+//!   escaped(user key) 00 01 !ts (12 bytes)  -> version (value|tombstone)
+//! ```
+//!
+//! The user key is escaped (`00` becomes `00 FF`) and terminated with `00 01`, so user
+//! key order is preserved and no key's encoding is a prefix of another's. The intent
+//! sorts before all versions of its key; versions sort newest first because the
+//! timestamp is stored inverted.
+//!
+//! ## Rules
+//!
+//! - A read at `read_ts` by transaction `T` sees, per key: `T`'s own intent if any;
+//!   else a foreign intent whose transaction committed at or below `read_ts`; else the
+//!   newest version at or below `read_ts`. Tombstones read as absent.
+//! - A read span is *valid* over `(read_ts, commit_ts]` when no committed version and no
+//!   live foreign intent lies in that window ([`find_conflict`]).
+//! - A write by `T` conflicts when a version newer than `T`'s `read_ts`, or a live foreign
+//!   intent, exists on the key ([`write_conflict`]): first committer wins.
+//! - GC below a threshold keeps, per key, only the newest version at or below the
+//!   threshold, and drops even that when it is a tombstone: reads at or above the
+//!   threshold are unaffected ([`gc`]).
+
+use crate::engine::Visit;
+use crate::{Cf, Engine, Error, Result, Timestamp, WriteBatch};
+
+/// A transaction identifier.
+pub type TxnId = u128;
+
+/// The fate of a transaction as recorded in its transaction record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// Still running (or abandoned without a record of its end).
+    Pending,
+    /// Committed at the timestamp.
+    Committed(Timestamp),
+    /// Rolled back.
+    Aborted,
+}
+
+/// A transaction record, stored in [`Cf::Local`] under [`TxnRecord::key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnRecord;
+
+impl TxnRecord {
+    /// The record's key.
+    pub fn key(txn: TxnId) -> Vec<u8> {
+        [&b"txn/"[..], &txn.to_be_bytes()].concat()
+    }
+
+    /// Encode a status.
+    pub fn encode(status: TxnStatus) -> Vec<u8> {
+        match status {
+            TxnStatus::Pending => vec![0],
+            TxnStatus::Committed(ts) => [&[1u8][..], &ts.encode()].concat(),
+            TxnStatus::Aborted => vec![2],
+        }
+    }
+
+    /// Read a transaction's status; no record means pending.
+    pub fn read(engine: &dyn Engine, txn: TxnId) -> Result<TxnStatus> {
+        match engine.get(Cf::Local, &Self::key(txn))? {
+            None => Ok(TxnStatus::Pending),
+            Some(v) => match v.split_first() {
+                Some((0, _)) => Ok(TxnStatus::Pending),
+                Some((1, ts)) => Ok(TxnStatus::Committed(
+                    Timestamp::decode(ts).ok_or_else(|| corrupt("txn record"))?,
+                )),
+                Some((2, _)) => Ok(TxnStatus::Aborted),
+                _ => Err(corrupt("txn record")),
+            },
+        }
+    }
+}
+
+/// An uncommitted write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    /// The owning transaction.
+    pub txn: TxnId,
+    /// The timestamp the transaction was at when it wrote the intent.
+    pub ts: Timestamp,
+    /// The value, or `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a read span or a write cannot commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The user key involved.
+    pub key: Vec<u8>,
+    /// What was found there.
+    pub kind: ConflictKind,
+}
+
+/// What a [`Conflict`] found on its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A committed version at this timestamp.
+    Version(Timestamp),
+    /// An intent of another live (or recently committed) transaction.
+    Intent(TxnId),
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("mvcc: {what}"))
+}
+
+fn encode_user(out: &mut Vec<u8>, key: &[u8]) {
+    for &b in key {
+        if b == 0 {
+            out.extend_from_slice(&[0, 0xFF]);
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(&[0, 1]);
+}
+
+/// The engine key of `key`'s intent; also the lower bound of all of `key`'s entries.
+pub fn intent_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 2);
+    encode_user(&mut out, key);
+    out
+}
+
+/// The engine key of `key @ ts`.
+pub fn version_key(key: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 14);
+    encode_user(&mut out, key);
+    let inv = Timestamp {
+        wall: !ts.wall,
+        logical: !ts.logical,
+    };
+    out.extend_from_slice(&inv.encode());
+    out
+}
+
+/// Split an engine key into the user key and the version timestamp (`None`: intent).
+pub fn decode_key(k: &[u8]) -> Result<(Vec<u8>, Option<Timestamp>)> {
+    let mut user = Vec::with_capacity(k.len());
+    let mut i = 0;
+    while i < k.len() {
+        if k[i] == 0 {
+            match k.get(i + 1) {
+                Some(0xFF) => user.push(0),
+                Some(1) => {
+                    let rest = &k[i + 2..];
+                    if rest.is_empty() {
+                        return Ok((user, None));
+                    }
+                    let inv = Timestamp::decode(rest).ok_or_else(|| corrupt("version suffix"))?;
+                    return Ok((
+                        user,
+                        Some(Timestamp {
+                            wall: !inv.wall,
+                            logical: !inv.logical,
+                        }),
+                    ));
+                }
+                _ => return Err(corrupt("bad escape")),
+            }
+            i += 2;
+        } else {
+            user.push(k[i]);
+            i += 1;
+        }
+    }
+    Err(corrupt("unterminated key"))
+}
+
+fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(v) => [&[1u8][..], v].concat(),
+        None => vec![0],
+    }
+}
+
+fn decode_value(v: &[u8]) -> Result<Option<Vec<u8>>> {
+    match v.split_first() {
+        Some((1, rest)) => Ok(Some(rest.to_vec())),
+        Some((0, _)) => Ok(None),
+        _ => Err(corrupt("version value")),
+    }
+}
+
+fn encode_intent(i: &Intent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(29 + i.value.as_ref().map_or(0, |v| v.len()));
+    out.extend_from_slice(&i.txn.to_be_bytes());
+    out.extend_from_slice(&i.ts.encode());
+    out.extend_from_slice(&encode_value(i.value.as_deref()));
+    out
+}
+
+fn decode_intent(v: &[u8]) -> Result<Intent> {
+    if v.len() < 29 {
+        return Err(corrupt("intent"));
+    }
+    Ok(Intent {
+        txn: u128::from_be_bytes(v[..16].try_into().expect("16 bytes")),
+        ts: Timestamp::decode(&v[16..28]).ok_or_else(|| corrupt("intent ts"))?,
+        value: decode_value(&v[28..])?,
+    })
+}
+
+/// Queue a committed version `key @ ts` (a value, or a tombstone for `None`).
+pub fn put_version(batch: &mut WriteBatch, key: &[u8], ts: Timestamp, value: Option<&[u8]>) {
+    batch.put(Cf::Data, version_key(key, ts), encode_value(value));
+}
+
+/// Queue an intent on `key`, replacing any earlier intent of the same transaction.
+pub fn put_intent(batch: &mut WriteBatch, key: &[u8], intent: &Intent) {
+    batch.put(Cf::Data, intent_key(key), encode_intent(intent));
+}
+
+/// Read `key`'s intent, if any.
+pub fn get_intent(engine: &dyn Engine, key: &[u8]) -> Result<Option<Intent>> {
+    engine
+        .get(Cf::Data, &intent_key(key))?
+        .map(|v| decode_intent(&v))
+        .transpose()
+}
+
+/// Queue the resolution of `txn`'s intent on `key`: with `Some(commit_ts)` it becomes a
+/// version at that timestamp, with `None` it is removed. Does nothing when the key holds
+/// no intent of `txn`.
+pub fn resolve_intent(
+    engine: &dyn Engine,
+    batch: &mut WriteBatch,
+    key: &[u8],
+    txn: TxnId,
+    commit_ts: Option<Timestamp>,
+) -> Result<()> {
+    let Some(intent) = get_intent(engine, key)? else {
+        return Ok(());
+    };
+    if intent.txn != txn {
+        return Ok(());
+    }
+    if let Some(ts) = commit_ts {
+        put_version(batch, key, ts, intent.value.as_deref());
+    }
+    batch.delete(Cf::Data, intent_key(key));
+    Ok(())
+}
+
+/// How a read sees transactions: at which timestamp, as which transaction, and how to
+/// learn the fate of other transactions' intents.
+pub struct ReadView<'a> {
+    /// The snapshot timestamp.
+    pub read_ts: Timestamp,
+    /// The reading transaction, whose own intents are visible to it.
+    pub txn: Option<TxnId>,
+    /// Looks up the status of a transaction that owns a foreign intent.
+    pub status: &'a dyn Fn(TxnId) -> Result<TxnStatus>,
+}
+
+impl ReadView<'_> {
+    /// The value an intent contributes to this view: `Some(v)` when visible (where
+    /// `v = None` is a delete), `None` when the reader must look at versions instead.
+    fn intent_value(&self, intent: Intent) -> Result<Option<Option<Vec<u8>>>> {
+        if Some(intent.txn) == self.txn {
+            return Ok(Some(intent.value));
+        }
+        match (self.status)(intent.txn)? {
+            TxnStatus::Committed(ts) if ts <= self.read_ts => Ok(Some(intent.value)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The engine key range holding the entries of user keys in `[start, end)`.
+fn engine_span(start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+    (intent_key(start), end.map(intent_key))
+}
+
+/// Visible values of user keys in `[start, end)` in key order, at most `limit` of them.
+pub fn scan(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: Option<&[u8]>,
+    view: &ReadView<'_>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let (from, to) = engine_span(start, end);
+    let mut out = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    let mut done = false;
+    if limit == 0 {
+        return Ok(out);
+    }
+    engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
+        let (user, ts) = decode_key(k)?;
+        if current.as_deref() != Some(user.as_slice()) {
+            current = Some(user.clone());
+            done = false;
+        }
+        if done {
+            return Ok(Visit::Continue);
+        }
+        let visible = match ts {
+            None => view.intent_value(decode_intent(v)?)?,
+            Some(ts) if ts <= view.read_ts => Some(decode_value(v)?),
+            Some(_) => None,
+        };
+        if let Some(value) = visible {
+            done = true;
+            if let Some(value) = value {
+                out.push((user, value));
+                if out.len() >= limit {
+                    return Ok(Visit::Stop);
+                }
+            }
+        }
+        Ok(Visit::Continue)
+    })?;
+    Ok(out)
+}
+
+/// The visible value of `key`.
+pub fn get(engine: &dyn Engine, key: &[u8], view: &ReadView<'_>) -> Result<Option<Vec<u8>>> {
+    let end = [key, &[0u8][..]].concat();
+    Ok(scan(engine, key, Some(&end), view, 1)?
+        .pop()
+        .map(|(_, v)| v))
+}
+
+/// The first reason, in key order, why a read of `[start, end)` at `read_ts` would not
+/// have seen the same data at `commit_ts`: a committed version in `(read_ts, commit_ts]`
+/// or an intent of another transaction that is pending or committed after `read_ts`.
+pub fn find_conflict(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: Option<&[u8]>,
+    view: &ReadView<'_>,
+    commit_ts: Timestamp,
+) -> Result<Option<Conflict>> {
+    let (from, to) = engine_span(start, end);
+    let mut found = None;
+    engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
+        let (user, ts) = decode_key(k)?;
+        let kind = match ts {
+            Some(ts) if ts > view.read_ts && ts <= commit_ts => Some(ConflictKind::Version(ts)),
+            Some(_) => None,
+            None => {
+                let intent = decode_intent(v)?;
+                if Some(intent.txn) == view.txn {
+                    None
+                } else {
+                    match (view.status)(intent.txn)? {
+                        TxnStatus::Aborted => None,
+                        TxnStatus::Committed(ts) if ts <= view.read_ts => None,
+                        _ => Some(ConflictKind::Intent(intent.txn)),
+                    }
+                }
+            }
+        };
+        if let Some(kind) = kind {
+            found = Some(Conflict { key: user, kind });
+            return Ok(Visit::Stop);
+        }
+        Ok(Visit::Continue)
+    })?;
+    Ok(found)
+}
+
+/// Whether a write of `key` by the viewing transaction conflicts: a version newer than
+/// its `read_ts`, or a live foreign intent, already exists.
+pub fn write_conflict(
+    engine: &dyn Engine,
+    key: &[u8],
+    view: &ReadView<'_>,
+) -> Result<Option<Conflict>> {
+    let end = [key, &[0u8][..]].concat();
+    find_conflict(engine, key, Some(&end), view, Timestamp::MAX)
+}
+
+/// Queue the garbage collection of `[start, end)` below `threshold`: per key, every
+/// version older than the newest one at or below `threshold` goes, and that one too when
+/// it is a tombstone. Intents are left alone. Returns how many versions were queued.
+pub fn gc(
+    engine: &dyn Engine,
+    batch: &mut WriteBatch,
+    start: &[u8],
+    end: Option<&[u8]>,
+    threshold: Timestamp,
+) -> Result<usize> {
+    let (from, to) = engine_span(start, end);
+    let mut current: Option<Vec<u8>> = None;
+    let mut seen_base = false;
+    let mut removed = 0;
+    engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
+        let (user, ts) = decode_key(k)?;
+        if current.as_deref() != Some(user.as_slice()) {
+            current = Some(user);
+            seen_base = false;
+        }
+        let Some(ts) = ts else {
+            return Ok(Visit::Continue);
+        };
+        if ts > threshold {
+            return Ok(Visit::Continue);
+        }
+        if seen_base || decode_value(v)?.is_none() {
+            batch.delete(Cf::Data, k.to_vec());
+            removed += 1;
+        }
+        seen_base = true;
+        Ok(Visit::Continue)
+    })?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_layout_sorts_intent_first_then_newest() {
+        let intent = intent_key(b"a");
+        let new = version_key(b"a", Timestamp::new(20, 0));
+        let old = version_key(b"a", Timestamp::new(10, 5));
+        let next = intent_key(b"a\0");
+        assert!(intent < new && new < old && old < next);
+        assert_eq!(
+            decode_key(&old).unwrap(),
+            (b"a".to_vec(), Some(Timestamp::new(10, 5)))
+        );
+        assert_eq!(decode_key(&next).unwrap(), (b"a\0".to_vec(), None));
+        assert!(intent_key(b"a") < intent_key(b"ab"));
+    }
+}

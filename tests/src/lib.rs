@@ -1,0 +1,163 @@
+//! Test harness for process-level tests: start real `tessera` processes on loopback
+//! ports, connect real PostgreSQL clients, kill and restart nodes.
+//!
+//! The binary is the `tessera` of the same build profile as the tests
+//! (`target/<profile>/tessera`, next to the test executable's `deps/` folder), or the
+//! one named by `TESSERA_BIN`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// The `tessera` binary under test.
+pub fn tessera_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TESSERA_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("tessera");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin tessera` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One running single-node `tessera` process with its own store.
+pub struct Node {
+    child: Option<Child>,
+    /// The store directory (kept across restarts).
+    pub store: tempfile::TempDir,
+    /// SQL port.
+    pub port: u16,
+}
+
+impl Node {
+    /// Start a node on a fresh store.
+    pub fn start() -> Node {
+        let store = tempfile::tempdir().expect("tempdir");
+        let mut node = Node {
+            child: None,
+            store,
+            port: free_port(),
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.store.path().join("node.log"))
+            .expect("log file");
+        let child = Command::new(tessera_bin())
+            .arg("start-single-node")
+            .arg("--store")
+            .arg(self.store.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tessera");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("tessera exited during startup ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tessera did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// A connection string for this node.
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=root dbname=tessera", self.port)
+    }
+
+    /// Connect a tokio-postgres client.
+    pub async fn connect(&self) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// Kill the process with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the process again on the same store and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Stop with SIGTERM and wait for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The SQLSTATE of a client error, if the server sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_string())
+}

@@ -1,0 +1,201 @@
+//! The wire protocol with a real driver (tokio-postgres): extended protocol with typed
+//! and inferred parameters, binary results for every type, transaction status, errors
+//! that leave the session usable, and malformed input that only closes its own
+//! connection.
+
+use std::io::{Read, Write};
+
+use tessera_tests::{sqlstate, Node};
+
+#[tokio::test]
+async fn prepared_statements_with_parameters() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE p (id BIGINT PRIMARY KEY, name TEXT, score INT)")
+        .await
+        .unwrap();
+    let ins = c
+        .prepare("INSERT INTO p VALUES ($1, $2, $3)")
+        .await
+        .unwrap();
+    for i in 0..10i64 {
+        c.execute(&ins, &[&i, &format!("n{i}"), &(i as i32 * 10)])
+            .await
+            .unwrap();
+    }
+    let sel = c
+        .prepare("SELECT name, score FROM p WHERE id = $1")
+        .await
+        .unwrap();
+    let row = c.query_one(&sel, &[&7i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "n7");
+    assert_eq!(row.get::<_, i32>(1), 70);
+    let rows = c
+        .query("SELECT id FROM p WHERE score >= $1 ORDER BY id", &[&50i32])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    let n = c
+        .execute(
+            "UPDATE p SET score = score + $1 WHERE id < $2",
+            &[&1i32, &3i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let n = c
+        .execute("DELETE FROM p WHERE name = $1", &[&"n9"])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn every_type_in_binary() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ty (id INT PRIMARY KEY, b BOOL, i2 SMALLINT, i8 BIGINT, f4 REAL, f8 DOUBLE PRECISION, \
+         s TEXT, by BYTEA, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, u UUID, j JSONB)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "INSERT INTO ty VALUES (1, true, -3, 1234567890123, 1.5, -2.25, 'héllo', '\\xdeadbeef', '2024-02-29', \
+         '2024-01-02 03:04:05.5', '2024-01-02 03:04:05+00', '00000000-0000-0000-0000-00000000002a', '{\"k\": [1]}'), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    let r = c
+        .query_one(
+            "SELECT b, i2, i8, f4, f8, s, by, d, ts, tz, u, j FROM ty WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(r.get::<_, bool>(0));
+    assert_eq!(r.get::<_, i16>(1), -3);
+    assert_eq!(r.get::<_, i64>(2), 1234567890123);
+    assert_eq!(r.get::<_, f32>(3), 1.5);
+    assert_eq!(r.get::<_, f64>(4), -2.25);
+    assert_eq!(r.get::<_, String>(5), "héllo");
+    assert_eq!(r.get::<_, Vec<u8>>(6), vec![0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(r.get::<_, chrono::NaiveDate>(7).to_string(), "2024-02-29");
+    assert_eq!(
+        r.get::<_, chrono::NaiveDateTime>(8).to_string(),
+        "2024-01-02 03:04:05.500"
+    );
+    assert_eq!(
+        r.get::<_, chrono::DateTime<chrono::Utc>>(9).to_rfc3339(),
+        "2024-01-02T03:04:05+00:00"
+    );
+    assert_eq!(r.get::<_, uuid::Uuid>(10).as_u128(), 42);
+    assert_eq!(
+        r.get::<_, serde_json::Value>(11),
+        serde_json::json!({"k": [1]})
+    );
+    let r = c
+        .query_one("SELECT b, i2, i8, s, u, j FROM ty WHERE id = 2", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, Option<bool>>(0), None);
+    assert_eq!(r.get::<_, Option<i16>>(1), None);
+    assert_eq!(r.get::<_, Option<String>>(3), None);
+    assert_eq!(r.get::<_, Option<uuid::Uuid>>(4), None);
+    // Binary parameters of the same types.
+    let d = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let u = uuid::Uuid::from_u128(42);
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ty WHERE d = $1 AND u = $2 AND i2 = $3",
+            &[&d, &u, &-3i16],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_sessions_continue() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE e (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let cases = [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM missing", "42P01"),
+        ("SELECT nope FROM e", "42703"),
+        ("CREATE TABLE e (id INT)", "42P07"),
+        ("SELECT 1/0", "22012"),
+        ("INSERT INTO e VALUES ('x')", "22P02"),
+    ];
+    for (sql, code) in cases {
+        let err = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {err:?}");
+        // Extended protocol too.
+        let err = c.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(
+            sqlstate(&err).as_deref(),
+            Some(code),
+            "{sql} (extended): {err:?}"
+        );
+    }
+    c.batch_execute("INSERT INTO e VALUES (1)").await.unwrap();
+    let err = c
+        .execute("INSERT INTO e VALUES ($1)", &[&1i32])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23505"));
+    c.batch_execute("BEGIN").await.unwrap();
+    let _ = c.batch_execute("INSERT INTO e VALUES (1)").await;
+    let err = c
+        .query("SELECT 1", &[])
+        .await
+        .expect_err("failed transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM e", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+/// Garbage on one connection closes that connection; others keep working.
+#[tokio::test]
+async fn malformed_protocol_input_is_contained() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE m (id INT PRIMARY KEY); INSERT INTO m VALUES (1)")
+        .await
+        .unwrap();
+    for garbage in [
+        &b"\x00\x00\x00\x08\xde\xad\xbe\xef"[..],
+        b"\xff\xff\xff\xffhello",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let _ = s.write_all(garbage);
+        let mut buf = [0u8; 1024];
+        // The server answers with an error or closes; it must not hang or crash.
+        let _ = s.read(&mut buf);
+    }
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM m", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let fresh = node.connect().await;
+    let n: i64 = fresh
+        .query_one("SELECT count(*) FROM m", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
