@@ -159,9 +159,7 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>> {
             if b.get(i + 1) == Some(&b'\\') {
                 out.push(b'\\');
                 i += 2;
-            } else if i + 3 < b.len() + 0
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
+            } else if i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
                 let v = u32::from_str_radix(
                     std::str::from_utf8(&b[i + 1..i + 4]).map_err(|_| bad())?,
                     8,
@@ -392,19 +390,15 @@ async fn returning(
     let visible: Vec<usize> = (0..t.columns.len())
         .filter(|p| !t.columns[*p].hidden)
         .collect();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for &p in &visible {
-        columns.push(
-            ScalarValue::iter_to_array(rows.iter().map(|r| r[p].clone()))
-                .map_err(Error::from)
-                .or_else(|_| {
-                    datafusion::arrow::array::new_empty_array(&t.columns[p].ty.arrow()).pipe_ok()
-                })?,
-        );
-    }
     let batch = if rows.is_empty() {
         RecordBatch::new_empty(schema.clone())
     } else {
+        let columns = visible
+            .iter()
+            .map(|&p| {
+                ScalarValue::iter_to_array(rows.iter().map(|r| r[p].clone())).map_err(Error::from)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?
     };
     let mem = MemTable::try_new(schema, vec![vec![batch]])?;
@@ -424,13 +418,6 @@ async fn returning(
         tag,
     })
 }
-
-trait PipeOk: Sized {
-    fn pipe_ok(self) -> Result<Self> {
-        Ok(self)
-    }
-}
-impl PipeOk for ArrayRef {}
 
 fn default_sql(t: &TableDesc, pos: usize) -> String {
     match &t.columns[pos].default {

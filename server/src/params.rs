@@ -102,7 +102,7 @@ pub fn decode(raw: Option<&[u8]>, format: FieldFormat, ty: &Type) -> Result<Valu
                     s.trim().parse().map_err(|_| bad(ty, format!("\"{s}\"")))?,
                 )),
                 Type::DATE => match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
-                    Ok(d) => Value::Date32(Some((d - NaiveDate::default()).num_days() as i32 + 0)),
+                    Ok(d) => Value::Date32(Some((d - NaiveDate::default()).num_days() as i32)),
                     Err(_) => Value::Utf8(Some(s.to_string())),
                 },
                 Type::TIMESTAMP => match parse_ts(s.trim()) {
