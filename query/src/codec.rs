@@ -155,7 +155,7 @@ fn get_varint(input: &mut &[u8]) -> Result<u32> {
 /// Encode one non-key column value as stored for rows written before the column existed.
 pub fn encode_single(v: &ScalarValue, ty: SqlType) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    keycode::encode_value(&mut out, &to_key_value(v, ty)?, false);
+    keycode::encode_stored_value(&mut out, &to_key_value(v, ty)?);
     Ok(out)
 }
 
@@ -237,7 +237,7 @@ pub fn encode_row(t: &TableDesc, row: &[ScalarValue]) -> Result<Vec<u8>> {
             continue;
         }
         put_varint(&mut out, col.id);
-        keycode::encode_value(&mut out, &to_key_value(v, col.ty)?, false);
+        keycode::encode_stored_value(&mut out, &to_key_value(v, col.ty)?);
     }
     Ok(out)
 }

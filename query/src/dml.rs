@@ -377,15 +377,9 @@ fn complete(t: &TableDesc, partial: Vec<(usize, ScalarValue)>) -> Result<Vec<Sca
         .collect()
 }
 
-/// Evaluate RETURNING items over the written rows.
-async fn returning(
-    session: &mut Session,
-    t: &TableDesc,
-    alias: &str,
-    items: &[SelectItem],
-    rows: Vec<Vec<ScalarValue>>,
-    tag: String,
-) -> Result<Output> {
+/// A one-off table of full rows of `t` (visible columns only), for queries over rows
+/// that are not in the key space (RETURNING, the `excluded` row of an upsert).
+fn rows_table(t: &TableDesc, rows: &[Vec<ScalarValue>]) -> Result<MemTable> {
     let schema = table_schema(t, false);
     let visible: Vec<usize> = (0..t.columns.len())
         .filter(|p| !t.columns[*p].hidden)
@@ -401,8 +395,21 @@ async fn returning(
             .collect::<Result<Vec<ArrayRef>>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?
     };
-    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
-    session.ctx.register_table(RETURNING, Arc::new(mem))?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+/// Evaluate RETURNING items over the written rows.
+async fn returning(
+    session: &mut Session,
+    t: &TableDesc,
+    alias: &str,
+    items: &[SelectItem],
+    rows: Vec<Vec<ScalarValue>>,
+    tag: String,
+) -> Result<Output> {
+    session
+        .ctx
+        .register_table(RETURNING, Arc::new(rows_table(t, &rows)?))?;
     let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     let sql = format!(
         "SELECT {} FROM {RETURNING} AS {}",
@@ -467,6 +474,148 @@ fn fill_value_defaults(t: &TableDesc, targets: &[usize], query: &mut ast::Query)
     Ok(())
 }
 
+/// What an INSERT does when a row collides with an existing one.
+enum OnConflict {
+    /// Fail with a unique violation.
+    Error,
+    /// Skip the row: on any collision, or only on one in the given index.
+    Nothing(Option<crate::catalog::IndexDesc>),
+    /// Update the existing row that collides in `arbiter`.
+    Update {
+        arbiter: crate::catalog::IndexDesc,
+        set: Vec<(usize, String)>,
+        selection: Option<String>,
+    },
+}
+
+/// The unique index (primary key included) named by an ON CONFLICT target.
+fn arbiter_index(t: &TableDesc, target: &ast::ConflictTarget) -> Result<crate::catalog::IndexDesc> {
+    let all = std::iter::once(&t.primary).chain(t.indexes.iter().filter(|i| i.unique));
+    let found = match target {
+        ast::ConflictTarget::Columns(cols) => {
+            let mut wanted = Vec::new();
+            for c in cols {
+                let name = ident(c);
+                let col = t
+                    .columns
+                    .iter()
+                    .find(|col| col.name == name && !col.hidden)
+                    .ok_or_else(|| {
+                        Error::new(
+                            SqlState::UndefinedColumn,
+                            format!("column \"{name}\" does not exist"),
+                        )
+                        .with_table(&t.name)
+                    })?;
+                wanted.push(col.id);
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            all.into_iter().find(|i| {
+                let mut ids: Vec<u32> = i.columns.iter().map(|(id, _)| *id).collect();
+                ids.sort_unstable();
+                ids == wanted
+            })
+        }
+        ast::ConflictTarget::OnConstraint(name) => {
+            let name = object_name(name);
+            all.into_iter().find(|i| i.name == name)
+        }
+    };
+    found.cloned().ok_or_else(|| {
+        Error::new(
+            SqlState::InvalidColumnReference,
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+        .with_table(&t.name)
+    })
+}
+
+/// The existing row whose `index` columns equal those of `row`, read for update.
+fn conflicting_row(
+    session: &Session,
+    t: &TableDesc,
+    index: &crate::catalog::IndexDesc,
+    row: &[ScalarValue],
+) -> Result<Option<Vec<ScalarValue>>> {
+    let values: Vec<ScalarValue> = index
+        .columns
+        .iter()
+        .map(|(id, _)| row[t.position(*id).expect("index column")].clone())
+        .collect();
+    if values.iter().any(|v| v.is_null()) {
+        // NULLs never collide.
+        return Ok(None);
+    }
+    session.slot.with(|txn| {
+        let key = if index.id == t.primary.id {
+            codec::primary_key(t, row)?
+        } else {
+            let prefix = codec::index_prefix(t, index, &values)?;
+            let end = tessera_storage::keycode::prefix_end(&prefix).expect("bounded");
+            match txn.scan(&prefix, Some(&end), 1)?.into_iter().next() {
+                Some((entry, _)) => codec::primary_key_from_index_key(t, index, &entry)?,
+                None => return Ok(None),
+            }
+        };
+        match txn.get_for_write(&key)? {
+            Some(value) => Ok(Some(codec::decode_row(t, &key, &value)?)),
+            None => Ok(None),
+        }
+    })
+}
+
+const EXISTING: &str = "__tessera_existing";
+const EXCLUDED: &str = "__tessera_excluded";
+
+/// The DO UPDATE half of an upsert: evaluate SET (and WHERE) with the target alias bound
+/// to the existing row and `excluded` to the proposed one, then rewrite the row. `None`
+/// when WHERE filtered the row out.
+async fn upsert_update(
+    session: &mut Session,
+    t: &TableDesc,
+    alias: &str,
+    set: &[(usize, String)],
+    selection: Option<&str>,
+    existing: Vec<ScalarValue>,
+    proposed: &[ScalarValue],
+) -> Result<Option<Vec<ScalarValue>>> {
+    let mut select: Vec<String> = set.iter().map(|(_, v)| format!("({v})")).collect();
+    if select.is_empty() {
+        select.push("1".into());
+    }
+    let mut sql = format!(
+        "SELECT {} FROM {EXISTING} AS {} CROSS JOIN {EXCLUDED} AS excluded",
+        select.join(", "),
+        quote(alias)
+    );
+    if let Some(w) = selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    session.ctx.register_table(
+        EXISTING,
+        Arc::new(rows_table(t, std::slice::from_ref(&existing))?),
+    )?;
+    session
+        .ctx
+        .register_table(EXCLUDED, Arc::new(rows_table(t, &[proposed.to_vec()])?))?;
+    let r = session.query_sql(&sql).await;
+    session.ctx.deregister_table(EXISTING)?;
+    session.ctx.deregister_table(EXCLUDED)?;
+    let (_, batches) = r?;
+    let mapping: Vec<(usize, usize)> = set.iter().enumerate().map(|(i, (p, _))| (i, *p)).collect();
+    let Some(changes) = rows_of(&batches, t, &mapping)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut new = existing.clone();
+    for (pos, v) in changes {
+        new[pos] = check_value(t, pos, v)?;
+    }
+    delete_row(session, t, &existing)?;
+    write_new_row(session, t, &new, false)?;
+    Ok(Some(new))
+}
+
 /// INSERT.
 pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert) -> Result<Output> {
     let TableObject::TableName(name) = &ins.table else {
@@ -509,13 +658,29 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
             .collect::<Result<_>>()?
     };
     let on_conflict = match &ins.on {
-        None => None,
-        Some(ast::OnInsert::OnConflict(c)) => match &c.action {
-            ast::OnConflictAction::DoNothing => Some(()),
-            ast::OnConflictAction::DoUpdate(_) => {
-                return Err(Error::unsupported("INSERT ... ON CONFLICT DO UPDATE"))
+        None => OnConflict::Error,
+        Some(ast::OnInsert::OnConflict(c)) => {
+            let arbiter = match &c.conflict_target {
+                None => None,
+                Some(target) => Some(arbiter_index(&t, target)?),
+            };
+            match &c.action {
+                ast::OnConflictAction::DoNothing => OnConflict::Nothing(arbiter),
+                ast::OnConflictAction::DoUpdate(u) => {
+                    let Some(arbiter) = arbiter else {
+                        return Err(Error::new(
+                            SqlState::SyntaxError,
+                            "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                        ));
+                    };
+                    OnConflict::Update {
+                        arbiter,
+                        set: assignments(&t, &u.assignments)?,
+                        selection: u.selection.as_ref().map(|e| e.to_string()),
+                    }
+                }
             }
-        },
+        }
         Some(_) => return Err(Error::unsupported("this INSERT conflict clause")),
     };
     let missing: Vec<usize> = (0..t.columns.len())
@@ -558,15 +723,45 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
     mapping.extend(missing.iter().enumerate().map(|(i, p)| (src_cols + i, *p)));
     let rows = rows_of(&batches, &t, &mapping)?;
     let mut written = Vec::new();
+    let mut n = 0;
+    // Keys this statement inserted or updated: an upsert may not touch a row twice.
+    let mut touched = HashSet::new();
     for partial in rows {
         let row = complete(&t, partial)?;
-        if write_new_row(session, &t, &row, on_conflict.is_some())? && ins.returning.is_some() {
-            written.push(row);
-        } else if ins.returning.is_none() {
-            written.push(Vec::new());
+        let outcome = match &on_conflict {
+            OnConflict::Error => write_new_row(session, &t, &row, false)?.then_some(row),
+            OnConflict::Nothing(None) => write_new_row(session, &t, &row, true)?.then_some(row),
+            OnConflict::Nothing(Some(arbiter)) => match conflicting_row(session, &t, arbiter, &row)? {
+                Some(_) => None,
+                None => write_new_row(session, &t, &row, false)?.then_some(row),
+            },
+            OnConflict::Update {
+                arbiter,
+                set,
+                selection,
+            } => match conflicting_row(session, &t, arbiter, &row)? {
+                None => write_new_row(session, &t, &row, false)?.then_some(row),
+                Some(existing) => {
+                    if touched.contains(&codec::primary_key(&t, &existing)?) {
+                        return Err(Error::new(
+                            SqlState::CardinalityViolation,
+                            "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                        )
+                        .with_table(&t.name));
+                    }
+                    upsert_update(session, &t, &alias, set, selection.as_deref(), existing, &row)
+                        .await?
+                }
+            },
+        };
+        if let Some(row) = outcome {
+            n += 1;
+            touched.insert(codec::primary_key(&t, &row)?);
+            if ins.returning.is_some() {
+                written.push(row);
+            }
         }
     }
-    let n = written.len();
     let tag = format!("INSERT 0 {n}");
     match &ins.returning {
         Some(items) => returning(session, &t, &alias, items, written, tag).await,
@@ -635,16 +830,11 @@ fn target_of(relation: &ast::TableFactor) -> Result<(String, Option<String>)> {
     }
 }
 
-/// UPDATE.
-pub async fn update(session: &mut Session, catalog: &Catalog, upd: &ast::Update) -> Result<Output> {
-    if !upd.table.joins.is_empty() {
-        return Err(Error::unsupported("UPDATE with JOIN"));
-    }
-    let (name, alias) = target_of(&upd.table.relation)?;
-    let t = catalog.table(&name)?.clone();
-    let alias = alias.unwrap_or_else(|| t.name.clone());
+/// The column positions and value expressions (as SQL) of SET assignments; `DEFAULT`
+/// becomes the column's default expression.
+fn assignments(t: &TableDesc, list: &[ast::Assignment]) -> Result<Vec<(usize, String)>> {
     let mut assigned: Vec<(usize, String)> = Vec::new();
-    for a in &upd.assignments {
+    for a in list {
         let cols: Vec<String> = match &a.target {
             ast::AssignmentTarget::ColumnName(n) => vec![object_name(n)],
             ast::AssignmentTarget::Tuple(_) => {
@@ -679,6 +869,18 @@ pub async fn update(session: &mut Session, catalog: &Catalog, upd: &ast::Update)
             assigned.push((pos, value));
         }
     }
+    Ok(assigned)
+}
+
+/// UPDATE.
+pub async fn update(session: &mut Session, catalog: &Catalog, upd: &ast::Update) -> Result<Output> {
+    if !upd.table.joins.is_empty() {
+        return Err(Error::unsupported("UPDATE with JOIN"));
+    }
+    let (name, alias) = target_of(&upd.table.relation)?;
+    let t = catalog.table(&name)?.clone();
+    let alias = alias.unwrap_or_else(|| t.name.clone());
+    let assigned = assignments(&t, &upd.assignments)?;
     let mut select: Vec<String> = all_columns(&t, &alias);
     select.extend(assigned.iter().map(|(_, v)| format!("({v})")));
     let mut sql = format!(

@@ -25,6 +25,8 @@ pub enum SqlState {
     StringDataRightTruncation,
     DivisionByZero,
     UniqueViolation,
+    CardinalityViolation,
+    InvalidColumnReference,
     NotNullViolation,
     InvalidTableDefinition,
     ActiveSqlTransaction,
@@ -64,6 +66,8 @@ impl SqlState {
             StringDataRightTruncation => "22001",
             DivisionByZero => "22012",
             UniqueViolation => "23505",
+            CardinalityViolation => "21000",
+            InvalidColumnReference => "42P10",
             NotNullViolation => "23502",
             InvalidTableDefinition => "42P16",
             ActiveSqlTransaction => "25001",
@@ -91,7 +95,7 @@ pub struct Error {
     pub message: String,
     /// The DETAIL line, if any.
     pub detail: Option<String>,
-    /// Severity is ERROR except for the rare NOTICE-level uses.
+    /// The table concerned, if one.
     pub table: Option<String>,
     /// The column concerned, if one.
     pub column: Option<String>,

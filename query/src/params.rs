@@ -8,11 +8,95 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
-use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr, Statement, Value};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{ExprSchema, ScalarValue};
+use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan};
+use datafusion::sql::sqlparser::ast::{self, visit_expressions_mut, Expr, Statement, Value};
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Result, SqlState};
+
+/// The zero-based index of placeholder `$n`, if it is one of `len` parameters.
+pub(crate) fn placeholder_index(name: &str, len: usize) -> Option<usize> {
+    let n = name.strip_prefix('$')?.parse::<usize>().ok()?;
+    (1..=len).contains(&n).then(|| n - 1)
+}
+
+/// A placeholder compared with a column takes the column's field, whose metadata names
+/// its SQL type: in `u = $1` over a uuid column, `$1` is a uuid, not text.
+pub(crate) fn column_hints(plan: &LogicalPlan, params: &mut [Option<Field>]) {
+    fn unwrap_casts(e: &PlanExpr) -> &PlanExpr {
+        match e {
+            PlanExpr::Cast(c) => unwrap_casts(&c.expr),
+            PlanExpr::TryCast(c) => unwrap_casts(&c.expr),
+            other => other,
+        }
+    }
+    let _ = plan.apply(|node| {
+        let mut schemas = vec![node.schema().clone()];
+        schemas.extend(node.inputs().iter().map(|i| i.schema().clone()));
+        node.apply_expressions(|e| {
+            e.apply(|sub| {
+                if let PlanExpr::BinaryExpr(b) = sub {
+                    for (l, r) in [(&b.left, &b.right), (&b.right, &b.left)] {
+                        let (PlanExpr::Column(col), PlanExpr::Placeholder(p)) =
+                            (unwrap_casts(l), unwrap_casts(r))
+                        else {
+                            continue;
+                        };
+                        let Some(i) = placeholder_index(&p.id, params.len()) else {
+                            continue;
+                        };
+                        if let Some(f) = schemas.iter().find_map(|s| s.field_from_column(col).ok()) {
+                            params[i] = Some(f.as_ref().clone().with_name(""));
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// In `INSERT ... VALUES`, a bare placeholder takes the type of its target column.
+pub(crate) fn insert_hints(catalog: &Catalog, ins: &ast::Insert, params: &mut [Option<Field>]) {
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return;
+    };
+    let Ok(t) = catalog.table(&crate::dml::object_name(name)) else {
+        return;
+    };
+    let Some(source) = &ins.source else {
+        return;
+    };
+    let ast::SetExpr::Values(values) = source.body.as_ref() else {
+        return;
+    };
+    let targets: Vec<&crate::catalog::ColumnDesc> = if ins.columns.is_empty() {
+        t.columns.iter().filter(|c| !c.hidden).collect()
+    } else {
+        ins.columns
+            .iter()
+            .filter_map(|c| {
+                let n = crate::dml::object_name(c);
+                t.columns.iter().find(|col| col.name == n)
+            })
+            .collect()
+    };
+    for row in &values.rows {
+        for (e, col) in row.iter().zip(&targets) {
+            if let Expr::Value(v) = e {
+                if let Value::Placeholder(p) = &v.value {
+                    if let Some(i) = placeholder_index(p, params.len()) {
+                        params[i] = Some(col.ty.field("", true));
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// SQL text of a literal with the value and type of `v`.
 pub fn literal_sql(v: &ScalarValue) -> String {

@@ -89,8 +89,9 @@ impl Output {
 /// What a Describe of a prepared statement reports.
 #[derive(Debug, Clone)]
 pub struct Description {
-    /// Inferred type of each `$n` (index n-1); `None` where the context says nothing.
-    pub params: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    /// Inferred type of each `$n` (index n-1) as a field whose metadata may name the SQL
+    /// type (a uuid column compared with `$1`); `None` where the context says nothing.
+    pub params: Vec<Option<datafusion::arrow::datatypes::Field>>,
     /// The result columns, or `None` for a statement without rows.
     pub schema: Option<SchemaRef>,
 }
@@ -215,13 +216,33 @@ impl Session {
         if stmts.is_empty() {
             return vec![Ok(Output::Empty)];
         }
+        // As in PostgreSQL, several statements sent in one query string run as one
+        // implicit transaction unless they manage transactions themselves: an error in
+        // any of them undoes them all.
+        let block = stmts.len() > 1
+            && self.state == TxnState::Idle
+            && stmts
+                .iter()
+                .all(|s| !is_transaction_control(s) && !is_non_transactional(s));
+        if block {
+            self.slot.set(self.node.db.begin(TxnOptions::default()));
+            self.state = TxnState::Open;
+        }
         let mut out = Vec::with_capacity(stmts.len());
+        let mut failed = false;
         for stmt in stmts {
             let r = self.execute(stmt).await;
-            let failed = r.is_err();
+            failed = r.is_err();
             out.push(r);
             if failed {
                 break;
+            }
+        }
+        if block {
+            if failed {
+                self.end_txn();
+            } else if let Err(e) = self.commit() {
+                out.push(Err(e));
             }
         }
         out
@@ -326,7 +347,6 @@ impl Session {
                         Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
                             attempt += 1;
                             tracing::debug!(attempt, error = %e, "retrying implicit transaction");
-                            tokio_yield().await;
                         }
                         other => return other,
                     }
@@ -357,13 +377,13 @@ impl Session {
         let fill = |params: &mut Vec<Option<_>>, plan: &LogicalPlan| {
             if let Ok(types) = plan.get_parameter_types() {
                 for (name, ty) in types {
-                    if let Some(i) = name.strip_prefix('$').and_then(|i| i.parse::<usize>().ok()) {
-                        if i >= 1 && i <= params.len() {
-                            params[i - 1] = ty;
-                        }
+                    if let Some(i) = crate::params::placeholder_index(&name, params.len()) {
+                        params[i] =
+                            ty.map(|ty| datafusion::arrow::datatypes::Field::new("", ty, true));
                     }
                 }
             }
+            crate::params::column_hints(plan, params);
         };
         let schema = match stmt {
             Statement::Query(_) | Statement::Explain { .. } => {
@@ -377,6 +397,9 @@ impl Session {
                 crate::dml::strip_returning(&mut bare);
                 if let Ok(plan) = self.plan(&bare).await {
                     fill(&mut params, &plan);
+                }
+                if let Statement::Insert(ins) = stmt {
+                    crate::params::insert_hints(&catalog, ins, &mut params);
                 }
                 match (table, returning) {
                     (Some(t), Some(items)) => {
@@ -473,15 +496,24 @@ impl Session {
         {
             return Ok(catalog);
         }
-        if let Some(old) = self.registered.take() {
-            for name in old.tables.keys() {
-                let _ = self.ctx.deregister_table(name.as_str());
-            }
+        self.registered = None;
+        let stale = self
+            .ctx
+            .catalog("tessera")
+            .and_then(|c| c.schema("public"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        for name in stale {
+            self.ctx
+                .deregister_table(datafusion::common::TableReference::bare(name.as_str()))?;
         }
         for (name, desc) in &catalog.tables {
             let provider = Arc::new(KvTable::new(desc.clone(), self.slot.clone(), false));
             self.ctx
-                .register_table(ast::Ident::new(name).value.as_str(), provider)
+                .register_table(
+                    datafusion::common::TableReference::bare(name.as_str()),
+                    provider,
+                )
                 .map_err(Error::from)?;
         }
         *self.seq.catalog.lock() = catalog.clone();
@@ -621,6 +653,18 @@ impl Session {
     }
 }
 
+/// BEGIN, COMMIT, ROLLBACK and savepoint statements.
+fn is_transaction_control(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+    )
+}
+
 /// Statements that never touch the key space.
 fn is_non_transactional(stmt: &Statement) -> bool {
     matches!(stmt, Statement::Set(_) | Statement::ShowVariable { .. })
@@ -634,8 +678,4 @@ pub fn statement_name(stmt: &Statement) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_uppercase()
-}
-
-async fn tokio_yield() {
-    futures::future::ready(()).await
 }

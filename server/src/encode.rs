@@ -129,34 +129,49 @@ fn numeric_text(v: i128, scale: i8) -> String {
     format!("{}{int}.{frac}", if neg { "-" } else { "" })
 }
 
-/// PostgreSQL's default (`postgres` style) interval text.
+/// PostgreSQL's default (`postgres` style) interval text: `1 year 2 mons -3 days +04:05:06`.
+/// A unit is plural unless its value is exactly 1; a positive field after a negative one
+/// carries a `+`.
 pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
-    let mut parts = Vec::new();
+    let mut out = String::new();
+    let mut is_zero = true;
+    let mut is_before = false;
     let (years, mons) = (months / 12, months % 12);
-    let plural =
-        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
-    if years != 0 {
-        parts.push(plural(years as i64, "year", "years"));
+    for (value, unit) in [(years as i64, "year"), (mons as i64, "mon"), (days as i64, "day")] {
+        if value == 0 {
+            continue;
+        }
+        if !is_zero {
+            out.push(' ');
+        }
+        if is_before && value > 0 {
+            out.push('+');
+        }
+        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        is_before = value < 0;
+        is_zero = false;
     }
-    if mons != 0 {
-        parts.push(plural(mons as i64, "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(plural(days as i64, "day", "days"));
-    }
-    if micros != 0 || parts.is_empty() {
-        let neg = micros < 0;
+    if is_zero || micros != 0 {
         let m = micros.unsigned_abs();
         let (h, rem) = (m / 3_600_000_000, m % 3_600_000_000);
         let (min, rem) = (rem / 60_000_000, rem % 60_000_000);
         let (s, us) = (rem / 1_000_000, rem % 1_000_000);
-        let mut t = format!("{}{h:02}:{min:02}:{s:02}", if neg { "-" } else { "" });
-        if us != 0 {
-            t.push_str(&format!(".{us:06}").trim_end_matches('0').to_string());
+        let sign = if micros < 0 {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        };
+        if !is_zero {
+            out.push(' ');
         }
-        parts.push(t);
+        out.push_str(&format!("{sign}{h:02}:{min:02}:{s:02}"));
+        if us != 0 {
+            out.push_str(format!(".{us:06}").trim_end_matches('0'));
+        }
     }
-    parts.join(" ")
+    out
 }
 
 impl ToSql for WireValue {
@@ -371,5 +386,10 @@ mod tests {
         );
         assert_eq!(interval_text(0, 0, 0), "00:00:00");
         assert_eq!(interval_text(0, -1, 0), "-1 days");
+        // Cases checked against PostgreSQL 15.
+        assert_eq!(interval_text(0, -1, 7_200_000_000), "-1 days +02:00:00");
+        assert_eq!(interval_text(10, 0, 0), "10 mons");
+        assert_eq!(interval_text(0, 0, -3_600_000_000), "-01:00:00");
+        assert_eq!(interval_text(0, -3, -1_250_000), "-3 days -00:00:01.25");
     }
 }

@@ -326,7 +326,7 @@ impl QueryParser for StatementParser {
                             .get(i)
                             .cloned()
                             .flatten()
-                            .map(|dt| crate::params::pg_type_of(&dt))
+                            .map(|f| crate::encode::pg_type(&f))
                     })
                     .unwrap_or(Type::TEXT)
             })

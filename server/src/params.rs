@@ -4,7 +4,6 @@ use bytes::Buf;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use pgwire::api::results::FieldFormat;
 use pgwire::api::Type;
-use tessera_query::arrow::datatypes::DataType;
 use tessera_query::{Error, SqlState};
 
 /// A parameter value as the query layer takes it.
@@ -20,25 +19,6 @@ fn bad(ty: &Type, what: impl std::fmt::Display) -> Error {
         SqlState::InvalidTextRepresentation,
         format!("invalid input syntax for type {}: {what}", ty.name()),
     )
-}
-
-/// The wire type that stands for a DataFusion type when describing parameters.
-pub fn pg_type_of(dt: &DataType) -> Type {
-    match dt {
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 => Type::INT2,
-        DataType::Int32 => Type::INT4,
-        DataType::Int64 => Type::INT8,
-        DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal128(..) => Type::NUMERIC,
-        DataType::Binary | DataType::LargeBinary => Type::BYTEA,
-        DataType::Date32 => Type::DATE,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) => Type::INTERVAL,
-        _ => Type::TEXT,
-    }
 }
 
 fn parse_ts(s: &str) -> Option<i64> {

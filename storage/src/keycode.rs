@@ -28,6 +28,8 @@ const TAG_DECIMAL: u8 = 0x13;
 const TAG_TEXT: u8 = 0x14;
 const TAG_BYTES: u8 = 0x15;
 const TAG_INTERVAL: u8 = 0x16;
+/// Only in stored values, never in keys: a float negative zero, which keys fold into 0.
+const TAG_FLOAT_NEG_ZERO: u8 = 0x17;
 
 const KIND_SYS: u8 = 0x02;
 const KIND_META: u8 = 0x03;
@@ -169,6 +171,16 @@ pub fn encode_value(out: &mut Vec<u8>, v: &KeyValue, desc: bool) {
     }
 }
 
+/// Append `v` as a stored (non-key) value: like an ascending key column, except that a
+/// float's negative zero is kept rather than folded into zero (keys must treat `-0` and
+/// `0` as one value; a stored value reads back as written).
+pub fn encode_stored_value(out: &mut Vec<u8>, v: &KeyValue) {
+    match v {
+        KeyValue::Float(f) if *f == 0.0 && f.is_sign_negative() => out.push(TAG_FLOAT_NEG_ZERO),
+        _ => encode_value(out, v, false),
+    }
+}
+
 /// Encode a composite key of `(value, desc)` columns.
 pub fn encode_key(values: &[(KeyValue, bool)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -233,6 +245,7 @@ pub fn decode_value(input: &mut &[u8], desc: bool) -> Result<KeyValue> {
     }
     let tag = if desc { !first } else { first };
     Ok(match tag {
+        TAG_FLOAT_NEG_ZERO if !desc => KeyValue::Float(-0.0),
         TAG_BOOL => KeyValue::Bool(take::<1>(input, desc)?[0] != 0),
         TAG_INT => KeyValue::Int((u64::from_be_bytes(take(input, desc)?) ^ (1 << 63)) as i64),
         TAG_FLOAT => {

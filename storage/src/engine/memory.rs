@@ -5,13 +5,16 @@ use std::ops::Bound;
 
 use parking_lot::RwLock;
 
-use super::{Cf, Engine, Visit, WriteBatch, WriteOp};
+use super::{Cf, Engine, Visit, Visitor, WriteBatch, WriteOp};
 use crate::Result;
+
+/// One column family's contents.
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A `BTreeMap` per column family behind one lock; batches apply atomically under it.
 #[derive(Debug, Default)]
 pub struct MemoryEngine {
-    cfs: RwLock<BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    cfs: RwLock<BTreeMap<Cf, Tree>>,
 }
 
 impl MemoryEngine {
@@ -31,7 +34,7 @@ impl Engine for MemoryEngine {
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Visit>,
+        visit: &mut Visitor<'_>,
     ) -> Result<()> {
         // Copy out in pages so that the visitor may call back into the engine.
         let mut from: Bound<Vec<u8>> = Bound::Included(start.to_vec());

@@ -129,6 +129,9 @@ pub enum Visit {
     Stop,
 }
 
+/// The callback of [`Engine::scan`]: called with each key and value in order.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Visit> + 'a;
+
 /// An ordered key-value store with column families.
 pub trait Engine: Send + Sync + 'static {
     /// The value stored at `key`, if any.
@@ -140,7 +143,7 @@ pub trait Engine: Send + Sync + 'static {
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Visit>,
+        visit: &mut Visitor<'_>,
     ) -> Result<()>;
 
     /// Apply a batch atomically. With `sync`, the batch is durable when this returns.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, ReadOptions, WriteOptions, DB};
 
-use super::{Cf, Engine, Visit, WriteBatch, WriteOp};
+use super::{Cf, Engine, Visit, Visitor, WriteBatch, WriteOp};
 use crate::{Error, Result};
 
 /// A RocksDB database opened with the column families of [`Cf::ALL`].
@@ -53,7 +53,7 @@ impl Engine for RocksEngine {
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Visit>,
+        visit: &mut Visitor<'_>,
     ) -> Result<()> {
         let mut ro = ReadOptions::default();
         if let Some(e) = end {
