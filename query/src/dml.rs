@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, SelectItem, TableObject};
@@ -87,6 +87,39 @@ pub(crate) fn cast_column(
             vals?,
         )));
     }
+    if ty == SqlType::Interval
+        && matches!(
+            array.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    {
+        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
+            .map_err(Error::internal)?;
+        let strings = strings
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .expect("utf8");
+        let vals: Result<Vec<Option<IntervalMonthDayNano>>> = strings
+            .iter()
+            .map(|s| {
+                s.map(|s| {
+                    let (m, d, us) = crate::interval::parse_interval(s).ok_or_else(|| {
+                        Error::new(
+                            SqlState::InvalidDatetimeFormat,
+                            format!("invalid input syntax for type interval: \"{s}\""),
+                        )
+                        .with_table(&table.name)
+                        .with_column(column)
+                    })?;
+                    Ok(IntervalMonthDayNano::new(m, d, us.saturating_mul(1000)))
+                })
+                .transpose()
+            })
+            .collect();
+        return Ok(Arc::new(
+            datafusion::arrow::array::IntervalMonthDayNanoArray::from(vals?),
+        ));
+    }
     if array.data_type() == &target {
         return Ok(array.clone());
     }
@@ -97,12 +130,20 @@ pub(crate) fn cast_column(
     cast_with_options(array, &target, &opts).map_err(|e| {
         let msg = e.to_string();
         let m = msg.to_lowercase();
+        let datetime = matches!(
+            ty,
+            SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz | SqlType::Interval
+        );
         let state = if m.contains("overflow")
             || m.contains("can't cast value")
             || m.contains("too large")
             || m.contains("out of range")
         {
             SqlState::NumericValueOutOfRange
+        } else if datetime
+            && (m.contains("cannot cast string") || m.contains("parse") || m.contains("invalid"))
+        {
+            SqlState::InvalidDatetimeFormat
         } else if m.contains("cannot cast string") || m.contains("parse") || m.contains("invalid") {
             SqlState::InvalidTextRepresentation
         } else {
@@ -113,7 +154,7 @@ pub(crate) fn cast_column(
                 "value out of range for type {} (column \"{column}\")",
                 ty.pg_name()
             ),
-            SqlState::InvalidTextRepresentation => {
+            SqlState::InvalidTextRepresentation | SqlState::InvalidDatetimeFormat => {
                 format!(
                     "invalid input syntax for type {} (column \"{column}\"): {msg}",
                     ty.pg_name()
@@ -140,7 +181,7 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>> {
     };
     if let Some(hex) = s.strip_prefix("\\x") {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err(bad());
         }
         return hex
@@ -686,7 +727,11 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
     let missing: Vec<usize> = (0..t.columns.len())
         .filter(|p| !targets.contains(p))
         .collect();
-    let defaults: Vec<String> = missing.iter().map(|p| default_sql(&t, *p)).collect();
+    let defaults: Vec<String> = missing
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{} AS __default_{i}", default_sql(&t, *p)))
+        .collect();
     let source_sql = match &ins.source {
         Some(q) => {
             let mut q = q.as_ref().clone();
@@ -695,9 +740,27 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         }
         None => None,
     };
+    // The source's own column names may repeat (`SELECT x, x`): name them afresh before
+    // adding the defaults beside them.
+    let source_width = match &source_sql {
+        Some(src) if !defaults.is_empty() => {
+            let stmt = crate::session::parse(src)?
+                .pop()
+                .ok_or_else(|| Error::internal("empty INSERT source"))?;
+            session.plan(&stmt).await?.schema().fields().len()
+        }
+        _ => 0,
+    };
     let sql = match &source_sql {
-        Some(src) if defaults.is_empty() => format!("SELECT * FROM ({src}) AS __src"),
-        Some(src) => format!("SELECT *, {} FROM ({src}) AS __src", defaults.join(", ")),
+        Some(src) if defaults.is_empty() => src.clone(),
+        Some(src) => format!(
+            "SELECT *, {} FROM ({src}) AS __src({})",
+            defaults.join(", "),
+            (0..source_width)
+                .map(|i| format!("__source_{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         None if defaults.is_empty() => "SELECT 1 WHERE false".into(),
         None => format!("SELECT {}", defaults.join(", ")),
     };
@@ -731,10 +794,12 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         let outcome = match &on_conflict {
             OnConflict::Error => write_new_row(session, &t, &row, false)?.then_some(row),
             OnConflict::Nothing(None) => write_new_row(session, &t, &row, true)?.then_some(row),
-            OnConflict::Nothing(Some(arbiter)) => match conflicting_row(session, &t, arbiter, &row)? {
-                Some(_) => None,
-                None => write_new_row(session, &t, &row, false)?.then_some(row),
-            },
+            OnConflict::Nothing(Some(arbiter)) => {
+                match conflicting_row(session, &t, arbiter, &row)? {
+                    Some(_) => None,
+                    None => write_new_row(session, &t, &row, false)?.then_some(row),
+                }
+            }
             OnConflict::Update {
                 arbiter,
                 set,
@@ -749,8 +814,16 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
                         )
                         .with_table(&t.name));
                     }
-                    upsert_update(session, &t, &alias, set, selection.as_deref(), existing, &row)
-                        .await?
+                    upsert_update(
+                        session,
+                        &t,
+                        &alias,
+                        set,
+                        selection.as_deref(),
+                        existing,
+                        &row,
+                    )
+                    .await?
                 }
             },
         };
@@ -862,7 +935,7 @@ fn assignments(t: &TableDesc, list: &[ast::Assignment]) -> Result<Vec<(usize, St
                 SqlExpr::Identifier(id)
                     if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default") =>
                 {
-                    default_sql(&t, pos)
+                    default_sql(t, pos)
                 }
                 e => e.to_string(),
             };

@@ -20,6 +20,7 @@ pub enum SqlState {
     AmbiguousColumn,
     DatatypeMismatch,
     InvalidTextRepresentation,
+    InvalidDatetimeFormat,
     InvalidParameterValue,
     NumericValueOutOfRange,
     StringDataRightTruncation,
@@ -61,6 +62,7 @@ impl SqlState {
             AmbiguousColumn => "42702",
             DatatypeMismatch => "42804",
             InvalidTextRepresentation => "22P02",
+            InvalidDatetimeFormat => "22007",
             InvalidParameterValue => "22023",
             NumericValueOutOfRange => "22003",
             StringDataRightTruncation => "22001",
@@ -86,13 +88,20 @@ impl SqlState {
     }
 }
 
-/// A SQL error: a SQLSTATE, a message, and optionally a detail line.
+/// A SQL error: a SQLSTATE, a message, and what else PostgreSQL's ErrorResponse can carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     /// The SQLSTATE.
     pub state: SqlState,
     /// The primary message.
     pub message: String,
+    /// The optional fields, boxed so that `Result<T>` stays small.
+    pub extra: Box<ErrorFields>,
+}
+
+/// The optional fields of an [`Error`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorFields {
     /// The DETAIL line, if any.
     pub detail: Option<String>,
     /// The table concerned, if one.
@@ -111,35 +120,31 @@ impl Error {
         Error {
             state,
             message: message.into(),
-            detail: None,
-            table: None,
-            column: None,
-            constraint: None,
-            conflict_key: None,
+            extra: Box::default(),
         }
     }
 
     /// Attach a DETAIL line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.extra.detail = Some(detail.into());
         self
     }
 
     /// Name the table concerned.
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.table = Some(table.into());
+        self.extra.table = Some(table.into());
         self
     }
 
     /// Name the column concerned.
     pub fn with_column(mut self, column: impl Into<String>) -> Self {
-        self.column = Some(column.into());
+        self.extra.column = Some(column.into());
         self
     }
 
     /// Name the constraint concerned.
     pub fn with_constraint(mut self, c: impl Into<String>) -> Self {
-        self.constraint = Some(c.into());
+        self.extra.constraint = Some(c.into());
         self
     }
 
@@ -182,7 +187,7 @@ impl From<tessera_cluster::Error> for Error {
                     SqlState::SerializationFailure,
                     format!("could not serialize access: {reason}"),
                 );
-                err.conflict_key = Some(key);
+                err.extra.conflict_key = Some(key);
                 err.with_detail("The transaction can be retried.")
             }
             E::TooOld { .. } => Error::new(

@@ -48,7 +48,8 @@ pub(crate) fn column_hints(plan: &LogicalPlan, params: &mut [Option<Field>]) {
                         let Some(i) = placeholder_index(&p.id, params.len()) else {
                             continue;
                         };
-                        if let Some(f) = schemas.iter().find_map(|s| s.field_from_column(col).ok()) {
+                        if let Some(f) = schemas.iter().find_map(|s| s.field_from_column(col).ok())
+                        {
                             params[i] = Some(f.as_ref().clone().with_name(""));
                         }
                     }

@@ -24,6 +24,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -151,15 +152,19 @@ impl TableProvider for KvTable {
             limit,
             txn: self.txn.clone(),
             props: Arc::new(props),
+            metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
 }
+
+/// A key span `[start, end)`.
+pub type Span = (Vec<u8>, Vec<u8>);
 
 /// How a scan reaches its rows.
 #[derive(Clone, Debug)]
 pub enum Access {
     /// Primary-index key spans `[start, end)`.
-    Primary(Vec<(Vec<u8>, Vec<u8>)>),
+    Primary(Vec<Span>),
     /// Entries of a secondary index under these prefixes, then the rows by primary key.
     Index(IndexDesc, Vec<Vec<u8>>),
 }
@@ -307,7 +312,7 @@ fn index_spans(
     t: &TableDesc,
     index: &IndexDesc,
     cons: &[(usize, Constraint)],
-) -> crate::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+) -> crate::Result<Option<Vec<Span>>> {
     let base = KeyKind::index_prefix(t.id, index.id);
     let mut prefixes: Vec<Vec<u8>> = vec![base];
     let mut constrained = false;
@@ -420,6 +425,8 @@ pub struct KvScanExec {
     limit: Option<usize>,
     txn: TxnSlot,
     props: Arc<PlanProperties>,
+    /// Rows produced and time spent, for EXPLAIN ANALYZE.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 fn show_key(t: &TableDesc, index: &IndexDesc, key: &[u8]) -> String {
@@ -524,9 +531,13 @@ impl ExecutionPlan for KvScanExec {
         }
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let mut cursor = ScanCursor {
@@ -542,8 +553,12 @@ impl ExecutionPlan for KvScanExec {
             remaining: self.limit.unwrap_or(usize::MAX),
             txn: self.txn.clone(),
         };
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
         let stream = futures::stream::poll_fn(move |_| {
-            std::task::Poll::Ready(cursor.next_batch().transpose())
+            let timer = baseline.elapsed_compute().timer();
+            let next = cursor.next_batch().transpose();
+            timer.done();
+            baseline.record_poll(std::task::Poll::Ready(next))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.out_schema.clone(),
@@ -569,7 +584,7 @@ struct ScanCursor {
 }
 
 impl ScanCursor {
-    fn spans(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn spans(&self) -> Vec<Span> {
         match &self.access {
             Access::Primary(s) => s.clone(),
             Access::Index(_, prefixes) => prefixes

@@ -251,11 +251,11 @@ impl Session {
     /// Run one statement under the session's transaction rules.
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
         self.execute_inner(stmt).await.map_err(|mut e| {
-            if let Some(key) = e.conflict_key.take() {
+            if let Some(key) = e.extra.conflict_key.take() {
                 let what = self.describe_key(&key);
                 e.message = format!("{} on {what}", e.message);
                 if let Some(t) = what.split('"').nth(1) {
-                    e.table = Some(t.to_string());
+                    e.extra.table = Some(t.to_string());
                 }
             }
             e
@@ -386,10 +386,14 @@ impl Session {
             crate::params::column_hints(plan, params);
         };
         let schema = match stmt {
-            Statement::Query(_) | Statement::Explain { .. } => {
+            Statement::Explain { .. } => Some(explain_schema()),
+            Statement::Query(_) => {
                 let plan = self.plan(stmt).await?;
                 fill(&mut params, &plan);
-                Some(Arc::new(plan.schema().as_arrow().clone()) as SchemaRef)
+                Some(pg_column_names(
+                    stmt,
+                    Arc::new(plan.schema().as_arrow().clone()),
+                ))
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (table, returning) = crate::dml::target_and_returning(stmt);
@@ -548,6 +552,19 @@ impl Session {
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
+        let (schema, batches) = if matches!(stmt, Statement::Explain { .. }) {
+            explain_lines(&batches)?
+        } else {
+            let schema = pg_column_names(stmt, schema);
+            let batches = batches
+                .into_iter()
+                .map(|b| {
+                    RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                        .map_err(Error::internal)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (schema, batches)
+        };
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         Ok(Output::Rows {
             schema,
@@ -559,8 +576,10 @@ impl Session {
     /// A DataFusion logical plan for a query statement.
     pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
+        let mut stmt = stmt.clone();
+        let _ = ast::VisitMut::visit(&mut stmt, &mut UniqueOutputNames);
         Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
             .await?)
     }
 
@@ -651,6 +670,148 @@ impl Session {
         }
         Ok(Output::Command("SET".into()))
     }
+}
+
+/// The name PostgreSQL gives an unaliased SELECT item.
+fn output_name(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(i) => crate::dml::ident(i),
+        ast::Expr::CompoundIdentifier(parts) => {
+            parts.last().map(crate::dml::ident).unwrap_or_default()
+        }
+        ast::Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::dml::ident)
+            .unwrap_or_else(|| "?column?".into()),
+        ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => match expr.as_ref() {
+            e @ (ast::Expr::Identifier(_)
+            | ast::Expr::CompoundIdentifier(_)
+            | ast::Expr::Function(_)
+            | ast::Expr::Nested(_)) => output_name(e),
+            _ => "?column?".into(),
+        },
+        ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Exists { .. } => "exists".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// DataFusion refuses a projection with two items of the same name (`SELECT x, x`), which
+/// PostgreSQL allows: alias the repeats (result names are restored by
+/// [`pg_column_names`]).
+struct UniqueOutputNames;
+
+impl UniqueOutputNames {
+    fn fix(set: &mut ast::SetExpr) {
+        match set {
+            ast::SetExpr::Select(sel) => {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in sel.projection.iter_mut().enumerate() {
+                    match item {
+                        ast::SelectItem::UnnamedExpr(e) if !seen.insert(output_name(e)) => {
+                            *item = ast::SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: ast::Ident::with_quote('"', format!("__column_{i}")),
+                            };
+                        }
+                        ast::SelectItem::ExprWithAlias { alias, .. } => {
+                            seen.insert(crate::dml::ident(alias));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                Self::fix(left);
+                Self::fix(right);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl ast::VisitorMut for UniqueOutputNames {
+    type Break = ();
+
+    fn post_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        Self::fix(&mut q.body);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Result column names as PostgreSQL chooses them for a plain SELECT list: an alias, a
+/// column's name, a function's name, `?column?` for any other expression (DataFusion
+/// would print the expression itself, e.g. `count(*)` or `Int64(1) + Int64(2)`).
+fn pg_column_names(stmt: &Statement, schema: SchemaRef) -> SchemaRef {
+    let Statement::Query(q) = stmt else {
+        return schema;
+    };
+    let ast::SetExpr::Select(sel) = q.body.as_ref() else {
+        return schema;
+    };
+    if sel.projection.len() != schema.fields().len() {
+        return schema;
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for (item, field) in sel.projection.iter().zip(schema.fields()) {
+        let name = match item {
+            ast::SelectItem::UnnamedExpr(e) => output_name(e),
+            ast::SelectItem::ExprWithAlias { alias, .. } => crate::dml::ident(alias),
+            _ => return schema,
+        };
+        fields.push(field.as_ref().clone().with_name(name));
+    }
+    Arc::new(
+        datafusion::arrow::datatypes::Schema::new(fields).with_metadata(schema.metadata().clone()),
+    )
+}
+
+/// EXPLAIN's result: one text column, as in PostgreSQL.
+fn explain_schema() -> SchemaRef {
+    crate::types::schema_of([("QUERY PLAN", crate::types::SqlType::Text, false)].into_iter())
+}
+
+/// DataFusion's EXPLAIN rows (plan type, plan text) as PostgreSQL-style lines: the
+/// physical plan (with metrics under ANALYZE), one line per row; other plan types only
+/// where there is no physical plan (VERBOSE keeps everything).
+fn explain_lines(batches: &[RecordBatch]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for b in batches {
+        if b.num_columns() < 2 {
+            continue;
+        }
+        let kinds = cast(b.column(0), &DataType::Utf8).map_err(Error::internal)?;
+        let plans = cast(b.column(1), &DataType::Utf8).map_err(Error::internal)?;
+        let kinds = kinds.as_any().downcast_ref::<StringArray>().expect("utf8");
+        let plans = plans.as_any().downcast_ref::<StringArray>().expect("utf8");
+        for i in 0..b.num_rows() {
+            if kinds.is_valid(i) && plans.is_valid(i) {
+                rows.push((kinds.value(i).to_string(), plans.value(i).to_string()));
+            }
+        }
+    }
+    let physical = |k: &str| k == "physical_plan" || k == "Plan with Metrics";
+    let keep_all = !rows.iter().any(|(k, _)| physical(k)) || rows.len() > 2;
+    let mut lines: Vec<String> = Vec::new();
+    for (kind, plan) in &rows {
+        if keep_all {
+            lines.push(format!("{kind}:"));
+            lines.extend(plan.lines().map(|l| format!("  {l}")));
+        } else if physical(kind) {
+            lines.extend(plan.lines().map(str::to_string));
+        }
+    }
+    lines.retain(|l| !l.trim().is_empty());
+    let schema = explain_schema();
+    let array = Arc::new(StringArray::from(lines));
+    let batch = RecordBatch::try_new(schema.clone(), vec![array]).map_err(Error::internal)?;
+    Ok((schema, vec![batch]))
 }
 
 /// BEGIN, COMMIT, ROLLBACK and savepoint statements.

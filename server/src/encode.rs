@@ -129,6 +129,47 @@ fn numeric_text(v: i128, scale: i8) -> String {
     format!("{}{int}.{frac}", if neg { "-" } else { "" })
 }
 
+/// PostgreSQL's text for a float, given Rust's shortest round-trip scientific form of it
+/// (`{:e}`): plain notation for decimal exponents in `-4..limit` (15 for float8, 6 for
+/// float4), otherwise `1.5e+20` / `1e-05`; `Infinity`, `-Infinity`, `NaN`, `-0`.
+pub fn float_text(sci: String, nan: bool, limit: i32) -> String {
+    if nan {
+        return "NaN".into();
+    }
+    match sci.as_str() {
+        "inf" => return "Infinity".into(),
+        "-inf" => return "-Infinity".into(),
+        _ => {}
+    }
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if digits.chars().all(|c| c == '0') {
+        return format!("{sign}0");
+    }
+    if (-4..limit).contains(&exp) {
+        let n = digits.len() as i32;
+        let body = if exp < 0 {
+            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
+        } else if exp + 1 >= n {
+            format!("{digits}{}", "0".repeat((exp + 1 - n) as usize))
+        } else {
+            let (int, frac) = digits.split_at((exp + 1) as usize);
+            format!("{int}.{frac}")
+        };
+        format!("{sign}{body}")
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.abs())
+    }
+}
+
 /// PostgreSQL's default (`postgres` style) interval text: `1 year 2 mons -3 days +04:05:06`.
 /// A unit is plural unless its value is exactly 1; a positive field after a negative one
 /// carries a `+`.
@@ -137,7 +178,11 @@ pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
     let mut is_zero = true;
     let mut is_before = false;
     let (years, mons) = (months / 12, months % 12);
-    for (value, unit) in [(years as i64, "year"), (mons as i64, "mon"), (days as i64, "day")] {
+    for (value, unit) in [
+        (years as i64, "year"),
+        (mons as i64, "mon"),
+        (days as i64, "day"),
+    ] {
         if value == 0 {
             continue;
         }
@@ -147,7 +192,10 @@ pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
         if is_before && value > 0 {
             out.push('+');
         }
-        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        out.push_str(&format!(
+            "{value} {unit}{}",
+            if value != 1 { "s" } else { "" }
+        ));
         is_before = value < 0;
         is_zero = false;
     }
@@ -234,8 +282,8 @@ impl ToSqlText for WireValue {
             WireValue::I16(v) => v.to_string(),
             WireValue::I32(v) => v.to_string(),
             WireValue::I64(v) => v.to_string(),
-            WireValue::F32(v) => return v.to_sql_text(ty, out, opts),
-            WireValue::F64(v) => return v.to_sql_text(ty, out, opts),
+            WireValue::F32(v) => float_text(format!("{v:e}"), v.is_nan(), 6),
+            WireValue::F64(v) => float_text(format!("{v:e}"), v.is_nan(), 15),
             WireValue::Numeric(v, s) => numeric_text(*v, *s),
             WireValue::Text(v) | WireValue::Jsonb(v) => v.clone(),
             WireValue::Bytes(v) => return v.as_slice().to_sql_text(ty, out, opts),
@@ -385,6 +433,22 @@ mod tests {
             "1 year 2 mons 3 days 01:02:03.5"
         );
         assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        // Floats as PostgreSQL 15 prints them.
+        let f8 = |v: f64| float_text(format!("{v:e}"), v.is_nan(), 15);
+        let f4 = |v: f32| float_text(format!("{v:e}"), v.is_nan(), 6);
+        assert_eq!(f8(80.0), "80");
+        assert_eq!(f8(1e15), "1e+15");
+        assert_eq!(f8(1e14), "100000000000000");
+        assert_eq!(f8(1.5e-5), "1.5e-05");
+        assert_eq!(f8(0.0001), "0.0001");
+        assert_eq!(f8(123456.789), "123456.789");
+        assert_eq!(f8(-0.0), "-0");
+        assert_eq!(f8(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(f8(f64::NAN), "NaN");
+        assert_eq!(f8(1.2345678901234567e300), "1.2345678901234567e+300");
+        assert_eq!(f4(1e6), "1e+06");
+        assert_eq!(f4(100000.0), "100000");
+        assert_eq!(f4(0.1), "0.1");
         assert_eq!(interval_text(0, -1, 0), "-1 days");
         // Cases checked against PostgreSQL 15.
         assert_eq!(interval_text(0, -1, 7_200_000_000), "-1 days +02:00:00");

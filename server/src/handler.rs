@@ -151,10 +151,10 @@ fn rand_u32() -> u32 {
 /// A query-layer error as a protocol error.
 pub fn error_info(e: &Error) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".into(), e.state.code().into(), e.message.clone());
-    info.detail = e.detail.clone();
-    info.table = e.table.clone();
-    info.column = e.column.clone();
-    info.constraint = e.constraint.clone();
+    info.detail = e.extra.detail.clone();
+    info.table = e.extra.table.clone();
+    info.column = e.extra.column.clone();
+    info.constraint = e.extra.constraint.clone();
     info
 }
 

@@ -138,13 +138,8 @@ pub trait Engine: Send + Sync + 'static {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Visit the keys in `[start, end)` in ascending order (`end = None`: to the end).
-    fn scan(
-        &self,
-        cf: Cf,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut Visitor<'_>,
-    ) -> Result<()>;
+    fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>)
+        -> Result<()>;
 
     /// Apply a batch atomically. With `sync`, the batch is durable when this returns.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
