@@ -199,3 +199,46 @@ async fn malformed_protocol_input_is_contained() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+/// EXPLAIN and EXPLAIN ANALYZE show the tessera scan with the key span a primary-key
+/// range becomes and, under ANALYZE, the rows it produced.
+#[tokio::test]
+async fn explain_shows_spans_and_analyze_shows_rows() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ex (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO ex SELECT x, 'v' FROM generate_series(1, 50) AS t(x)",
+    )
+    .await
+    .unwrap();
+    let lines = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    let plan = lines(
+        c.query("EXPLAIN SELECT v FROM ex WHERE id >= 10 AND id < 20", &[])
+            .await
+            .unwrap(),
+    );
+    let scan = plan
+        .iter()
+        .find(|l| l.contains("KvScanExec"))
+        .unwrap_or_else(|| panic!("no scan in {plan:?}"));
+    assert!(
+        scan.contains("index=ex_pkey") && scan.contains("spans=[/") && scan.contains("Int(10)"),
+        "{scan}"
+    );
+    let analyzed = lines(
+        c.query(
+            "EXPLAIN ANALYZE SELECT v FROM ex WHERE id >= 10 AND id < 20",
+            &[],
+        )
+        .await
+        .unwrap(),
+    );
+    let scan = analyzed
+        .iter()
+        .find(|l| l.contains("KvScanExec"))
+        .unwrap_or_else(|| panic!("no scan in {analyzed:?}"));
+    assert!(scan.contains("output_rows=10"), "{scan}");
+}
