@@ -28,6 +28,10 @@ pub enum Error {
         /// The GC threshold.
         threshold: Timestamp,
     },
+    /// Replication failed in a way the caller cannot fix by retrying here (the group is
+    /// unknown on this node, raft-rs refused an operation).
+    #[error("replication: {0}")]
+    Raft(String),
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] tessera_storage::Error),

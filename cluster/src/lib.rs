@@ -19,6 +19,7 @@
 
 mod clock;
 mod error;
+pub mod replication;
 mod store;
 mod txn;
 

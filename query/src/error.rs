@@ -200,6 +200,10 @@ impl From<tessera_cluster::Error> for Error {
                 format!("transaction already {s}"),
             ),
             E::Storage(s) => Error::internal(s),
+            E::Raft(m) => Error::new(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("replication unavailable: {m}"),
+            ),
         }
     }
 }

@@ -1,0 +1,473 @@
+//! The per-store Raft driver: every tablet replica of a node, one Ready cycle for all.
+//!
+//! The driver is synchronous and single-threaded by design; the node runs it on its own
+//! thread (or a test calls it step by step). A failed engine write is fatal for the store:
+//! the in-memory log view already moved on, so the node must stop and recover from disk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tessera_storage::{Cf, Engine, Visit, WriteBatch};
+
+use super::command::Command;
+use super::log::RaftLog;
+use super::transport::{Envelope, Transport};
+use crate::{Error, Result};
+
+/// Timing and size settings of every group on a store.
+#[derive(Clone, Debug)]
+pub struct RaftConfig {
+    /// Ticks without a leader's heartbeat before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// Largest append message, in bytes.
+    pub max_size_per_msg: u64,
+    /// Append messages in flight per follower.
+    pub max_inflight_msgs: usize,
+    /// Largest command a proposal may carry, in bytes.
+    pub max_command_bytes: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            max_command_bytes: 16 << 20,
+        }
+    }
+}
+
+/// A group (tablet) as the store knows it: its id and data span.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDesc {
+    /// The group id.
+    pub id: u64,
+    /// First key of the group's data span.
+    pub start: Vec<u8>,
+    /// End (exclusive) of the group's data span.
+    pub end: Vec<u8>,
+}
+
+impl GroupDesc {
+    fn registry_key(id: u64) -> Vec<u8> {
+        let mut k = b"g".to_vec();
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = (self.start.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&self.start);
+        out.extend_from_slice(&self.end);
+        out
+    }
+
+    fn decode(id: u64, b: &[u8]) -> Result<Self> {
+        let bad = || Error::Storage(tessera_storage::Error::Corrupt("group descriptor".into()));
+        let n = u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4")) as usize;
+        let start = b.get(4..4 + n).ok_or_else(bad)?.to_vec();
+        let end = b[4 + n..].to_vec();
+        Ok(GroupDesc { id, start, end })
+    }
+}
+
+/// A command that has been applied on this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The group.
+    pub group: u64,
+    /// The log index it was applied at.
+    pub index: u64,
+    /// The proposer's id of the command.
+    pub id: u64,
+}
+
+/// Why a proposal was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader of group {group} (leader: {leader:?})")]
+    NotLeader {
+        /// The group.
+        group: u64,
+        /// The leader this replica knows of.
+        leader: Option<u64>,
+    },
+    /// The group has no replica on this store.
+    #[error("group {0} has no replica here")]
+    UnknownGroup(u64),
+    /// The command is over the size bound.
+    #[error("command of {size} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// The command's size.
+        size: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// raft-rs refused the proposal (e.g. a leadership transfer is in progress).
+    #[error("proposal dropped: {0}")]
+    Dropped(String),
+}
+
+struct Replica {
+    desc: GroupDesc,
+    node: RawNode<RaftLog>,
+}
+
+/// All Raft replicas of one store.
+pub struct RaftStore {
+    node_id: u64,
+    engine: Arc<dyn Engine>,
+    transport: Arc<dyn Transport>,
+    cfg: RaftConfig,
+    replicas: BTreeMap<u64, Replica>,
+    logger: slog::Logger,
+}
+
+fn raft_err(e: raft::Error) -> Error {
+    Error::Raft(e.to_string())
+}
+
+impl RaftStore {
+    /// Open the store's replicas as they were persisted.
+    pub fn open(
+        node_id: u64,
+        engine: Arc<dyn Engine>,
+        transport: Arc<dyn Transport>,
+        cfg: RaftConfig,
+    ) -> Result<Self> {
+        let mut store = RaftStore {
+            node_id,
+            engine,
+            transport,
+            cfg,
+            replicas: BTreeMap::new(),
+            logger: slog::Logger::root(slog::Discard, slog::o!()),
+        };
+        let mut descs = Vec::new();
+        store.engine.scan(
+            Cf::Local,
+            &GroupDesc::registry_key(0),
+            Some(&GroupDesc::registry_key(u64::MAX)),
+            &mut |k, v| {
+                let id = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+                descs.push((id, v.to_vec()));
+                Ok(Visit::Continue)
+            },
+        )?;
+        for (id, v) in descs {
+            let desc = GroupDesc::decode(id, &v)?;
+            store.start_replica(desc)?;
+        }
+        Ok(store)
+    }
+
+    /// This store's node id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The engine under the store.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    fn start_replica(&mut self, desc: GroupDesc) -> Result<()> {
+        let log = RaftLog::open(
+            desc.id,
+            self.engine.clone(),
+            (desc.start.clone(), desc.end.clone()),
+        )?;
+        let config = raft::Config {
+            id: self.node_id,
+            election_tick: self.cfg.election_tick,
+            heartbeat_tick: self.cfg.heartbeat_tick,
+            applied: log.applied(),
+            max_size_per_msg: self.cfg.max_size_per_msg,
+            max_inflight_msgs: self.cfg.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        config.validate().map_err(raft_err)?;
+        let node = RawNode::new(&config, log, &self.logger).map_err(raft_err)?;
+        tracing::debug!(group = desc.id, node = self.node_id, "replica started");
+        self.replicas.insert(desc.id, Replica { desc, node });
+        Ok(())
+    }
+
+    /// Create a replica of a group. With `voters`, the group is bootstrapped with that
+    /// configuration (every initial voter must be created with the same list); with an
+    /// empty list the replica starts empty and waits for the leader's snapshot (a new
+    /// member being added).
+    pub fn create_group(&mut self, desc: GroupDesc, voters: &[u64]) -> Result<()> {
+        if self.replicas.contains_key(&desc.id) {
+            return Err(Error::Raft(format!(
+                "group {} already has a replica on node {}",
+                desc.id, self.node_id
+            )));
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(Cf::Local, GroupDesc::registry_key(desc.id), desc.encode());
+        let mut log = RaftLog::open(
+            desc.id,
+            self.engine.clone(),
+            (desc.start.clone(), desc.end.clone()),
+        )?;
+        if !voters.is_empty() {
+            let cs = ConfState::from((voters.to_vec(), vec![]));
+            log.stage_bootstrap(&mut batch, &cs)?;
+        }
+        self.engine.write(batch, true)?;
+        self.start_replica(desc)
+    }
+
+    /// Advance every replica's logical clock by one tick.
+    pub fn tick(&mut self) {
+        for r in self.replicas.values_mut() {
+            r.node.tick();
+        }
+    }
+
+    /// Hand a message from a peer to its replica. Messages for unknown groups are
+    /// dropped (the sender retries; a replica may not exist here yet).
+    pub fn step(&mut self, env: Envelope) {
+        match self.replicas.get_mut(&env.group) {
+            Some(r) => {
+                if let Err(e) = r.node.step(env.msg) {
+                    tracing::debug!(group = env.group, error = %e, "message dropped");
+                }
+            }
+            None => tracing::debug!(group = env.group, "message for unknown group dropped"),
+        }
+    }
+
+    /// Start an election for `group` on this replica.
+    pub fn campaign(&mut self, group: u64) -> Result<()> {
+        let r = self
+            .replicas
+            .get_mut(&group)
+            .ok_or_else(|| Error::Raft(format!("group {group} has no replica here")))?;
+        r.node.campaign().map_err(raft_err)
+    }
+
+    /// The leader of `group` as this replica knows it.
+    pub fn leader(&self, group: u64) -> Option<u64> {
+        let r = self.replicas.get(&group)?;
+        let id = r.node.raft.leader_id;
+        (id != 0).then_some(id)
+    }
+
+    /// Whether this replica leads `group`.
+    pub fn is_leader(&self, group: u64) -> bool {
+        self.replicas
+            .get(&group)
+            .is_some_and(|r| r.node.raft.state == StateRole::Leader)
+    }
+
+    /// The index of the last command applied by this replica.
+    pub fn applied_index(&self, group: u64) -> Option<u64> {
+        self.replicas.get(&group).map(|r| r.node.store().applied())
+    }
+
+    /// The index up to which this replica's log is truncated.
+    pub fn truncated_index(&self, group: u64) -> Option<u64> {
+        self.replicas
+            .get(&group)
+            .map(|r| r.node.store().truncated_index())
+    }
+
+    /// The voters of `group` as this replica knows them.
+    pub fn voters(&self, group: u64) -> Vec<u64> {
+        self.replicas
+            .get(&group)
+            .map(|r| r.node.store().conf_state().voters.clone())
+            .unwrap_or_default()
+    }
+
+    /// The groups with a replica here.
+    pub fn groups(&self) -> Vec<GroupDesc> {
+        self.replicas.values().map(|r| r.desc.clone()).collect()
+    }
+
+    /// The replica of `group` if it leads the group.
+    fn leader_replica(&mut self, group: u64) -> std::result::Result<&mut Replica, ProposeError> {
+        let r = self
+            .replicas
+            .get_mut(&group)
+            .ok_or(ProposeError::UnknownGroup(group))?;
+        if r.node.raft.state != StateRole::Leader {
+            let id = r.node.raft.leader_id;
+            return Err(ProposeError::NotLeader {
+                group,
+                leader: (id != 0).then_some(id),
+            });
+        }
+        Ok(r)
+    }
+
+    /// Propose a command; it is applied (and reported by [`RaftStore::handle_ready`]) once
+    /// a quorum has it.
+    pub fn propose(&mut self, group: u64, cmd: &Command) -> std::result::Result<(), ProposeError> {
+        let limit = self.cfg.max_command_bytes;
+        let r = self.leader_replica(group)?;
+        let data = cmd.encode();
+        if data.len() > limit {
+            return Err(ProposeError::TooLarge {
+                size: data.len(),
+                limit,
+            });
+        }
+        r.node
+            .propose(vec![], data)
+            .map_err(|e| ProposeError::Dropped(e.to_string()))
+    }
+
+    /// Propose a membership change of `group` (several changes at once use joint
+    /// consensus). Only the leader accepts it.
+    pub fn propose_conf_change(
+        &mut self,
+        group: u64,
+        cc: ConfChangeV2,
+    ) -> std::result::Result<(), ProposeError> {
+        let r = self.leader_replica(group)?;
+        r.node
+            .propose_conf_change(vec![], cc)
+            .map_err(|e| ProposeError::Dropped(e.to_string()))
+    }
+
+    /// Truncate `group`'s log up to `index` (bounded by what is applied here).
+    pub fn compact(&mut self, group: u64, index: u64) -> Result<()> {
+        let r = self
+            .replicas
+            .get_mut(&group)
+            .ok_or_else(|| Error::Raft(format!("group {group} has no replica here")))?;
+        let mut batch = WriteBatch::new();
+        r.node.mut_store().stage_compact(&mut batch, index)?;
+        if !batch.is_empty() {
+            self.engine.write(batch, true)?;
+        }
+        Ok(())
+    }
+
+    /// Run one Ready cycle for every replica that has work: persist all of it with one
+    /// fsync, send messages, apply committed entries. Returns the commands applied.
+    pub fn handle_ready(&mut self) -> Result<Vec<Applied>> {
+        let mut batch = WriteBatch::new();
+        let mut readies = Vec::new();
+        let mut early = Vec::new();
+        let mut applied = Vec::new();
+        for (&group, r) in self.replicas.iter_mut() {
+            if !r.node.has_ready() {
+                continue;
+            }
+            let mut rd = r.node.ready();
+            wrap(group, rd.take_messages(), &mut early);
+            if !rd.snapshot().is_empty() {
+                let snap = rd.snapshot().clone();
+                r.node.mut_store().stage_snapshot(&mut batch, &snap)?;
+            }
+            apply(
+                group,
+                r,
+                rd.take_committed_entries(),
+                &mut batch,
+                &mut applied,
+            )?;
+            r.node.mut_store().stage_append(&mut batch, rd.entries())?;
+            if let Some(hs) = rd.hs() {
+                let hs = hs.clone();
+                r.node.mut_store().stage_hard_state(&mut batch, &hs)?;
+            }
+            readies.push((group, rd));
+        }
+        if readies.is_empty() {
+            return Ok(applied);
+        }
+        // A leader may send its appends before its own fsync (Raft allows it).
+        self.transport.send(early);
+        if !batch.is_empty() {
+            self.engine.write(batch, true)?;
+        }
+        let mut later = Vec::new();
+        let mut batch = WriteBatch::new();
+        for (group, mut rd) in readies {
+            let r = self.replicas.get_mut(&group).expect("replica");
+            wrap(group, rd.take_persisted_messages(), &mut later);
+            let mut light = r.node.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                r.node.mut_store().stage_commit(&mut batch, commit)?;
+            }
+            wrap(group, light.take_messages(), &mut later);
+            apply(
+                group,
+                r,
+                light.take_committed_entries(),
+                &mut batch,
+                &mut applied,
+            )?;
+            r.node.advance_apply();
+        }
+        if !batch.is_empty() {
+            // Everything here is recoverable from the fsynced log: no sync needed.
+            self.engine.write(batch, false)?;
+        }
+        self.transport.send(later);
+        Ok(applied)
+    }
+}
+
+fn wrap(group: u64, msgs: Vec<Message>, out: &mut Vec<Envelope>) {
+    out.extend(msgs.into_iter().map(|msg| Envelope { group, msg }));
+}
+
+/// Apply committed entries: commands write their batch, configuration changes update
+/// the conf state; the applied index goes in the same batch.
+fn apply(
+    group: u64,
+    r: &mut Replica,
+    entries: Vec<Entry>,
+    batch: &mut WriteBatch,
+    applied: &mut Vec<Applied>,
+) -> Result<()> {
+    let Some(last) = entries.last().map(|e| e.index) else {
+        return Ok(());
+    };
+    for e in entries {
+        if e.data.is_empty() {
+            continue;
+        }
+        match e.get_entry_type() {
+            EntryType::EntryNormal => {
+                let cmd = Command::decode(&e.data)?;
+                batch.append(cmd.writes);
+                applied.push(Applied {
+                    group,
+                    index: e.index,
+                    id: cmd.id,
+                });
+            }
+            EntryType::EntryConfChange => {
+                let cc = ConfChange::parse_from_bytes(&e.data)
+                    .map_err(|e| Error::Storage(tessera_storage::Error::Corrupt(e.to_string())))?;
+                let cs = r.node.apply_conf_change(&cc).map_err(raft_err)?;
+                r.node.mut_store().stage_conf_state(batch, &cs)?;
+            }
+            EntryType::EntryConfChangeV2 => {
+                let cc = ConfChangeV2::parse_from_bytes(&e.data)
+                    .map_err(|e| Error::Storage(tessera_storage::Error::Corrupt(e.to_string())))?;
+                let cs = r.node.apply_conf_change(&cc).map_err(raft_err)?;
+                r.node.mut_store().stage_conf_state(batch, &cs)?;
+            }
+        }
+    }
+    r.node.mut_store().stage_applied(batch, last);
+    Ok(())
+}

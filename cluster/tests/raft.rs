@@ -1,0 +1,439 @@
+//! Deterministic Raft scenarios: whole clusters of `RaftStore`s in one process, on the
+//! in-memory network, driven step by step (deliver, tick, handle ready). Every scenario
+//! states its claim first. A step is one tick on every live node; with the default
+//! configuration an election takes 10–20 steps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use tessera_cluster::replication::{
+    Applied, Command, GroupDesc, MemNetwork, ProposeError, RaftConfig, RaftStore,
+};
+use tessera_storage::{Cf, Engine, MemoryEngine, Visit, WriteBatch};
+
+struct Cluster {
+    net: MemNetwork,
+    engines: BTreeMap<u64, Arc<MemoryEngine>>,
+    stores: BTreeMap<u64, RaftStore>,
+    applied: BTreeMap<u64, Vec<Applied>>,
+}
+
+fn group(id: u64) -> GroupDesc {
+    GroupDesc {
+        id,
+        start: vec![id as u8],
+        end: vec![id as u8 + 1],
+    }
+}
+
+fn key(g: u64, i: u64) -> Vec<u8> {
+    let mut k = vec![g as u8];
+    k.extend_from_slice(format!("key{i:04}").as_bytes());
+    k
+}
+
+fn put_cmd(g: u64, i: u64) -> Command {
+    let mut writes = WriteBatch::new();
+    writes.put(Cf::Data, key(g, i), format!("value{i}").into_bytes());
+    Command { id: i, writes }
+}
+
+impl Cluster {
+    /// `nodes` nodes, each with a replica of every group in `groups` (all voters).
+    fn new(nodes: u64, groups: &[u64], seed: u64) -> Self {
+        let net = MemNetwork::new(seed);
+        let mut c = Cluster {
+            net,
+            engines: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            applied: BTreeMap::new(),
+        };
+        let voters: Vec<u64> = (1..=nodes).collect();
+        for n in 1..=nodes {
+            c.add_node(n);
+            for &g in groups {
+                c.stores
+                    .get_mut(&n)
+                    .unwrap()
+                    .create_group(group(g), &voters)
+                    .unwrap();
+            }
+        }
+        c
+    }
+
+    fn add_node(&mut self, n: u64) {
+        let engine = Arc::new(MemoryEngine::new());
+        self.engines.insert(n, engine);
+        self.start(n);
+    }
+
+    fn start(&mut self, n: u64) {
+        let engine: Arc<dyn Engine> = self.engines[&n].clone();
+        let store =
+            RaftStore::open(n, engine, self.net.transport(), RaftConfig::default()).unwrap();
+        self.stores.insert(n, store);
+    }
+
+    /// Crash a node: its process state is gone, its engine stays.
+    fn stop(&mut self, n: u64) {
+        self.stores.remove(&n);
+    }
+
+    fn step(&mut self) {
+        let nodes: Vec<u64> = self.engines.keys().copied().collect();
+        for n in nodes {
+            let msgs = self.net.take(n);
+            let Some(store) = self.stores.get_mut(&n) else {
+                continue; // a down node loses what was sent to it
+            };
+            for m in msgs {
+                store.step(m);
+            }
+            store.tick();
+            let done = store.handle_ready().unwrap();
+            self.applied.entry(n).or_default().extend(done);
+        }
+    }
+
+    fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            self.step();
+        }
+    }
+
+    fn run_until(&mut self, max_steps: usize, done: impl Fn(&Cluster) -> bool) -> bool {
+        for _ in 0..max_steps {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    /// The node that leads `g`, if exactly one live node claims it.
+    fn leader(&self, g: u64) -> Option<u64> {
+        let leaders: Vec<u64> = self
+            .stores
+            .iter()
+            .filter(|(_, s)| s.is_leader(g))
+            .map(|(n, _)| *n)
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    fn elect(&mut self, g: u64) -> u64 {
+        assert!(
+            self.run_until(300, |c| c.leader(g).is_some()),
+            "no leader for group {g}"
+        );
+        self.leader(g).unwrap()
+    }
+
+    fn propose(&mut self, g: u64, cmd: &Command) -> Result<(), ProposeError> {
+        let leader = self.leader(g).ok_or(ProposeError::NotLeader {
+            group: g,
+            leader: None,
+        })?;
+        self.stores.get_mut(&leader).unwrap().propose(g, cmd)
+    }
+
+    fn value(&self, n: u64, k: &[u8]) -> Option<Vec<u8>> {
+        self.engines[&n].get(Cf::Data, k).unwrap()
+    }
+
+    fn data(&self, n: u64, g: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let d = group(g);
+        let mut out = Vec::new();
+        self.engines[&n]
+            .scan(Cf::Data, &d.start, Some(&d.end), &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                Ok(Visit::Continue)
+            })
+            .unwrap();
+        out
+    }
+
+    fn applied_ids(&self, n: u64, g: u64) -> Vec<u64> {
+        self.applied
+            .get(&n)
+            .map(|v| v.iter().filter(|a| a.group == g).map(|a| a.id).collect())
+            .unwrap_or_default()
+    }
+
+    fn all_have(&self, nodes: &[u64], g: u64, ids: impl IntoIterator<Item = u64> + Clone) -> bool {
+        nodes.iter().all(|&n| {
+            ids.clone()
+                .into_iter()
+                .all(|i| self.value(n, &key(g, i)).is_some())
+        })
+    }
+}
+
+/// Claim: a fresh group elects exactly one leader, and a command proposed there is applied,
+/// byte for byte, on every replica; followers refuse proposals and name the leader.
+#[test]
+fn elects_one_leader_and_replicates() {
+    let mut c = Cluster::new(3, &[1], 1);
+    let leader = c.elect(1);
+    for i in 0..10 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..10)));
+    assert_eq!(c.data(1, 1), c.data(2, 1));
+    assert_eq!(c.data(1, 1), c.data(3, 1));
+    assert_eq!(c.value(2, &key(1, 3)), Some(b"value3".to_vec()));
+    assert_eq!(c.applied_ids(leader, 1), (0..10).collect::<Vec<_>>());
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let err = c
+        .stores
+        .get_mut(&follower)
+        .unwrap()
+        .propose(1, &put_cmd(1, 99))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProposeError::NotLeader {
+            group: 1,
+            leader: Some(leader)
+        }
+    );
+}
+
+/// Claim: several groups on the same stores are independent: each has its own log and
+/// leader, and a command of one group only writes that group's span.
+#[test]
+fn groups_on_one_store_are_independent() {
+    let mut c = Cluster::new(3, &[1, 2, 3], 2);
+    for g in 1..=3 {
+        c.elect(g);
+    }
+    for g in 1..=3 {
+        for i in 0..5 {
+            c.propose(g, &put_cmd(g, i + g * 100)).unwrap();
+        }
+    }
+    assert!(c.run_until(100, |c| (1..=3).all(|g| c.all_have(
+        &[1, 2, 3],
+        g,
+        (0..5).map(|i| i + g * 100)
+    ))));
+    for g in 1..=3 {
+        assert_eq!(c.data(1, g).len(), 5, "group {g}");
+        assert_eq!(c.stores[&1].applied_index(g), c.stores[&2].applied_index(g));
+    }
+}
+
+/// Claim: when the leader dies, the other two elect a new leader within an election
+/// timeout or two, keep every committed command, and accept new ones; the old leader
+/// restarts from its disk and catches up.
+#[test]
+fn leader_loss_elects_new_leader_and_keeps_commits() {
+    let mut c = Cluster::new(3, &[1], 3);
+    let old = c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..5)));
+    c.stop(old);
+    let new = c.elect(1);
+    assert_ne!(new, old);
+    for i in 5..10 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    let alive: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+    assert!(c.run_until(100, |c| c.all_have(&alive, 1, 0..10)));
+    c.start(old);
+    assert!(c.run_until(200, |c| c.all_have(&[old], 1, 0..10)));
+    assert_eq!(c.data(old, 1), c.data(new, 1));
+}
+
+/// Claim: a leader cut off from the majority commits nothing (its proposals are never
+/// applied anywhere) and steps down (check-quorum); the majority elects a leader and
+/// commits; after the partition heals everyone converges on the majority's log.
+#[test]
+fn minority_side_cannot_commit() {
+    let mut c = Cluster::new(3, &[1], 4);
+    let old = c.elect(1);
+    let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+    c.net.isolate(old, &others);
+    c.stores
+        .get_mut(&old)
+        .unwrap()
+        .propose(1, &put_cmd(1, 666))
+        .unwrap();
+    // The isolated leader steps down once it misses a quorum for an election timeout.
+    assert!(c.run_until(200, |c| !c.stores[&old].is_leader(1)));
+    let new = loop {
+        c.step();
+        if let Some(n) = others.iter().find(|n| c.stores[n].is_leader(1)) {
+            break *n;
+        }
+    };
+    c.stores
+        .get_mut(&new)
+        .unwrap()
+        .propose(1, &put_cmd(1, 7))
+        .unwrap();
+    assert!(c.run_until(100, |c| c.all_have(&others, 1, [7])));
+    assert!(c.value(old, &key(1, 7)).is_none());
+    c.net.heal();
+    assert!(c.run_until(300, |c| c.all_have(&[1, 2, 3], 1, [7])));
+    for n in 1..=3 {
+        assert!(
+            c.value(n, &key(1, 666)).is_none(),
+            "node {n} applied a proposal made without a quorum"
+        );
+    }
+}
+
+/// Claim: on a network that drops 20% of messages, duplicates 10% and reorders the rest,
+/// every replica still applies the same commands in the same order.
+#[test]
+fn lossy_reordering_network_converges() {
+    let mut c = Cluster::new(3, &[1], 5);
+    c.elect(1);
+    c.net.set_faults(20, 10, true);
+    let mut next = 0;
+    for _ in 0..2000 {
+        if next < 30 && c.propose(1, &put_cmd(1, next)).is_ok() {
+            next += 1;
+        }
+        c.step();
+        if next == 30 && c.all_have(&[1, 2, 3], 1, 0..30) {
+            break;
+        }
+    }
+    // Proposals made to a leader that lost its term may be gone; those that were applied
+    // are applied everywhere, in one order.
+    c.net.set_faults(0, 0, false);
+    assert!(c.run_until(300, |c| {
+        let a = c.stores[&1].applied_index(1);
+        a == c.stores[&2].applied_index(1) && a == c.stores[&3].applied_index(1)
+    }));
+    let (sent, dropped) = c.net.counts();
+    assert!(dropped > 0 && sent > dropped, "faults were not injected");
+    let ids = |n| c.applied_ids(n, 1);
+    assert!(!ids(1).is_empty());
+    assert_eq!(ids(1), ids(2));
+    assert_eq!(ids(1), ids(3));
+    assert_eq!(c.data(1, 1), c.data(2, 1));
+    assert_eq!(c.data(1, 1), c.data(3, 1));
+}
+
+/// Claim: a cluster restarted from disk keeps its log, applied index and data, applies
+/// nothing twice, elects a leader and accepts new commands.
+#[test]
+fn restart_from_disk_resumes_after_applied() {
+    let mut c = Cluster::new(3, &[1], 6);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..5)));
+    c.run(5);
+    let before: Vec<Option<u64>> = (1..=3).map(|n| c.stores[&n].applied_index(1)).collect();
+    for n in 1..=3 {
+        c.stop(n);
+    }
+    c.applied.clear();
+    for n in 1..=3 {
+        c.start(n);
+    }
+    let after: Vec<Option<u64>> = (1..=3).map(|n| c.stores[&n].applied_index(1)).collect();
+    assert_eq!(before, after);
+    c.elect(1);
+    c.propose(1, &put_cmd(1, 5)).unwrap();
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, [5])));
+    for n in 1..=3 {
+        assert_eq!(
+            c.applied_ids(n, 1),
+            vec![5],
+            "node {n} re-applied old commands"
+        );
+        assert_eq!(c.data(n, 1).len(), 6);
+    }
+}
+
+/// Claim: a replica that was down while the others truncated their logs past what it
+/// has catches up from a snapshot of the group's data, and then follows the log again.
+#[test]
+fn truncated_log_catches_up_by_snapshot() {
+    let mut c = Cluster::new(3, &[1], 7);
+    let leader = c.elect(1);
+    let lagging = (1..=3).find(|n| *n != leader).unwrap();
+    c.stop(lagging);
+    for i in 0..20 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    let live: Vec<u64> = (1..=3).filter(|n| *n != lagging).collect();
+    assert!(c.run_until(100, |c| c.all_have(&live, 1, 0..20)));
+    let mut compacted = u64::MAX;
+    for &n in &live {
+        let applied = c.stores[&n].applied_index(1).unwrap();
+        c.stores.get_mut(&n).unwrap().compact(1, applied).unwrap();
+        assert_eq!(c.stores[&n].truncated_index(1), Some(applied));
+        compacted = compacted.min(applied);
+    }
+    c.start(lagging);
+    assert!(c.run_until(300, |c| c.all_have(&[lagging], 1, 0..20)));
+    assert!(
+        c.stores[&lagging].truncated_index(1).unwrap() >= compacted,
+        "caught up from the log, not from a snapshot"
+    );
+    c.propose(1, &put_cmd(1, 20)).unwrap();
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, [20])));
+    assert_eq!(c.data(lagging, 1), c.data(leader, 1));
+}
+
+/// Claim: a new node joins as a learner, receives the group's data, is promoted to voter,
+/// and the group then survives the loss of an original member with the new one in the
+/// quorum.
+#[test]
+fn a_learner_joins_and_is_promoted() {
+    let mut c = Cluster::new(3, &[1], 8);
+    c.elect(1);
+    for i in 0..10 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..10)));
+    c.add_node(4);
+    c.stores
+        .get_mut(&4)
+        .unwrap()
+        .create_group(group(1), &[])
+        .unwrap();
+    let change = |t: ConfChangeType| {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(t);
+        single.node_id = 4;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc
+    };
+    let leader = c.leader(1).unwrap();
+    c.stores
+        .get_mut(&leader)
+        .unwrap()
+        .propose_conf_change(1, change(ConfChangeType::AddLearnerNode))
+        .unwrap();
+    assert!(c.run_until(300, |c| c.all_have(&[4], 1, 0..10)));
+    let leader = c.elect(1);
+    c.stores
+        .get_mut(&leader)
+        .unwrap()
+        .propose_conf_change(1, change(ConfChangeType::AddNode))
+        .unwrap();
+    assert!(c.run_until(100, |c| (1..=4)
+        .all(|n| c.stores[&n].voters(1).contains(&4))));
+    // With four voters the quorum is three: losing one original member still leaves a
+    // quorum only because node 4 votes.
+    let gone = (1..=3).find(|n| *n != leader).unwrap();
+    c.stop(gone);
+    c.elect(1);
+    c.propose(1, &put_cmd(1, 10)).unwrap();
+    let rest: Vec<u64> = (1..=4).filter(|n| *n != gone).collect();
+    assert!(c.run_until(200, |c| c.all_have(&rest, 1, [10])));
+}
