@@ -25,5 +25,5 @@ mod txn;
 
 pub use clock::{Hlc, ManualClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
-pub use store::{Store, StoreConfig};
+pub use store::{Replicator, Store, StoreConfig};
 pub use txn::{Db, Savepoint, Txn, TxnOptions};

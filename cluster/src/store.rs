@@ -65,9 +65,18 @@ impl Default for StoreConfig {
     }
 }
 
+/// Where a store's data writes go when its tablet is replicated: a Raft group that
+/// returns once the batch is applied (after a quorum fsynced it).
+pub trait Replicator: Send + Sync {
+    /// Replicate and apply `writes`; `Ok` only once they are applied on this node.
+    fn replicate(&self, writes: WriteBatch) -> Result<()>;
+}
+
 /// One node's store. See the module docs.
 pub struct Store {
     engine: Arc<dyn Engine>,
+    /// `None`: the tablet is not replicated and batches go straight to the engine.
+    replicator: Option<Arc<dyn Replicator>>,
     clock: Arc<Hlc>,
     config: StoreConfig,
     tscache: Mutex<TimestampCache>,
@@ -92,6 +101,16 @@ impl Store {
         clock: Arc<Hlc>,
         config: StoreConfig,
     ) -> Result<Arc<Store>> {
+        Self::open_replicated(engine, clock, config, None)
+    }
+
+    /// Open a store whose data writes go through `replicator` (its tablet's Raft group).
+    pub fn open_replicated(
+        engine: Arc<dyn Engine>,
+        clock: Arc<Hlc>,
+        config: StoreConfig,
+        replicator: Option<Arc<dyn Replicator>>,
+    ) -> Result<Arc<Store>> {
         let epoch = match engine.get(Cf::Local, EPOCH_KEY)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v.try_into().expect("8 bytes")) + 1,
             _ => 1,
@@ -104,6 +123,7 @@ impl Store {
         Ok(Arc::new(Store {
             tscache: Mutex::new(TimestampCache::new(config.tscache_capacity, low_water)),
             engine,
+            replicator,
             clock,
             config,
             latch: RwLock::new(()),
@@ -117,6 +137,15 @@ impl Store {
     /// The store's engine.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
+    }
+
+    /// Write a batch of data: through the Raft group when replicated (durable on a
+    /// quorum when this returns), else to the engine, fsynced when `sync`.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        match &self.replicator {
+            Some(r) => r.replicate(batch),
+            None => Ok(self.engine.write(batch, sync)?),
+        }
     }
 
     /// The node's clock.
@@ -228,7 +257,7 @@ impl Store {
         let mut batch = WriteBatch::new();
         let flush = |batch: &mut WriteBatch| -> Result<()> {
             let _exclusive = self.latch.write();
-            self.engine.write(std::mem::take(batch), false)?;
+            self.write(std::mem::take(batch), false)?;
             Ok(())
         };
         for (key, value) in writes {
@@ -306,7 +335,7 @@ impl Store {
                     TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 );
             }
-            self.engine.write(batch, true)?;
+            self.write(batch, true)?;
             let mut cache = self.tscache.lock();
             for (start, end) in reads {
                 cache.add(start, end, commit_ts);
@@ -330,7 +359,7 @@ impl Store {
             TxnRecord::key(txn),
             TxnRecord::encode(TxnStatus::Aborted),
         );
-        self.engine.write(b, false)?;
+        self.write(b, false)?;
         self.resolve(txn, flushed, None)
     }
 
@@ -339,10 +368,10 @@ impl Store {
         for key in keys {
             mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
             if batch.size_bytes() >= self.config.intent_batch_bytes {
-                self.engine.write(std::mem::take(&mut batch), false)?;
+                self.write(std::mem::take(&mut batch), false)?;
             }
         }
-        self.engine.write(batch, false)?;
+        self.write(batch, false)?;
         Ok(())
     }
 
@@ -363,7 +392,7 @@ impl Store {
         }
         let mut batch = WriteBatch::new();
         let removed = mvcc::gc(&*self.engine, &mut batch, &[], Some(KEY_MAX), threshold)?;
-        self.engine.write(batch, false)?;
+        self.write(batch, false)?;
         if removed > 0 {
             tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
         }

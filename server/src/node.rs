@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_cluster::replication::{start_single_node, RaftConfig, RaftDriver};
 use tessera_cluster::{Db, Hlc, Store, StoreConfig, SystemClock};
 use tessera_query::QueryNode;
 use tessera_storage::RocksEngine;
@@ -28,7 +29,13 @@ pub struct Node {
     listener: TcpListener,
     query: Arc<QueryNode>,
     store: Arc<Store>,
+    /// Stops replication when the node is dropped.
+    _raft: RaftDriver,
 }
+
+/// The Raft tick: with an election timeout of 10 ticks, a lost leader is replaced in
+/// 1–2 seconds.
+const RAFT_TICK: Duration = Duration::from_millis(100);
 
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +73,15 @@ impl Node {
             gc_window_nanos: config.gc_window_secs * 1_000_000_000,
             ..Default::default()
         };
-        let store = Store::open(Arc::new(engine), clock, store_config)
-            .map_err(|e| store_err(Box::new(e)))?;
+        let replicated = start_single_node(
+            Arc::new(engine),
+            clock,
+            store_config,
+            RaftConfig::default(),
+            RAFT_TICK,
+        )
+        .map_err(|e| store_err(Box::new(e)))?;
+        let store = replicated.store.clone();
         let query = QueryNode::new(Db::new(store.clone()));
         let listener =
             TcpListener::bind(config.listen)
@@ -80,6 +94,7 @@ impl Node {
             listener,
             query,
             store,
+            _raft: replicated.driver,
         })
     }
 

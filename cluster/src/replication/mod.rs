@@ -33,10 +33,14 @@
 //!   `step`, so tests drive whole clusters deterministically ([`MemNetwork`]).
 
 mod command;
+mod driver;
 pub mod log;
 mod raft_store;
+mod single;
 mod transport;
 
 pub use command::Command;
+pub use driver::{GroupReplicator, Inbox, RaftDriver};
 pub use raft_store::{Applied, GroupDesc, ProposeError, RaftConfig, RaftStore};
-pub use transport::{Envelope, MemNetwork, Transport};
+pub use single::{start_single_node, ReplicatedStore, FIRST_GROUP};
+pub use transport::{Envelope, MemNetwork, NoPeers, Transport};

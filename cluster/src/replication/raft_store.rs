@@ -30,6 +30,9 @@ pub struct RaftConfig {
     pub max_inflight_msgs: usize,
     /// Largest command a proposal may carry, in bytes.
     pub max_command_bytes: usize,
+    /// Applied entries kept in a log before it is truncated (a replica further behind
+    /// catches up from a snapshot).
+    pub log_keep_entries: u64,
 }
 
 impl Default for RaftConfig {
@@ -40,6 +43,7 @@ impl Default for RaftConfig {
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             max_command_bytes: 16 << 20,
+            log_keep_entries: 10_000,
         }
     }
 }
@@ -277,6 +281,13 @@ impl RaftStore {
         self.replicas.get(&group).map(|r| r.node.store().applied())
     }
 
+    /// The index of the last entry in this replica's log (stable or not).
+    pub fn last_index(&self, group: u64) -> Option<u64> {
+        self.replicas
+            .get(&group)
+            .map(|r| r.node.raft.raft_log.last_index())
+    }
+
     /// The index up to which this replica's log is truncated.
     pub fn truncated_index(&self, group: u64) -> Option<u64> {
         self.replicas
@@ -414,6 +425,15 @@ impl RaftStore {
                 &mut applied,
             )?;
             r.node.advance_apply();
+        }
+        // Truncate logs that keep more applied entries than configured.
+        let keep = self.cfg.log_keep_entries;
+        for r in self.replicas.values_mut() {
+            let log = r.node.store();
+            if log.applied() > log.truncated_index() + 2 * keep {
+                let upto = log.applied() - keep;
+                r.node.mut_store().stage_compact(&mut batch, upto)?;
+            }
         }
         if !batch.is_empty() {
             // Everything here is recoverable from the fsynced log: no sync needed.

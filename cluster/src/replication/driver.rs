@@ -1,0 +1,250 @@
+//! Running a [`RaftStore`] on its own thread, and writing through it.
+//!
+//! The driver thread owns the `RaftStore`. Everything else talks to it through a channel:
+//! proposals (with a reply channel), messages from peers, questions about leadership.
+//! It ticks on a fixed interval, batches whatever arrived since the last cycle into one
+//! Ready cycle (one fsync), and answers each proposal once its command is applied here.
+//!
+//! A proposal's outcome is exact: applied (`Ok`), definitely not committed because another
+//! entry took its log index after a leadership change (a retryable conflict), or unknown
+//! when no answer came in time (`Ambiguous`, SQLSTATE 40003).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tessera_storage::WriteBatch;
+
+use super::command::Command;
+use super::raft_store::{ProposeError, RaftStore};
+use super::transport::Envelope;
+use crate::store::Replicator;
+use crate::{Error, Result};
+
+enum Input {
+    Propose {
+        group: u64,
+        cmd: Command,
+        reply: mpsc::Sender<Result<()>>,
+    },
+    Message(Envelope),
+    IsLeader(u64, mpsc::Sender<bool>),
+    Stop,
+}
+
+/// A handle on the driver thread. Dropping it stops the thread.
+pub struct RaftDriver {
+    tx: mpsc::Sender<Input>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Delivers messages from peers to a driver; cheap to clone (transports hold one).
+#[derive(Clone)]
+pub struct Inbox {
+    tx: mpsc::Sender<Input>,
+}
+
+impl Inbox {
+    /// Hand a message from a peer to the driver.
+    pub fn deliver(&self, env: Envelope) {
+        let _ = self.tx.send(Input::Message(env));
+    }
+}
+
+struct Waiter {
+    group: u64,
+    /// The log index the proposal was expected at.
+    index: u64,
+    reply: mpsc::Sender<Result<()>>,
+}
+
+impl RaftDriver {
+    /// Start the driver thread over `store`, ticking every `tick`.
+    pub fn start(mut store: RaftStore, tick: Duration) -> RaftDriver {
+        let (tx, rx) = mpsc::channel::<Input>();
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{}", store.node_id()))
+            .spawn(move || {
+                let mut waiters: HashMap<u64, Waiter> = HashMap::new();
+                let mut next_tick = Instant::now() + tick;
+                loop {
+                    let wait = next_tick.saturating_duration_since(Instant::now());
+                    let first = match rx.recv_timeout(wait) {
+                        Ok(i) => Some(i),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    let mut stop = false;
+                    for input in first.into_iter().chain(rx.try_iter()) {
+                        match input {
+                            Input::Propose { group, cmd, reply } => {
+                                let id = cmd.id;
+                                match store.propose(group, &cmd) {
+                                    Ok(()) => {
+                                        let index = store.last_index(group).unwrap_or(0);
+                                        waiters.insert(
+                                            id,
+                                            Waiter {
+                                                group,
+                                                index,
+                                                reply,
+                                            },
+                                        );
+                                    }
+                                    Err(e) => {
+                                        let _ = reply.send(Err(propose_error(e)));
+                                    }
+                                }
+                            }
+                            Input::Message(env) => store.step(env),
+                            Input::IsLeader(group, reply) => {
+                                let _ = reply.send(store.is_leader(group));
+                            }
+                            Input::Stop => stop = true,
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                    if Instant::now() >= next_tick {
+                        store.tick();
+                        next_tick = Instant::now() + tick;
+                    }
+                    match store.handle_ready() {
+                        Ok(applied) => {
+                            for a in applied {
+                                if let Some(w) = waiters.remove(&a.id) {
+                                    let _ = w.reply.send(Ok(()));
+                                }
+                            }
+                            // Applied past a proposal's index without applying it: another
+                            // entry took that index after a leadership change.
+                            waiters.retain(|_, w| {
+                                let lost = store.applied_index(w.group).unwrap_or(0) >= w.index;
+                                if lost {
+                                    let _ = w.reply.send(Err(Error::Conflict {
+                                        key: Vec::new(),
+                                        reason: "the proposal was lost in a leadership change"
+                                            .into(),
+                                    }));
+                                }
+                                !lost
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "raft store failed; stopping replication");
+                            for (_, w) in waiters.drain() {
+                                let _ = w.reply.send(Err(Error::Ambiguous(e.to_string())));
+                            }
+                            break;
+                        }
+                    }
+                }
+            })
+            .expect("spawn raft driver thread");
+        RaftDriver {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Where peers' messages go.
+    pub fn inbox(&self) -> Inbox {
+        Inbox {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Whether this node leads `group`.
+    pub fn is_leader(&self, group: u64) -> bool {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Input::IsLeader(group, tx)).is_err() {
+            return false;
+        }
+        rx.recv_timeout(Duration::from_secs(5)).unwrap_or(false)
+    }
+
+    /// Wait until this node leads `group`, up to `timeout`.
+    pub fn wait_leader(&self, group: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_leader(group) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A writer that replicates batches through `group`.
+    pub fn replicator(&self, group: u64, timeout: Duration) -> GroupReplicator {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        GroupReplicator {
+            tx: parking_lot::Mutex::new(self.tx.clone()),
+            group,
+            next_id: AtomicU64::new(seed),
+            timeout,
+        }
+    }
+}
+
+impl Drop for RaftDriver {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Input::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn propose_error(e: ProposeError) -> Error {
+    match e {
+        // Nothing was proposed: safe to retry once a leader is known.
+        ProposeError::NotLeader { .. } | ProposeError::Dropped(_) => Error::Conflict {
+            key: Vec::new(),
+            reason: format!("{e}; retry"),
+        },
+        ProposeError::UnknownGroup(_) | ProposeError::TooLarge { .. } => Error::Raft(e.to_string()),
+    }
+}
+
+/// Writes a store's batches through one Raft group and waits until they are applied.
+pub struct GroupReplicator {
+    tx: parking_lot::Mutex<mpsc::Sender<Input>>,
+    group: u64,
+    next_id: AtomicU64,
+    timeout: Duration,
+}
+
+impl Replicator for GroupReplicator {
+    fn replicate(&self, writes: WriteBatch) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let cmd = Command {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            writes,
+        };
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .lock()
+            .send(Input::Propose {
+                group: self.group,
+                cmd,
+                reply,
+            })
+            .map_err(|_| Error::Raft("the replication thread has stopped".into()))?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(r) => r,
+            Err(_) => Err(Error::Ambiguous(format!(
+                "no answer from group {} within {:?}",
+                self.group, self.timeout
+            ))),
+        }
+    }
+}
