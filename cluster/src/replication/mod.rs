@@ -37,10 +37,12 @@ mod driver;
 pub mod log;
 mod raft_store;
 mod single;
+mod tcp;
 mod transport;
 
 pub use command::Command;
 pub use driver::{GroupReplicator, Inbox, RaftDriver};
 pub use raft_store::{Applied, GroupDesc, ProposeError, RaftConfig, RaftStore};
 pub use single::{start_single_node, ReplicatedStore, FIRST_GROUP};
+pub use tcp::TcpTransport;
 pub use transport::{Envelope, MemNetwork, NoPeers, Transport};

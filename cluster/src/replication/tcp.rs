@@ -1,0 +1,205 @@
+//! The TCP transport between nodes.
+//!
+//! ```text
+//!   frame = len: u32 BE (of what follows), group: u64 BE, raft-rs Message (protobuf)
+//! ```
+//!
+//! - One sender thread per peer with a bounded queue: `send` never blocks the driver; when
+//!   a queue is full or the peer is unreachable, messages are dropped and Raft retransmits.
+//!   A sender writes everything queued before it flushes (messages batched per peer) and
+//!   reconnects with exponential backoff (10 ms doubling to 1 s).
+//! - Outgoing sockets are bound to the node's own IP address before connecting, so a node
+//!   on `127.0.0.2` really sends from `127.0.0.2` (network-level partitions of loopback
+//!   addresses work).
+//! - A receiving connection delivers decoded messages to the driver's [`Inbox`]. A frame
+//!   that is too large or does not decode closes that connection only.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use protobuf::Message as _;
+use raft::prelude::Message;
+
+use super::driver::Inbox;
+use super::transport::{Envelope, Transport};
+
+/// Largest frame accepted, in bytes.
+const MAX_FRAME: usize = 64 << 20;
+/// Messages queued per peer before new ones are dropped.
+const QUEUE_LEN: usize = 4096;
+
+/// The TCP transport of one node.
+pub struct TcpTransport {
+    local: SocketAddr,
+    peers: RwLock<HashMap<u64, SocketAddr>>,
+    queues: Mutex<HashMap<u64, SyncSender<Vec<u8>>>>,
+    inbox: Arc<RwLock<Option<Inbox>>>,
+}
+
+impl TcpTransport {
+    /// Listen on `addr` for peers' messages.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Arc<TcpTransport>> {
+        let listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let inbox: Arc<RwLock<Option<Inbox>>> = Arc::default();
+        let accept_inbox = inbox.clone();
+        std::thread::Builder::new()
+            .name("rpc-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    let inbox = accept_inbox.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("rpc-recv".into())
+                        .spawn(move || receive(conn, inbox));
+                }
+            })?;
+        Ok(Arc::new(TcpTransport {
+            local,
+            peers: RwLock::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            inbox,
+        }))
+    }
+
+    /// The address peers reach this node at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Where messages arriving from peers go (they are dropped until this is set).
+    pub fn set_inbox(&self, inbox: Inbox) {
+        *self.inbox.write() = Some(inbox);
+    }
+
+    /// The address of node `node`.
+    pub fn set_peer(&self, node: u64, addr: SocketAddr) {
+        self.peers.write().insert(node, addr);
+    }
+
+    fn queue(&self, node: u64) -> Option<SyncSender<Vec<u8>>> {
+        let mut queues = self.queues.lock();
+        if let Some(q) = queues.get(&node) {
+            return Some(q.clone());
+        }
+        let addr = *self.peers.read().get(&node)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LEN);
+        let local_ip = self.local.ip();
+        std::thread::Builder::new()
+            .name(format!("rpc-send-{node}"))
+            .spawn(move || send_loop(addr, local_ip, rx))
+            .ok()?;
+        queues.insert(node, tx.clone());
+        Some(tx)
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, batch: Vec<Envelope>) {
+        for env in batch {
+            let to = env.msg.to;
+            let Some(q) = self.queue(to) else {
+                tracing::debug!(to, "no address for peer; message dropped");
+                continue;
+            };
+            let Ok(body) = env.msg.write_to_bytes() else {
+                continue;
+            };
+            let mut frame = Vec::with_capacity(12 + body.len());
+            frame.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
+            frame.extend_from_slice(&env.group.to_be_bytes());
+            frame.extend_from_slice(&body);
+            match q.try_send(frame) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => tracing::debug!(to, "peer queue full; dropped"),
+                Err(TrySendError::Disconnected(_)) => {
+                    self.queues.lock().remove(&to);
+                }
+            }
+        }
+    }
+}
+
+fn connect(addr: SocketAddr, local_ip: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(local_ip, 0).into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(1))?;
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(stream)
+}
+
+fn send_loop(addr: SocketAddr, local_ip: std::net::IpAddr, rx: Receiver<Vec<u8>>) {
+    let mut conn: Option<BufWriter<TcpStream>> = None;
+    let mut backoff = Duration::from_millis(10);
+    while let Ok(first) = rx.recv() {
+        if conn.is_none() {
+            match connect(addr, local_ip) {
+                Ok(s) => {
+                    conn = Some(BufWriter::new(s));
+                    backoff = Duration::from_millis(10);
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "peer unreachable; dropping messages");
+                    // Drop what is queued; Raft resends what matters.
+                    while rx.try_recv().is_ok() {}
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let w = conn.as_mut().expect("connected");
+        let mut ok = w.write_all(&first).is_ok();
+        while ok {
+            match rx.try_recv() {
+                Ok(frame) => ok = w.write_all(&frame).is_ok(),
+                Err(_) => break,
+            }
+        }
+        if !ok || w.flush().is_err() {
+            conn = None;
+        }
+    }
+}
+
+fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>) {
+    let peer = conn.peer_addr().ok();
+    let mut r = BufReader::new(conn);
+    let mut len = [0u8; 4];
+    loop {
+        if r.read_exact(&mut len).is_err() {
+            return;
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        if !(8..=MAX_FRAME).contains(&n) {
+            tracing::warn!(?peer, n, "bad frame length; closing the connection");
+            return;
+        }
+        let mut buf = vec![0u8; n];
+        if r.read_exact(&mut buf).is_err() {
+            return;
+        }
+        let group = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+        let msg = match Message::parse_from_bytes(&buf[8..]) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(?peer, error = %e, "undecodable message; closing the connection");
+                return;
+            }
+        };
+        if let Some(inbox) = inbox.read().as_ref() {
+            inbox.deliver(Envelope { group, msg });
+        }
+    }
+}
