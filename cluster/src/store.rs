@@ -70,6 +70,10 @@ impl Default for StoreConfig {
 pub trait Replicator: Send + Sync {
     /// Replicate and apply `writes`; `Ok` only once they are applied on this node.
     fn replicate(&self, writes: WriteBatch) -> Result<()>;
+
+    /// Return once the group has confirmed (with a quorum) that nothing was committed
+    /// that this node has not applied: local reads after it are not stale.
+    fn read_barrier(&self) -> Result<()>;
 }
 
 /// One node's store. See the module docs.
@@ -145,6 +149,14 @@ impl Store {
         match &self.replicator {
             Some(r) => r.replicate(batch),
             None => Ok(self.engine.write(batch, sync)?),
+        }
+    }
+
+    /// Make sure local reads are current: see [`Replicator::read_barrier`].
+    pub(crate) fn read_barrier(&self) -> Result<()> {
+        match &self.replicator {
+            Some(r) => r.read_barrier(),
+            None => Ok(()),
         }
     }
 

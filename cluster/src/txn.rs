@@ -55,6 +55,7 @@ impl Db {
             flushed: Vec::new(),
             reads: Vec::new(),
             state: State::Open,
+            confirmed: false,
         }
     }
 }
@@ -77,6 +78,8 @@ pub struct Txn {
     flushed: Vec<Vec<u8>>,
     reads: Vec<(Vec<u8>, Vec<u8>)>,
     state: State,
+    /// Whether the tablet confirmed this node may read locally (once per transaction).
+    confirmed: bool,
 }
 
 /// A savepoint: the buffered state a transaction can return to.
@@ -101,6 +104,16 @@ impl Txn {
     /// Whether the transaction has buffered or flushed any write.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty() || !self.flushed.is_empty()
+    }
+
+    /// Before the first read: make sure this node's copy is current (a deposed leader
+    /// cut off from the quorum must not serve stale data).
+    fn confirm(&mut self) -> Result<()> {
+        if !self.confirmed {
+            self.store.read_barrier()?;
+            self.confirmed = true;
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -130,6 +143,7 @@ impl Txn {
             return Ok(v.clone());
         }
         let end = [key, &[0]].concat();
+        self.confirm()?;
         let mut rows = self
             .store
             .scan(self.id, self.read_ts, key, &end, 1, track)?;
@@ -152,6 +166,7 @@ impl Txn {
         let end = end.unwrap_or(KEY_MAX);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut cursor = start.to_vec();
+        self.confirm()?;
         while out.len() < limit && cursor.as_slice() < end {
             let want = (limit - out.len()).clamp(16, 1024);
             let page = self

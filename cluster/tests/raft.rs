@@ -437,3 +437,58 @@ fn a_learner_joins_and_is_promoted() {
     let rest: Vec<u64> = (1..=4).filter(|n| *n != gone).collect();
     assert!(c.run_until(200, |c| c.all_have(&rest, 1, [10])));
 }
+
+/// Claim: a read is confirmed (ReadIndex) only by a leader that still has a quorum; a
+/// leader cut off from the others never confirms one, even before it steps down, while
+/// the majority side confirms reads at an index that covers its latest commit.
+#[test]
+fn reads_are_confirmed_only_with_a_quorum() {
+    let mut c = Cluster::new(3, &[1], 9);
+    let old = c.elect(1);
+    c.propose(1, &put_cmd(1, 1)).unwrap();
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, [1])));
+    let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+    c.net.isolate(old, &others);
+    c.stores.get_mut(&old).unwrap().read_index(1, 77).unwrap();
+    let mut confirmed_on_old = Vec::new();
+    for _ in 0..200 {
+        c.step();
+        confirmed_on_old.extend(c.stores.get_mut(&old).unwrap().take_read_states());
+    }
+    assert!(confirmed_on_old.is_empty(), "{confirmed_on_old:?}");
+    let new = *others
+        .iter()
+        .find(|n| c.stores[n].is_leader(1))
+        .expect("new leader");
+    c.stores
+        .get_mut(&new)
+        .unwrap()
+        .propose(1, &put_cmd(1, 2))
+        .unwrap();
+    assert!(c.run_until(100, |c| c.all_have(&others, 1, [2])));
+    let follower = *others.iter().find(|n| **n != new).unwrap();
+    c.stores
+        .get_mut(&follower)
+        .unwrap()
+        .read_index(1, 78)
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        c.step();
+        got.extend(c.stores.get_mut(&follower).unwrap().take_read_states());
+        if !got.is_empty() {
+            break;
+        }
+    }
+    let (group, id, index) = got[0];
+    assert_eq!((group, id), (1, 78));
+    let written_at = c.applied[&new]
+        .iter()
+        .find(|a| a.group == 1 && a.id == 2)
+        .unwrap()
+        .index;
+    assert!(
+        index >= written_at,
+        "read index {index} misses the write at {written_at}"
+    );
+}

@@ -126,4 +126,14 @@ fn replicates_over_tcp_and_survives_leader_loss() {
         .iter()
         .all(|n| has(&nodes, *n, b"b"))));
     assert!(!has(&nodes, first, b"b"));
+
+    // Reads are confirmed by the group, on the leader and through a follower alike.
+    let third = rest.iter().copied().find(|n| *n != second).unwrap();
+    via(&nodes, second).read_barrier().unwrap();
+    via(&nodes, third).read_barrier().unwrap();
+    // Alone, a node cannot confirm anything: it refuses to read instead of serving data
+    // that may be stale.
+    nodes.get_mut(&second).unwrap().driver = None;
+    let err = via(&nodes, third).read_barrier().unwrap_err();
+    assert!(err.to_string().contains("unavailable"), "{err}");
 }

@@ -30,6 +30,10 @@ enum Input {
         reply: mpsc::Sender<Result<()>>,
     },
     Message(Envelope),
+    ReadBarrier {
+        group: u64,
+        reply: mpsc::Sender<Result<()>>,
+    },
     IsLeader(u64, mpsc::Sender<bool>),
     Stop,
 }
@@ -68,6 +72,11 @@ impl RaftDriver {
             .name(format!("raft-{}", store.node_id()))
             .spawn(move || {
                 let mut waiters: HashMap<u64, Waiter> = HashMap::new();
+                // Reads waiting for confirmation, by request id, with when they were asked.
+                let mut reads: HashMap<u64, (mpsc::Sender<Result<()>>, Instant)> = HashMap::new();
+                // Confirmed reads waiting for the replica to apply up to their index.
+                let mut confirmed: Vec<(u64, u64, mpsc::Sender<Result<()>>)> = Vec::new();
+                let mut next_read: u64 = 1;
                 let mut next_tick = Instant::now() + tick;
                 loop {
                     let wait = next_tick.saturating_duration_since(Instant::now());
@@ -99,6 +108,18 @@ impl RaftDriver {
                                 }
                             }
                             Input::Message(env) => store.step(env),
+                            Input::ReadBarrier { group, reply } => {
+                                let id = next_read;
+                                next_read += 1;
+                                match store.read_index(group, id) {
+                                    Ok(()) => {
+                                        reads.insert(id, (reply, Instant::now()));
+                                    }
+                                    Err(e) => {
+                                        let _ = reply.send(Err(propose_error(e)));
+                                    }
+                                }
+                            }
                             Input::IsLeader(group, reply) => {
                                 let _ = reply.send(store.is_leader(group));
                             }
@@ -132,9 +153,32 @@ impl RaftDriver {
                                 }
                                 !lost
                             });
+                            for (group, id, index) in store.take_read_states() {
+                                if let Some((reply, _)) = reads.remove(&id) {
+                                    confirmed.push((group, index, reply));
+                                }
+                            }
+                            confirmed.retain(|(group, index, reply)| {
+                                let done = store.applied_index(*group).unwrap_or(0) >= *index;
+                                if done {
+                                    let _ = reply.send(Ok(()));
+                                }
+                                !done
+                            });
+                            // Without a leader a read request is dropped: give up on it.
+                            reads.retain(|_, (reply, asked)| {
+                                let expired = asked.elapsed() > READ_TIMEOUT;
+                                if expired {
+                                    let _ = reply.send(Err(no_leader()));
+                                }
+                                !expired
+                            });
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "raft store failed; stopping replication");
+                            for (_, (reply, _)) in reads.drain() {
+                                let _ = reply.send(Err(Error::Raft(e.to_string())));
+                            }
                             for (_, w) in waiters.drain() {
                                 let _ = w.reply.send(Err(Error::Ambiguous(e.to_string())));
                             }
@@ -202,6 +246,13 @@ impl Drop for RaftDriver {
     }
 }
 
+/// How long a read waits for the group to confirm its leader.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn no_leader() -> Error {
+    Error::Raft("no leader confirmed the read in time (the tablet is unavailable)".into())
+}
+
 fn propose_error(e: ProposeError) -> Error {
     match e {
         // Nothing was proposed: safe to retry once a leader is known.
@@ -222,6 +273,19 @@ pub struct GroupReplicator {
 }
 
 impl Replicator for GroupReplicator {
+    fn read_barrier(&self) -> Result<()> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .lock()
+            .send(Input::ReadBarrier {
+                group: self.group,
+                reply,
+            })
+            .map_err(|_| Error::Raft("the replication thread has stopped".into()))?;
+        rx.recv_timeout(READ_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err(no_leader()))
+    }
+
     fn replicate(&self, writes: WriteBatch) -> Result<()> {
         if writes.is_empty() {
             return Ok(());

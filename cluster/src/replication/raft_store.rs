@@ -133,6 +133,8 @@ pub struct RaftStore {
     cfg: RaftConfig,
     replicas: BTreeMap<u64, Replica>,
     logger: slog::Logger,
+    /// Confirmed read requests: (group, request id, log index to apply before reading).
+    read_states: Vec<(u64, u64, u64)>,
 }
 
 fn raft_err(e: raft::Error) -> Error {
@@ -154,6 +156,7 @@ impl RaftStore {
             cfg,
             replicas: BTreeMap::new(),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
+            read_states: Vec::new(),
         };
         let mut descs = Vec::new();
         store.engine.scan(
@@ -354,6 +357,24 @@ impl RaftStore {
             .map_err(|e| ProposeError::Dropped(e.to_string()))
     }
 
+    /// Ask the group to confirm a read (Raft's ReadIndex): once a quorum confirms that the
+    /// leader is still the leader, [`RaftStore::take_read_states`] returns `id` with the
+    /// log index this replica must have applied before it reads. Works on followers too
+    /// (the leader answers through them); with no leader the request is dropped.
+    pub fn read_index(&mut self, group: u64, id: u64) -> std::result::Result<(), ProposeError> {
+        let r = self
+            .replicas
+            .get_mut(&group)
+            .ok_or(ProposeError::UnknownGroup(group))?;
+        r.node.read_index(id.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Reads confirmed since the last call: (group, request id, index to apply first).
+    pub fn take_read_states(&mut self) -> Vec<(u64, u64, u64)> {
+        std::mem::take(&mut self.read_states)
+    }
+
     /// Truncate `group`'s log up to `index` (bounded by what is applied here).
     pub fn compact(&mut self, group: u64, index: u64) -> Result<()> {
         let r = self
@@ -381,6 +402,12 @@ impl RaftStore {
             }
             let mut rd = r.node.ready();
             wrap(group, rd.take_messages(), &mut early);
+            for rs in rd.take_read_states() {
+                if let Ok(id) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                    self.read_states
+                        .push((group, u64::from_be_bytes(id), rs.index));
+                }
+            }
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
                 r.node.mut_store().stage_snapshot(&mut batch, &snap)?;
