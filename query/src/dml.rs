@@ -123,6 +123,18 @@ pub(crate) fn cast_column(
     if array.data_type() == &target {
         return Ok(array.clone());
     }
+    if !assignable(array.data_type(), ty) {
+        return Err(Error::new(
+            SqlState::DatatypeMismatch,
+            format!(
+                "column \"{column}\" is of type {} but expression is of type {}",
+                ty.pg_name(),
+                pg_name_of(array.data_type())
+            ),
+        )
+        .with_table(&table.name)
+        .with_column(column));
+    }
     let opts = CastOptions {
         safe: false,
         ..Default::default()
@@ -170,6 +182,71 @@ pub(crate) fn cast_column(
             .with_table(&table.name)
             .with_column(column)
     })
+}
+
+/// Whether PostgreSQL would store a value of arrow type `src` into a column of type `ty`
+/// (an implicit or assignment cast exists). Strings are accepted everywhere because
+/// quoted literals arrive as strings; they are then parsed, and fail with 22P02/22007.
+fn assignable(src: &DataType, ty: SqlType) -> bool {
+    use DataType as D;
+    let numeric = |d: &DataType| {
+        matches!(
+            d,
+            D::Int8
+                | D::Int16
+                | D::Int32
+                | D::Int64
+                | D::UInt8
+                | D::UInt16
+                | D::UInt32
+                | D::UInt64
+                | D::Float16
+                | D::Float32
+                | D::Float64
+                | D::Decimal128(..)
+                | D::Decimal256(..)
+        )
+    };
+    if matches!(src, D::Null | D::Utf8 | D::LargeUtf8 | D::Utf8View) {
+        return true;
+    }
+    match ty {
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => true,
+        SqlType::Int2
+        | SqlType::Int4
+        | SqlType::Int8
+        | SqlType::Float4
+        | SqlType::Float8
+        | SqlType::Numeric(_) => numeric(src),
+        SqlType::Bool => matches!(src, D::Boolean),
+        SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz => {
+            matches!(src, D::Date32 | D::Date64 | D::Timestamp(..))
+        }
+        SqlType::Interval => matches!(src, D::Interval(_) | D::Duration(_)),
+        SqlType::Bytea => matches!(src, D::Binary | D::LargeBinary | D::BinaryView),
+        SqlType::Uuid | SqlType::Jsonb => false,
+    }
+}
+
+/// PostgreSQL's name for the type of an expression, for error messages.
+fn pg_name_of(dt: &DataType) -> &'static str {
+    use DataType as D;
+    match dt {
+        D::Boolean => "boolean",
+        D::Int8 | D::Int16 | D::UInt8 => "smallint",
+        D::Int32 | D::UInt16 => "integer",
+        D::Int64 | D::UInt32 | D::UInt64 => "bigint",
+        D::Float16 | D::Float32 => "real",
+        D::Float64 => "double precision",
+        D::Decimal128(..) | D::Decimal256(..) => "numeric",
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => "text",
+        D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => "bytea",
+        D::Date32 | D::Date64 => "date",
+        D::Timestamp(_, None) => "timestamp without time zone",
+        D::Timestamp(_, Some(_)) => "timestamp with time zone",
+        D::Interval(_) | D::Duration(_) => "interval",
+        _ => "unknown",
+    }
 }
 
 fn parse_bytea(s: &str) -> Result<Vec<u8>> {

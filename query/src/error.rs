@@ -300,6 +300,11 @@ fn classify(kind: Kind, msg: &str) -> SqlState {
                 SqlState::UndefinedTable
             } else if m.contains("invalid function") || m.contains("no function matches") {
                 SqlState::UndefinedFunction
+            } else if m.contains("cannot coerce arithmetic")
+                || m.contains("common argument type for comparison")
+            {
+                // PostgreSQL: "operator does not exist: boolean = integer".
+                SqlState::UndefinedFunction
             } else if m.contains("cannot be cast")
                 || m.contains("cannot infer common")
                 || m.contains("coercion")
