@@ -492,3 +492,61 @@ fn reads_are_confirmed_only_with_a_quorum() {
         "read index {index} misses the write at {written_at}"
     );
 }
+
+/// Claim: replacing a member in one step (add node 4 and remove node 3 at once) goes
+/// through joint consensus; afterwards the group commits with {1, 2, 4}, the removed node
+/// is no longer a voter anywhere, and its absence does not stop the group.
+#[test]
+fn joint_consensus_replaces_a_member() {
+    let mut c = Cluster::new(3, &[1], 10);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &put_cmd(1, i)).unwrap();
+    }
+    assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..5)));
+    c.add_node(4);
+    c.stores
+        .get_mut(&4)
+        .unwrap()
+        .create_group(group(1), &[])
+        .unwrap();
+    // Node 4 first catches up as a learner, so the joint configuration can commit.
+    let single = |t: ConfChangeType, node: u64| {
+        let mut s = ConfChangeSingle::default();
+        s.set_change_type(t);
+        s.node_id = node;
+        s
+    };
+    let mut learner = ConfChangeV2::default();
+    learner.set_changes(vec![single(ConfChangeType::AddLearnerNode, 4)].into());
+    let leader = c.leader(1).unwrap();
+    c.stores
+        .get_mut(&leader)
+        .unwrap()
+        .propose_conf_change(1, learner)
+        .unwrap();
+    assert!(c.run_until(300, |c| c.all_have(&[4], 1, 0..5)));
+    let mut swap = ConfChangeV2::default();
+    swap.set_changes(
+        vec![
+            single(ConfChangeType::AddNode, 4),
+            single(ConfChangeType::RemoveNode, 3),
+        ]
+        .into(),
+    );
+    let leader = c.elect(1);
+    c.stores
+        .get_mut(&leader)
+        .unwrap()
+        .propose_conf_change(1, swap)
+        .unwrap();
+    // The joint configuration is entered and then left automatically.
+    assert!(c.run_until(300, |c| [1, 2, 4].iter().all(|n| {
+        let v = c.stores[n].voters(1);
+        v.contains(&4) && !v.contains(&3) && !c.stores[n].in_joint(1)
+    })));
+    c.stop(3);
+    c.elect(1);
+    c.propose(1, &put_cmd(1, 5)).unwrap();
+    assert!(c.run_until(300, |c| c.all_have(&[1, 2, 4], 1, [5])));
+}

@@ -306,6 +306,13 @@ impl RaftStore {
             .unwrap_or_default()
     }
 
+    /// Whether `group` is in a joint configuration (a multi-member change under way).
+    pub fn in_joint(&self, group: u64) -> bool {
+        self.replicas
+            .get(&group)
+            .is_some_and(|r| !r.node.store().conf_state().voters_outgoing.is_empty())
+    }
+
     /// The groups with a replica here.
     pub fn groups(&self) -> Vec<GroupDesc> {
         self.replicas.values().map(|r| r.desc.clone()).collect()
@@ -488,10 +495,10 @@ fn apply(
         return Ok(());
     };
     for e in entries {
-        if e.data.is_empty() {
-            continue;
-        }
         match e.get_entry_type() {
+            // A new leader's empty entry. (An empty *configuration* change is not empty
+            // in meaning: it leaves a joint configuration.)
+            EntryType::EntryNormal if e.data.is_empty() => {}
             EntryType::EntryNormal => {
                 let cmd = Command::decode(&e.data)?;
                 batch.append(cmd.writes);
