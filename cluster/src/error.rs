@@ -32,6 +32,13 @@ pub enum Error {
     /// unknown on this node, raft-rs refused an operation).
     #[error("replication: {0}")]
     Raft(String),
+    /// This node does not hold the lease of the tablet the request needs; `leader` is the
+    /// node that does, if known.
+    #[error("this node does not hold the tablet's lease (leaseholder: {})", leader.map(|l| format!("node {l}")).unwrap_or_else(|| "unknown".into()))]
+    NotLeaseholder {
+        /// The leaseholder's node id.
+        leader: Option<u64>,
+    },
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] tessera_storage::Error),

@@ -19,11 +19,13 @@
 
 mod clock;
 mod error;
+mod node;
 pub mod replication;
 mod store;
 mod txn;
 
 pub use clock::{Hlc, ManualClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
+pub use node::{ClusterNode, NodeOptions};
 pub use store::{Replicator, Store, StoreConfig};
 pub use txn::{Db, Savepoint, Txn, TxnOptions};

@@ -40,6 +40,9 @@ use crate::{Error, Hlc, Result};
 /// The exclusive upper bound of the key space used for open-ended spans.
 pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
 const EPOCH_KEY: &[u8] = b"store/boot_epoch";
+/// Where MVCC-encoded keys begin (the system region of the key space, DESIGN.md §2);
+/// keys below it are written raw by the cluster layer (e.g. member addresses).
+const MVCC_KEYS_START: &[u8] = &[0x02];
 
 /// Settings of a store.
 #[derive(Clone, Debug)]
@@ -71,6 +74,9 @@ pub trait Replicator: Send + Sync {
     /// Replicate and apply `writes`; `Ok` only once they are applied on this node.
     fn replicate(&self, writes: WriteBatch) -> Result<()>;
 
+    /// The Raft term in which this node holds the lease (0: it does not).
+    fn lease_term(&self) -> u64;
+
     /// Return once the group has confirmed (with a quorum) that nothing was committed
     /// that this node has not applied: local reads after it are not stale.
     fn read_barrier(&self) -> Result<()>;
@@ -90,7 +96,12 @@ pub struct Store {
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     gc_threshold: Mutex<Timestamp>,
+    /// The Raft term of the lease this store last served under.
+    lease_term: Mutex<u64>,
 }
+
+/// The most a node's clock may be ahead of another's (DESIGN.md §4).
+const MAX_CLOCK_OFFSET_NANOS: u64 = 500_000_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +146,7 @@ impl Store {
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             gc_threshold: Mutex::new(Timestamp::ZERO),
+            lease_term: Mutex::new(0),
         }))
     }
 
@@ -150,6 +162,30 @@ impl Store {
             Some(r) => r.replicate(batch),
             None => Ok(self.engine.write(batch, sync)?),
         }
+    }
+
+    /// On a new lease, no write may land at or below a timestamp at which the previous
+    /// leaseholder may have served a read. Those reads are not in this node's timestamp
+    /// cache, and the previous leaseholder's clock may be ahead of this one by up to the
+    /// maximum offset: so the first write under a new lease waits until this clock has
+    /// passed the lease start plus that offset, and raises the cache's floor to it.
+    /// (Waiting rather than writing ahead keeps commit timestamps within the offset of
+    /// real time, so a restarted node's clock never lags behind committed data.)
+    fn check_lease(&self) {
+        let Some(r) = &self.replicator else { return };
+        let term = r.lease_term();
+        let mut current = self.lease_term.lock();
+        if term == 0 || *current == term {
+            return;
+        }
+        let start = self.clock.now();
+        let floor = Timestamp::new(start.wall + MAX_CLOCK_OFFSET_NANOS, 0);
+        while self.clock.physical_nanos() <= floor.wall {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.tscache.lock().add(&[], KEY_MAX, floor);
+        *current = term;
+        tracing::info!(term, %floor, "serving under a new lease");
     }
 
     /// Make sure local reads are current: see [`Replicator::read_barrier`].
@@ -260,6 +296,7 @@ impl Store {
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
+        self.check_lease();
         let status = |t| self.status(t);
         let view = ReadView {
             read_ts,
@@ -312,6 +349,7 @@ impl Store {
             txn: Some(txn),
             status: &status,
         };
+        self.check_lease();
         let commit_ts = {
             let _exclusive = self.latch.write();
             let mut commit_ts = self.clock.now();
@@ -324,6 +362,8 @@ impl Store {
                     }
                 }
             }
+            // Later transactions must start above this commit to see it.
+            self.clock.update(commit_ts);
             for (start, end) in reads {
                 if let Some(c) =
                     mvcc::find_conflict(&*self.engine, start, Some(end), &view, commit_ts)?
@@ -403,7 +443,14 @@ impl Store {
             *t = (*t).max(threshold);
         }
         let mut batch = WriteBatch::new();
-        let removed = mvcc::gc(&*self.engine, &mut batch, &[], Some(KEY_MAX), threshold)?;
+        // Only the MVCC key space: below it lie the tablet's raw bookkeeping keys.
+        let removed = mvcc::gc(
+            &*self.engine,
+            &mut batch,
+            MVCC_KEYS_START,
+            Some(KEY_MAX),
+            threshold,
+        )?;
         self.write(batch, false)?;
         if removed > 0 {
             tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");

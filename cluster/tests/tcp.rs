@@ -1,7 +1,8 @@
 //! Three replicas of one group on real TCP sockets and RocksDB, each driven by its own
 //! driver thread: the claim is that a write acknowledged by the leader is on every
-//! replica, that followers refuse writes with a retryable error, and that after the
-//! leader's node stops the other two elect a leader and keep accepting writes.
+//! replica, that followers refuse writes and reads naming the leader, that after the
+//! leader's node stops the other two elect a leader and keep accepting writes, and that a
+//! leader left alone refuses reads.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_cluster::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport};
-use tessera_cluster::Replicator;
+use tessera_cluster::{Error, Replicator};
 use tessera_storage::{Cf, Engine, RocksEngine, WriteBatch};
 
 struct TestNode {
@@ -38,7 +39,11 @@ fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 fn leader(nodes: &BTreeMap<u64, TestNode>) -> Option<u64> {
     nodes
         .iter()
-        .find(|(_, n)| n.driver.as_ref().is_some_and(|d| d.is_leader(1)))
+        .find(|(id, n)| {
+            n.driver
+                .as_ref()
+                .is_some_and(|d| d.leader_of(1) == Some(**id))
+        })
         .map(|(id, _)| *id)
 }
 
@@ -104,8 +109,12 @@ fn replicates_over_tcp_and_survives_leader_loss() {
     assert!(wait_for(Duration::from_secs(10), || (1..=3)
         .all(|n| has(&nodes, n, b"a"))));
     let follower = (1..=3).find(|n| *n != first).unwrap();
+    // A follower refuses and names the leader.
     let err = via(&nodes, follower).replicate(put(b"x")).unwrap_err();
-    assert!(err.is_retryable(), "{err}");
+    assert!(
+        matches!(err, Error::NotLeaseholder { leader: Some(l) } if l == first),
+        "{err}"
+    );
 
     // The leader's node stops; the other two carry on.
     nodes.get_mut(&first).unwrap().driver = None;
@@ -127,13 +136,20 @@ fn replicates_over_tcp_and_survives_leader_loss() {
         .all(|n| has(&nodes, *n, b"b"))));
     assert!(!has(&nodes, first, b"b"));
 
-    // Reads are confirmed by the group, on the leader and through a follower alike.
+    // Reads are confirmed by the group on the leader; a follower refuses to serve them.
     let third = rest.iter().copied().find(|n| *n != second).unwrap();
     via(&nodes, second).read_barrier().unwrap();
-    via(&nodes, third).read_barrier().unwrap();
-    // Alone, a node cannot confirm anything: it refuses to read instead of serving data
-    // that may be stale.
-    nodes.get_mut(&second).unwrap().driver = None;
     let err = via(&nodes, third).read_barrier().unwrap_err();
-    assert!(err.to_string().contains("unavailable"), "{err}");
+    assert!(
+        matches!(err, Error::NotLeaseholder { leader: Some(l) } if l == second),
+        "{err}"
+    );
+    // A leader left without a quorum cannot confirm anything: it refuses to read instead
+    // of serving data that may be stale.
+    nodes.get_mut(&third).unwrap().driver = None;
+    let err = via(&nodes, second).read_barrier().unwrap_err();
+    assert!(
+        matches!(err, Error::NotLeaseholder { .. } | Error::Raft(_)),
+        "{err}"
+    );
 }

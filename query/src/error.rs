@@ -200,6 +200,12 @@ impl From<tessera_cluster::Error> for Error {
                 format!("transaction already {s}"),
             ),
             E::Storage(s) => Error::internal(s),
+            E::NotLeaseholder { leader } => Error::unsupported(format!(
+                "serving SQL on a node that does not hold the tablet's lease ({})",
+                leader
+                    .map(|l| format!("the leaseholder is node {l}; connect there"))
+                    .unwrap_or_else(|| "the leaseholder is not known yet".into())
+            )),
             E::Raft(m) => Error::new(
                 SqlState::ObjectNotInPrerequisiteState,
                 format!("replication unavailable: {m}"),

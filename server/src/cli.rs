@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, StartError};
 
 /// The default SQL port: next to PostgreSQL's 5432 without colliding with it.
 pub const DEFAULT_SQL_PORT: u16 = 26257;
@@ -32,7 +32,69 @@ enum Command {
         /// How long old row versions are kept, in seconds.
         #[arg(long, default_value_t = 600)]
         gc_window_secs: u64,
+        /// Address for traffic between nodes (unused alone; any free port by default).
+        #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], 0)))]
+        listen_rpc: SocketAddr,
     },
+    /// Start a node of a multi-node cluster. On first start it waits for `tessera init`
+    /// (first node) or joins through `--join`; later starts rejoin with the stored identity.
+    Start {
+        /// Directory of the node's store.
+        #[arg(long, default_value = "tessera-data", env = "TESSERA_STORE")]
+        store: PathBuf,
+        /// Address for SQL clients.
+        #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_SQL_PORT)))]
+        listen_sql: SocketAddr,
+        /// Address for traffic between nodes.
+        #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_RPC_PORT)))]
+        listen_rpc: SocketAddr,
+        /// Members to join through, comma-separated RPC addresses.
+        #[arg(long, value_delimiter = ',')]
+        join: Vec<SocketAddr>,
+        /// How long old row versions are kept, in seconds.
+        #[arg(long, default_value_t = 600)]
+        gc_window_secs: u64,
+    },
+    /// Initialise a new cluster on the node listening (RPC) at `--host`. Done once.
+    Init {
+        /// RPC address of the node to initialise.
+        #[arg(long)]
+        host: SocketAddr,
+    },
+}
+
+/// The default port for traffic between nodes.
+pub const DEFAULT_RPC_PORT: u16 = 26357;
+
+/// `tessera init`: ask a node that has not joined a cluster to start one.
+async fn init(host: SocketAddr) -> Result<(), StartError> {
+    // The node may still be starting: keep trying to reach it for a while.
+    let answer = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = tessera_cluster::replication::control_call(
+                host,
+                "INIT",
+                std::time::Duration::from_secs(10),
+            );
+            if r.is_ok() || std::time::Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    })
+    .await
+    .map_err(|e| StartError::Init(e.to_string()))?
+    .map_err(|e| StartError::Init(format!("cannot reach {host}: {e}")))?;
+    match answer.strip_prefix("OK") {
+        Some(_) => {
+            println!("cluster initialised on {host}");
+            Ok(())
+        }
+        None => Err(StartError::Init(
+            answer.trim_start_matches("ERR ").to_string(),
+        )),
+    }
 }
 
 /// Run the command line; returns the process exit code.
@@ -44,6 +106,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,21 +119,38 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        let config = match cli.command {
             Command::StartSingleNode {
                 store,
                 listen,
                 gc_window_secs,
-            } => {
-                let config = NodeConfig {
-                    store,
-                    listen,
-                    gc_window_secs,
-                };
-                let node = Node::start(config).await?;
-                node.serve_until_signal().await
-            }
-        }
+                listen_rpc,
+            } => NodeConfig {
+                store,
+                listen,
+                gc_window_secs,
+                listen_rpc,
+                join: Vec::new(),
+                single: true,
+            },
+            Command::Start {
+                store,
+                listen_sql,
+                listen_rpc,
+                join,
+                gc_window_secs,
+            } => NodeConfig {
+                store,
+                listen: listen_sql,
+                gc_window_secs,
+                listen_rpc,
+                join,
+                single: false,
+            },
+            Command::Init { host } => return init(host).await,
+        };
+        let node = Node::start(config).await?;
+        node.serve_until_signal().await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_cluster::replication::{start_single_node, RaftConfig, RaftDriver};
-use tessera_cluster::{Db, Hlc, Store, StoreConfig, SystemClock};
+use tessera_cluster::replication::RaftConfig;
+use tessera_cluster::{ClusterNode, Db, Hlc, NodeOptions, Store, StoreConfig, SystemClock};
 use tessera_query::QueryNode;
 use tessera_storage::RocksEngine;
 use tokio::net::TcpListener;
@@ -22,6 +22,12 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// How long old MVCC versions are kept, in seconds.
     pub gc_window_secs: u64,
+    /// Address for Raft and control traffic between nodes.
+    pub listen_rpc: SocketAddr,
+    /// Members to ask for admission on first start.
+    pub join: Vec<SocketAddr>,
+    /// Start as a single-node cluster on first start.
+    pub single: bool,
 }
 
 /// A started node.
@@ -29,8 +35,8 @@ pub struct Node {
     listener: TcpListener,
     query: Arc<QueryNode>,
     store: Arc<Store>,
-    /// Stops replication when the node is dropped.
-    _raft: RaftDriver,
+    /// Identity, replication and the transport to peers.
+    _cluster: ClusterNode,
 }
 
 /// The Raft tick: with an election timeout of 10 ticks, a lost leader is replaced in
@@ -48,6 +54,9 @@ pub enum StartError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// `tessera init` failed.
+    #[error("init failed: {0}")]
+    Init(String),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -73,15 +82,21 @@ impl Node {
             gc_window_nanos: config.gc_window_secs * 1_000_000_000,
             ..Default::default()
         };
-        let replicated = start_single_node(
-            Arc::new(engine),
-            clock,
-            store_config,
-            RaftConfig::default(),
-            RAFT_TICK,
-        )
-        .map_err(|e| store_err(Box::new(e)))?;
-        let store = replicated.store.clone();
+        let options = NodeOptions {
+            rpc_listen: config.listen_rpc,
+            join: config.join.clone(),
+            single: config.single,
+            raft: RaftConfig::default(),
+            tick: RAFT_TICK,
+            store: store_config,
+        };
+        let engine: Arc<dyn tessera_storage::Engine> = Arc::new(engine);
+        let cluster =
+            tokio::task::spawn_blocking(move || ClusterNode::start(engine, clock, options))
+                .await
+                .map_err(|e| store_err(Box::new(e)))?
+                .map_err(|e| store_err(Box::new(e)))?;
+        let store = cluster.store.clone();
         let query = QueryNode::new(Db::new(store.clone()));
         let listener =
             TcpListener::bind(config.listen)
@@ -94,7 +109,7 @@ impl Node {
             listener,
             query,
             store,
-            _raft: replicated.driver,
+            _cluster: cluster,
         })
     }
 
@@ -125,6 +140,8 @@ impl Node {
                 tick.tick().await;
                 let store = gc_store.clone();
                 match tokio::task::spawn_blocking(move || store.gc_once()).await {
+                    // Only the leaseholder collects; the others apply what it removes.
+                    Ok(Err(tessera_cluster::Error::NotLeaseholder { .. })) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
                     Err(e) => tracing::warn!(error = %e, "garbage collection task failed"),
                     Ok(Ok(_)) => {}

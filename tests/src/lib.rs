@@ -40,13 +40,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// One running single-node `tessera` process with its own store.
+/// One running `tessera` process with its own store: a single-node cluster, or a member
+/// of a multi-node one.
 pub struct Node {
     child: Option<Child>,
     /// The store directory (kept across restarts).
     pub store: tempfile::TempDir,
     /// SQL port.
     pub port: u16,
+    /// For a member: its RPC port and the RPC ports it joins through.
+    member: Option<(u16, Vec<u16>)>,
 }
 
 impl Node {
@@ -57,9 +60,31 @@ impl Node {
             child: None,
             store,
             port: free_port(),
+            member: None,
         };
         node.spawn();
         node
+    }
+
+    /// Start a member of a multi-node cluster (`tessera start`) listening for peers on
+    /// `rpc_port` and joining through `join`. It serves SQL only once it is initialised
+    /// or admitted: wait with [`Node::wait_sql`].
+    pub fn start_member(rpc_port: u16, join: &[u16]) -> Node {
+        let store = tempfile::tempdir().expect("tempdir");
+        let mut node = Node {
+            child: None,
+            store,
+            port: free_port(),
+            member: Some((rpc_port, join.to_vec())),
+        };
+        node.spawn();
+        node
+    }
+
+    /// The RPC address of a member.
+    pub fn rpc_addr(&self) -> String {
+        let (rpc, _) = self.member.as_ref().expect("a member");
+        format!("127.0.0.1:{rpc}")
     }
 
     fn spawn(&mut self) {
@@ -68,17 +93,39 @@ impl Node {
             .append(true)
             .open(self.store.path().join("node.log"))
             .expect("log file");
-        let child = Command::new(tessera_bin())
-            .arg("start-single-node")
+        let mut cmd = Command::new(tessera_bin());
+        match &self.member {
+            None => {
+                cmd.arg("start-single-node")
+                    .arg("--listen")
+                    .arg(format!("127.0.0.1:{}", self.port));
+            }
+            Some((rpc, join)) => {
+                let join: Vec<String> = join.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                cmd.arg("start")
+                    .arg("--listen-sql")
+                    .arg(format!("127.0.0.1:{}", self.port))
+                    .arg("--listen-rpc")
+                    .arg(format!("127.0.0.1:{rpc}"))
+                    .arg("--join")
+                    .arg(join.join(","));
+            }
+        }
+        let child = cmd
             .arg("--store")
             .arg(self.store.path().join("data"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn tessera");
         self.child = Some(child);
+        if self.member.is_none() {
+            self.wait_sql();
+        }
+    }
+
+    /// Wait until the node accepts SQL connections (panics after 60 s or if it exits).
+    pub fn wait_sql(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

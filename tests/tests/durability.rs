@@ -86,7 +86,7 @@ async fn sigterm_shuts_down_cleanly() {
     let n: i64 = c
         .query_one("SELECT count(*) FROM s", &[])
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", node.log()))
         .get(0);
     assert_eq!(n, 2);
 }

@@ -9,7 +9,11 @@
 //! entry took its log index after a leadership change (a retryable conflict), or unknown
 //! when no answer came in time (`Ambiguous`, SQLSTATE 40003).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -35,13 +39,22 @@ enum Input {
         reply: mpsc::Sender<Result<()>>,
     },
     IsLeader(u64, mpsc::Sender<bool>),
+    AddMember {
+        group: u64,
+        node: u64,
+    },
     Stop,
 }
+
+/// Who leads each group, as the driver last saw it: group -> (leader node, term).
+pub type Leaders = Arc<RwLock<HashMap<u64, (u64, u64)>>>;
 
 /// A handle on the driver thread. Dropping it stops the thread.
 pub struct RaftDriver {
     tx: mpsc::Sender<Input>,
     thread: Option<JoinHandle<()>>,
+    node_id: u64,
+    leaders: Leaders,
 }
 
 /// Delivers messages from peers to a driver; cheap to clone (transports hold one).
@@ -68,6 +81,9 @@ impl RaftDriver {
     /// Start the driver thread over `store`, ticking every `tick`.
     pub fn start(mut store: RaftStore, tick: Duration) -> RaftDriver {
         let (tx, rx) = mpsc::channel::<Input>();
+        let node_id = store.node_id();
+        let leaders: Leaders = Arc::default();
+        let published = leaders.clone();
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", store.node_id()))
             .spawn(move || {
@@ -77,6 +93,8 @@ impl RaftDriver {
                 // Confirmed reads waiting for the replica to apply up to their index.
                 let mut confirmed: Vec<(u64, u64, mpsc::Sender<Result<()>>)> = Vec::new();
                 let mut next_read: u64 = 1;
+                // Members to add (as learners, then voters once caught up).
+                let mut wanted: BTreeSet<(u64, u64)> = BTreeSet::new();
                 let mut next_tick = Instant::now() + tick;
                 loop {
                     let wait = next_tick.saturating_duration_since(Instant::now());
@@ -123,6 +141,9 @@ impl RaftDriver {
                             Input::IsLeader(group, reply) => {
                                 let _ = reply.send(store.is_leader(group));
                             }
+                            Input::AddMember { group, node } => {
+                                wanted.insert((group, node));
+                            }
                             Input::Stop => stop = true,
                         }
                     }
@@ -132,8 +153,23 @@ impl RaftDriver {
                     if Instant::now() >= next_tick {
                         store.tick();
                         next_tick = Instant::now() + tick;
+                        wanted.retain(|&(group, node)| grow(&mut store, group, node));
                     }
-                    match store.handle_ready() {
+                    let result = store.handle_ready();
+                    {
+                        let mut map = published.write();
+                        for g in store.groups() {
+                            match store.leader(g.id) {
+                                Some(l) => {
+                                    map.insert(g.id, (l, store.term(g.id).unwrap_or(0)));
+                                }
+                                None => {
+                                    map.remove(&g.id);
+                                }
+                            }
+                        }
+                    }
+                    match result {
                         Ok(applied) => {
                             for a in applied {
                                 if let Some(w) = waiters.remove(&a.id) {
@@ -191,7 +227,20 @@ impl RaftDriver {
         RaftDriver {
             tx,
             thread: Some(thread),
+            node_id,
+            leaders,
         }
+    }
+
+    /// The leader of `group` as last seen, if any.
+    pub fn leader_of(&self, group: u64) -> Option<u64> {
+        self.leaders.read().get(&group).map(|(l, _)| *l)
+    }
+
+    /// Make `node` a voting member of `group`: it is added as a learner, and promoted once
+    /// it has caught up. Only acted on while this node leads the group.
+    pub fn add_member(&self, group: u64, node: u64) {
+        let _ = self.tx.send(Input::AddMember { group, node });
     }
 
     /// Where peers' messages go.
@@ -214,7 +263,7 @@ impl RaftDriver {
     pub fn wait_leader(&self, group: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.is_leader(group) {
+            if self.leader_of(group) == Some(self.node_id) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -233,6 +282,8 @@ impl RaftDriver {
             group,
             next_id: AtomicU64::new(seed),
             timeout,
+            node_id: self.node_id,
+            leaders: self.leaders.clone(),
         }
     }
 }
@@ -244,6 +295,36 @@ impl Drop for RaftDriver {
             let _ = t.join();
         }
     }
+}
+
+/// One step towards `node` being a voter of `group` (leader only, one configuration
+/// change at a time). Returns whether there is more to do.
+fn grow(store: &mut RaftStore, group: u64, node: u64) -> bool {
+    if store.voters(group).contains(&node) {
+        return false;
+    }
+    if !store.is_leader(group) || store.has_pending_conf(group) {
+        return true;
+    }
+    let learner = store.learners(group).contains(&node);
+    let kind = if !learner {
+        ConfChangeType::AddLearnerNode
+    } else if store.matched(group, node).unwrap_or(0) >= store.commit_index(group).unwrap_or(0) {
+        ConfChangeType::AddNode
+    } else {
+        return true; // still catching up
+    };
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(kind);
+    single.node_id = node;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    if let Err(e) = store.propose_conf_change(group, cc) {
+        tracing::debug!(group, node, error = %e, "membership change not proposed yet");
+    } else {
+        tracing::info!(group, node, change = ?kind, "membership change proposed");
+    }
+    true
 }
 
 /// How long a read waits for the group to confirm its leader.
@@ -270,10 +351,31 @@ pub struct GroupReplicator {
     group: u64,
     next_id: AtomicU64,
     timeout: Duration,
+    node_id: u64,
+    leaders: Leaders,
+}
+
+impl GroupReplicator {
+    /// Refuse to serve unless this node leads the group.
+    fn check_leader(&self) -> Result<()> {
+        match self.leaders.read().get(&self.group) {
+            Some((l, _)) if *l == self.node_id => Ok(()),
+            Some((l, _)) => Err(Error::NotLeaseholder { leader: Some(*l) }),
+            None => Err(Error::NotLeaseholder { leader: None }),
+        }
+    }
 }
 
 impl Replicator for GroupReplicator {
+    fn lease_term(&self) -> u64 {
+        match self.leaders.read().get(&self.group) {
+            Some((l, term)) if *l == self.node_id => *term,
+            _ => 0,
+        }
+    }
+
     fn read_barrier(&self) -> Result<()> {
+        self.check_leader()?;
         let (reply, rx) = mpsc::channel();
         self.tx
             .lock()
@@ -290,6 +392,7 @@ impl Replicator for GroupReplicator {
         if writes.is_empty() {
             return Ok(());
         }
+        self.check_leader()?;
         let cmd = Command {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             writes,

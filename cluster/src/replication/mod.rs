@@ -36,13 +36,14 @@ mod command;
 mod driver;
 pub mod log;
 mod raft_store;
-mod single;
 mod tcp;
 mod transport;
 
 pub use command::Command;
 pub use driver::{GroupReplicator, Inbox, RaftDriver};
 pub use raft_store::{Applied, GroupDesc, ProposeError, RaftConfig, RaftStore};
-pub use single::{start_single_node, ReplicatedStore, FIRST_GROUP};
-pub use tcp::TcpTransport;
+pub use tcp::{control_call, ControlHandler, TcpTransport};
 pub use transport::{Envelope, MemNetwork, NoPeers, Transport};
+
+/// The group of the first tablet, which spans the whole key space.
+pub const FIRST_GROUP: u64 = 1;

@@ -306,6 +306,39 @@ impl RaftStore {
             .unwrap_or_default()
     }
 
+    /// The learners of `group` as this replica knows them.
+    pub fn learners(&self, group: u64) -> Vec<u64> {
+        self.replicas
+            .get(&group)
+            .map(|r| r.node.store().conf_state().learners.clone())
+            .unwrap_or_default()
+    }
+
+    /// The leader's view of how far `node` has replicated `group`'s log.
+    pub fn matched(&self, group: u64, node: u64) -> Option<u64> {
+        let r = self.replicas.get(&group)?;
+        r.node.raft.prs().get(node).map(|p| p.matched)
+    }
+
+    /// The commit index of `group` here.
+    pub fn commit_index(&self, group: u64) -> Option<u64> {
+        self.replicas
+            .get(&group)
+            .map(|r| r.node.raft.raft_log.committed)
+    }
+
+    /// The current Raft term of `group` here.
+    pub fn term(&self, group: u64) -> Option<u64> {
+        self.replicas.get(&group).map(|r| r.node.raft.term)
+    }
+
+    /// Whether a configuration change of `group` is proposed and not yet applied.
+    pub fn has_pending_conf(&self, group: u64) -> bool {
+        self.replicas
+            .get(&group)
+            .is_some_and(|r| r.node.raft.has_pending_conf())
+    }
+
     /// Whether `group` is in a joint configuration (a multi-member change under way).
     pub fn in_joint(&self, group: u64) -> bool {
         self.replicas

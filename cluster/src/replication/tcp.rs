@@ -13,6 +13,9 @@
 //!   addresses work).
 //! - A receiving connection delivers decoded messages to the driver's [`Inbox`]. A frame
 //!   that is too large or does not decode closes that connection only.
+//! - The first byte of a connection says what it carries: `R` a stream of Raft frames,
+//!   `C` one control request (a length-prefixed line of text such as `JOIN <addr>`)
+//!   answered by one control response; the node installs the handler.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -39,6 +42,33 @@ pub struct TcpTransport {
     peers: RwLock<HashMap<u64, SocketAddr>>,
     queues: Mutex<HashMap<u64, SyncSender<Vec<u8>>>>,
     inbox: Arc<RwLock<Option<Inbox>>>,
+    control: Arc<RwLock<Option<ControlHandler>>>,
+}
+
+/// Answers control requests (one line of text in, one out).
+pub type ControlHandler = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+const RAFT_STREAM: u8 = b'R';
+const CONTROL: u8 = b'C';
+
+/// Send one control request to the node listening on `addr` and return its answer.
+pub fn control_call(addr: SocketAddr, request: &str, timeout: Duration) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut msg = vec![CONTROL];
+    msg.extend_from_slice(&(request.len() as u32).to_be_bytes());
+    msg.extend_from_slice(request.as_bytes());
+    s.write_all(&msg)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(std::io::Error::other("control answer too large"));
+    }
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf)?;
+    String::from_utf8(buf).map_err(std::io::Error::other)
 }
 
 impl TcpTransport {
@@ -47,16 +77,19 @@ impl TcpTransport {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let inbox: Arc<RwLock<Option<Inbox>>> = Arc::default();
+        let control: Arc<RwLock<Option<ControlHandler>>> = Arc::default();
         let accept_inbox = inbox.clone();
+        let accept_control = control.clone();
         std::thread::Builder::new()
             .name("rpc-accept".into())
             .spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else { continue };
                     let inbox = accept_inbox.clone();
+                    let control = accept_control.clone();
                     let _ = std::thread::Builder::new()
                         .name("rpc-recv".into())
-                        .spawn(move || receive(conn, inbox));
+                        .spawn(move || serve(conn, inbox, control));
                 }
             })?;
         Ok(Arc::new(TcpTransport {
@@ -64,6 +97,7 @@ impl TcpTransport {
             peers: RwLock::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
             inbox,
+            control,
         }))
     }
 
@@ -75,6 +109,11 @@ impl TcpTransport {
     /// Where messages arriving from peers go (they are dropped until this is set).
     pub fn set_inbox(&self, inbox: Inbox) {
         *self.inbox.write() = Some(inbox);
+    }
+
+    /// Install the answerer of control requests.
+    pub fn set_control_handler(&self, handler: ControlHandler) {
+        *self.control.write() = Some(handler);
     }
 
     /// The address of node `node`.
@@ -136,6 +175,7 @@ fn connect(addr: SocketAddr, local_ip: std::net::IpAddr) -> std::io::Result<TcpS
     let stream: TcpStream = socket.into();
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    (&stream).write_all(&[RAFT_STREAM])?;
     Ok(stream)
 }
 
@@ -171,6 +211,48 @@ fn send_loop(addr: SocketAddr, local_ip: std::net::IpAddr, rx: Receiver<Vec<u8>>
             conn = None;
         }
     }
+}
+
+fn serve(
+    conn: TcpStream,
+    inbox: Arc<RwLock<Option<Inbox>>>,
+    control: Arc<RwLock<Option<ControlHandler>>>,
+) {
+    let mut kind = [0u8; 1];
+    if (&conn).read_exact(&mut kind).is_err() {
+        return;
+    }
+    match kind[0] {
+        RAFT_STREAM => receive(conn, inbox),
+        CONTROL => {
+            let _ = answer(conn, control);
+        }
+        other => tracing::warn!(byte = other, "unknown connection kind; closing"),
+    }
+}
+
+fn answer(
+    mut conn: TcpStream,
+    control: Arc<RwLock<Option<ControlHandler>>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > 64 << 10 {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; n];
+    conn.read_exact(&mut buf)?;
+    let request = String::from_utf8_lossy(&buf).into_owned();
+    let handler = control.read().clone();
+    let reply = match handler {
+        Some(h) => h(&request),
+        None => "ERR the node is starting".to_string(),
+    };
+    let mut out = (reply.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(reply.as_bytes());
+    conn.write_all(&out)
 }
 
 fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>) {
