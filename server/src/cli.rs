@@ -55,6 +55,13 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         gc_window_secs: u64,
     },
+    /// Start a local cluster of several nodes in one process, with stores in a temporary
+    /// directory (removed on exit), and print one psql line per node.
+    Demo {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+    },
     /// Initialise a new cluster on the node listening (RPC) at `--host`. Done once.
     Init {
         /// RPC address of the node to initialise.
@@ -65,6 +72,63 @@ enum Command {
 
 /// The default port for traffic between nodes.
 pub const DEFAULT_RPC_PORT: u16 = 26357;
+
+/// A free loopback address (bound, then released for the node to take).
+fn free_loopback() -> Result<SocketAddr, StartError> {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    std::net::TcpListener::bind(any)
+        .and_then(|l| l.local_addr())
+        .map_err(|source| StartError::Listen { addr: any, source })
+}
+
+/// `tessera demo`: a local cluster in one process.
+async fn demo(count: u16) -> Result<(), StartError> {
+    let count = count.max(1);
+    let dir = std::env::temp_dir().join(format!("tessera-demo-{}", std::process::id()));
+    let rpc: Vec<SocketAddr> = (0..count)
+        .map(|_| free_loopback())
+        .collect::<Result<_, _>>()?;
+    let mut starting = Vec::new();
+    for (i, addr) in rpc.iter().enumerate() {
+        let config = NodeConfig {
+            store: dir.join(format!("node{}", i + 1)),
+            listen: free_loopback()?,
+            gc_window_secs: 600,
+            listen_rpc: *addr,
+            join: vec![rpc[0]],
+            single: false,
+        };
+        starting.push(tokio::spawn(Node::start(config)));
+    }
+    init(rpc[0]).await?;
+    let mut nodes = Vec::new();
+    for s in starting {
+        nodes.push(
+            s.await
+                .map_err(|e| StartError::Init(format!("a node failed to start: {e}")))??,
+        );
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if let Ok(addr) = n.local_addr() {
+            println!(
+                "node {}: psql \"postgresql://root@{}:{}/tessera?sslmode=disable\"",
+                i + 1,
+                addr.ip(),
+                addr.port()
+            );
+        }
+    }
+    println!("SQL is served by the leaseholder (node 1 to begin with). Ctrl-C stops the demo.");
+    let serving: Vec<_> = nodes
+        .into_iter()
+        .map(|n| tokio::spawn(n.serve_until_signal()))
+        .collect();
+    for s in serving {
+        let _ = s.await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
 
 /// `tessera init`: ask a node that has not joined a cluster to start one.
 async fn init(host: SocketAddr) -> Result<(), StartError> {
@@ -148,6 +212,7 @@ pub fn main() -> ExitCode {
                 single: false,
             },
             Command::Init { host } => return init(host).await,
+            Command::Demo { nodes } => return demo(nodes).await,
         };
         let node = Node::start(config).await?;
         node.serve_until_signal().await

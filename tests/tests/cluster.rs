@@ -124,3 +124,51 @@ async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
     let third = leaseholder(&nodes, &third_candidates).await;
     assert_eq!(count(&nodes[third]).await, 30, "acknowledged rows lost");
 }
+
+/// `tessera demo --nodes 3` starts a local cluster and prints one psql line per node;
+/// node 1 serves SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_starts_a_local_cluster() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(tessera_bin())
+        .args(["demo", "--nodes", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tessera demo");
+    let stdout = child.stdout.take().unwrap();
+    // Read the psql lines, then keep draining stdout so the demo never writes to a
+    // closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = 0;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix(&format!("node {}: psql ", found + 1)) {
+                found += 1;
+                let _ = tx.send(rest.trim_matches('"').to_string());
+            }
+        }
+    });
+    let urls: Vec<String> = (0..3)
+        .filter_map(|_| rx.recv_timeout(Duration::from_secs(60)).ok())
+        .collect();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    let (c, conn) = tokio_postgres::connect(&urls[0], tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c.batch_execute("CREATE TABLE d (k INT PRIMARY KEY); INSERT INTO d VALUES (1), (2)")
+        .await
+        .unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let _ = child.kill();
+    let _ = child.wait();
+}
