@@ -20,6 +20,7 @@
 mod clock;
 mod error;
 mod node;
+mod remote;
 pub mod replication;
 mod store;
 mod txn;

@@ -180,6 +180,11 @@ impl ClusterNode {
             opts.store.clone(),
             Some(replicator.clone() as Arc<dyn Replicator>),
         )?;
+        // Serve KV requests of other nodes, and forward ours to the leaseholder.
+        let peers = transport.clone();
+        store.set_peer_resolver(Arc::new(move |id| peers.peer_addr(id)));
+        let serving = store.clone();
+        transport.set_kv_handler(Arc::new(move |req: &[u8]| serving.serve_remote(req)));
         let node = ClusterNode {
             node_id,
             store,

@@ -24,7 +24,8 @@
 //!   bounded batches, each checked for write-write conflicts as it lands. The commit
 //!   point is then the transaction record written as committed (with any remaining
 //!   writes) in one synced batch; the intents are resolved afterwards. Transaction ids
-//!   carry the store's boot epoch: a pending transaction of an earlier epoch died with
+//!   carry the node id and the store's boot epoch: a pending transaction of this node's
+//!   earlier epoch died with
 //!   its process and counts as aborted.
 
 use std::collections::BTreeMap;
@@ -77,10 +78,19 @@ pub trait Replicator: Send + Sync {
     /// The Raft term in which this node holds the lease (0: it does not).
     fn lease_term(&self) -> u64;
 
+    /// This node's id.
+    fn node_id(&self) -> u64;
+
+    /// The node holding the lease, as last seen.
+    fn leader(&self) -> Option<u64>;
+
     /// Return once the group has confirmed (with a quorum) that nothing was committed
     /// that this node has not applied: local reads after it are not stale.
     fn read_barrier(&self) -> Result<()>;
 }
+
+/// Finds another node's address by id.
+pub type PeerResolver = Arc<dyn Fn(u64) -> Option<std::net::SocketAddr> + Send + Sync>;
 
 /// One node's store. See the module docs.
 pub struct Store {
@@ -91,7 +101,11 @@ pub struct Store {
     config: StoreConfig,
     tscache: Mutex<TimestampCache>,
     latch: RwLock<()>,
+    /// Node id (high 32 bits) and boot epoch (low 32 bits): the high half of txn ids.
     epoch: u64,
+    /// How to reach another node's KV service (set by the node once its transport runs).
+    peers: RwLock<Option<PeerResolver>>,
+    client: crate::remote::KvClient,
     next_txn: AtomicU64,
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
@@ -135,6 +149,8 @@ impl Store {
         engine.write(b, true)?;
         let low_water = clock.now();
         tracing::info!(epoch, "store opened");
+        let node = replicator.as_ref().map(|r| r.node_id()).unwrap_or(1);
+        let epoch = (node << 32) | (epoch & 0xFFFF_FFFF);
         Ok(Arc::new(Store {
             tscache: Mutex::new(TimestampCache::new(config.tscache_capacity, low_water)),
             engine,
@@ -143,6 +159,8 @@ impl Store {
             config,
             latch: RwLock::new(()),
             epoch,
+            peers: RwLock::new(None),
+            client: Default::default(),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             gc_threshold: Mutex::new(Timestamp::ZERO),
@@ -188,11 +206,210 @@ impl Store {
         tracing::info!(term, %floor, "serving under a new lease");
     }
 
-    /// Make sure local reads are current: see [`Replicator::read_barrier`].
+    /// Make sure local reads are current: see [`Replicator::read_barrier`]. A store that
+    /// forwards to the leaseholder has nothing to confirm (the leaseholder confirms each
+    /// forwarded read).
     pub(crate) fn read_barrier(&self) -> Result<()> {
         match &self.replicator {
-            Some(r) => r.read_barrier(),
-            None => Ok(()),
+            Some(r) if self.forward_to()?.is_none() => r.read_barrier(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Let this store forward requests to other nodes, found through `resolver`.
+    pub fn set_peer_resolver(&self, resolver: PeerResolver) {
+        *self.peers.write() = Some(resolver);
+    }
+
+    /// Where requests must go: `None` to serve them here, or the leaseholder's address.
+    fn forward_to(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(r) = &self.replicator else {
+            return Ok(None);
+        };
+        match r.leader() {
+            Some(l) if l == r.node_id() => Ok(None),
+            Some(l) => match self.peers.read().as_ref().and_then(|f| f(l)) {
+                Some(addr) => Ok(Some(addr)),
+                None => Err(Error::NotLeaseholder { leader: Some(l) }),
+            },
+            // An election is under way: the statement can be retried shortly.
+            None => Err(Error::Conflict {
+                key: Vec::new(),
+                reason: "the tablet has no leaseholder at the moment; retry".into(),
+            }),
+        }
+    }
+
+    /// Send a request to the leaseholder. A lease that moved on the way is retryable.
+    fn forward(
+        &self,
+        addr: std::net::SocketAddr,
+        req: crate::remote::KvRequest,
+    ) -> Result<crate::remote::KvResponse> {
+        use crate::remote::KvResponse;
+        match self.client.call(addr, &req)? {
+            KvResponse::Failed(Error::NotLeaseholder { .. }) => Err(Error::Conflict {
+                key: Vec::new(),
+                reason: "the tablet's lease moved; retry".into(),
+            }),
+            KvResponse::Failed(e) => Err(e),
+            other => Ok(other),
+        }
+    }
+
+    /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`,
+    /// served by the leaseholder.
+    pub(crate) fn scan(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        track: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let Some(addr) = self.forward_to()? else {
+            return self.scan_local(txn, read_ts, start, end, limit, track);
+        };
+        let req = crate::remote::KvRequest::Scan {
+            txn,
+            read_ts,
+            start: start.to_vec(),
+            end: end.to_vec(),
+            limit: limit as u64,
+            track,
+        };
+        match self.forward(addr, req)? {
+            crate::remote::KvResponse::Rows(rows) => Ok(rows),
+            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Write `writes` as intents of `txn`, on the leaseholder.
+    pub(crate) fn flush_intents(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<()> {
+        let Some(addr) = self.forward_to()? else {
+            return self.flush_intents_local(txn, read_ts, writes);
+        };
+        let req = crate::remote::KvRequest::Flush {
+            txn,
+            read_ts,
+            writes: writes.clone(),
+        };
+        self.forward(addr, req).map(|_| ())
+    }
+
+    /// Validate and commit on the leaseholder; see [`Store::commit_local`].
+    pub(crate) fn commit(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        flushed: &[Vec<u8>],
+    ) -> Result<Timestamp> {
+        if writes.is_empty() && flushed.is_empty() {
+            // Read-only: commits at its read timestamp without validation.
+            return Ok(read_ts);
+        }
+        let Some(addr) = self.forward_to()? else {
+            return self.commit_local(txn, read_ts, reads, writes, flushed);
+        };
+        let req = crate::remote::KvRequest::Commit {
+            txn,
+            read_ts,
+            reads: reads.to_vec(),
+            writes: writes.clone(),
+            flushed: flushed.to_vec(),
+        };
+        match self.forward(addr, req)? {
+            crate::remote::KvResponse::Committed(ts) => {
+                self.clock.update(ts);
+                Ok(ts)
+            }
+            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Roll back on the leaseholder.
+    pub(crate) fn abort(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
+        if flushed.is_empty() {
+            return Ok(());
+        }
+        let Some(addr) = self.forward_to()? else {
+            return self.abort_local(txn, flushed);
+        };
+        let req = crate::remote::KvRequest::Abort {
+            txn,
+            flushed: flushed.to_vec(),
+        };
+        self.forward(addr, req).map(|_| ())
+    }
+
+    /// Serve a KV request from another node (this node holds the lease, or says it
+    /// does not). A forwarded read waits for commits in flight, moves the clock past its
+    /// timestamp so later commits land above it, and confirms the lease.
+    pub fn serve_remote(&self, request: &[u8]) -> Vec<u8> {
+        use crate::remote::{KvRequest, KvResponse};
+        let answer = (|| -> Result<KvResponse> {
+            Ok(match KvRequest::decode(request)? {
+                KvRequest::Scan {
+                    txn,
+                    read_ts,
+                    start,
+                    end,
+                    limit,
+                    track,
+                } => {
+                    if let Some(r) = &self.replicator {
+                        r.read_barrier()?;
+                    }
+                    {
+                        let _no_commit_in_flight = self.latch.read();
+                        self.clock.update(read_ts);
+                    }
+                    KvResponse::Rows(self.scan_local(
+                        txn,
+                        read_ts,
+                        &start,
+                        &end,
+                        limit as usize,
+                        track,
+                    )?)
+                }
+                KvRequest::Flush {
+                    txn,
+                    read_ts,
+                    writes,
+                } => {
+                    self.flush_intents_local(txn, read_ts, &writes)?;
+                    KvResponse::Done
+                }
+                KvRequest::Commit {
+                    txn,
+                    read_ts,
+                    reads,
+                    writes,
+                    flushed,
+                } => {
+                    self.clock.update(read_ts);
+                    KvResponse::Committed(
+                        self.commit_local(txn, read_ts, &reads, &writes, &flushed)?,
+                    )
+                }
+                KvRequest::Abort { txn, flushed } => {
+                    self.abort_local(txn, &flushed)?;
+                    KvResponse::Done
+                }
+            })
+        })();
+        match answer {
+            Ok(a) => a.encode(),
+            Err(e) => KvResponse::Failed(e).encode(),
         }
     }
 
@@ -226,7 +443,8 @@ impl Store {
     /// The fate of a transaction owning an intent.
     fn status(&self, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
         let status = TxnRecord::read(&*self.engine, txn)?;
-        if status == TxnStatus::Pending && (txn >> 64) as u64 != self.epoch {
+        let owner = (txn >> 64) as u64;
+        if status == TxnStatus::Pending && owner >> 32 == self.epoch >> 32 && owner != self.epoch {
             return Ok(TxnStatus::Aborted);
         }
         Ok(status)
@@ -247,7 +465,7 @@ impl Store {
 
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.
     /// With `track`, the span actually read is recorded in the timestamp cache.
-    pub(crate) fn scan(
+    fn scan_local(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
@@ -290,7 +508,7 @@ impl Store {
     }
 
     /// Write `writes` as intents of `txn`, in batches of bounded size.
-    pub(crate) fn flush_intents(
+    fn flush_intents_local(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
@@ -331,7 +549,7 @@ impl Store {
 
     /// Validate and commit. `reads` are the spans the transaction read; `writes` its
     /// buffered writes; `flushed` the keys where it already holds intents.
-    pub(crate) fn commit(
+    fn commit_local(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
@@ -339,10 +557,6 @@ impl Store {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: &[Vec<u8>],
     ) -> Result<Timestamp> {
-        if writes.is_empty() && flushed.is_empty() {
-            // Read-only: commits at its read timestamp without validation.
-            return Ok(read_ts);
-        }
         let status = |t| self.status(t);
         let view = ReadView {
             read_ts,
@@ -401,7 +615,7 @@ impl Store {
     }
 
     /// Roll back: mark the record aborted (when intents exist) and remove the intents.
-    pub(crate) fn abort(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
+    fn abort_local(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
         if flushed.is_empty() {
             return Ok(());
         }

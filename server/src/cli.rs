@@ -118,7 +118,7 @@ async fn demo(count: u16) -> Result<(), StartError> {
             );
         }
     }
-    println!("SQL is served by the leaseholder (node 1 to begin with). Ctrl-C stops the demo.");
+    println!("Any node serves SQL. Ctrl-C stops the demo.");
     let serving: Vec<_> = nodes
         .into_iter()
         .map(|n| tokio::spawn(n.serve_until_signal()))

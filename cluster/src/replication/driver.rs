@@ -367,6 +367,14 @@ impl GroupReplicator {
 }
 
 impl Replicator for GroupReplicator {
+    fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.leaders.read().get(&self.group).map(|(l, _)| *l)
+    }
+
     fn lease_term(&self) -> u64 {
         match self.leaders.read().get(&self.group) {
             Some((l, term)) if *l == self.node_id => *term,

@@ -43,7 +43,11 @@ pub struct TcpTransport {
     queues: Mutex<HashMap<u64, SyncSender<Vec<u8>>>>,
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
+    kv: Arc<RwLock<Option<KvHandler>>>,
 }
+
+/// Answers KV requests from other nodes (one encoded request in, one answer out).
+pub type KvHandler = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 /// Answers control requests (one line of text in, one out).
 pub type ControlHandler = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -78,8 +82,10 @@ impl TcpTransport {
         let local = listener.local_addr()?;
         let inbox: Arc<RwLock<Option<Inbox>>> = Arc::default();
         let control: Arc<RwLock<Option<ControlHandler>>> = Arc::default();
+        let kv: Arc<RwLock<Option<KvHandler>>> = Arc::default();
         let accept_inbox = inbox.clone();
         let accept_control = control.clone();
+        let accept_kv = kv.clone();
         std::thread::Builder::new()
             .name("rpc-accept".into())
             .spawn(move || {
@@ -87,9 +93,10 @@ impl TcpTransport {
                     let Ok(conn) = conn else { continue };
                     let inbox = accept_inbox.clone();
                     let control = accept_control.clone();
+                    let kv = accept_kv.clone();
                     let _ = std::thread::Builder::new()
                         .name("rpc-recv".into())
-                        .spawn(move || serve(conn, inbox, control));
+                        .spawn(move || serve(conn, inbox, control, kv));
                 }
             })?;
         Ok(Arc::new(TcpTransport {
@@ -98,6 +105,7 @@ impl TcpTransport {
             queues: Mutex::new(HashMap::new()),
             inbox,
             control,
+            kv,
         }))
     }
 
@@ -114,6 +122,16 @@ impl TcpTransport {
     /// Install the answerer of control requests.
     pub fn set_control_handler(&self, handler: ControlHandler) {
         *self.control.write() = Some(handler);
+    }
+
+    /// Install the answerer of KV requests.
+    pub fn set_kv_handler(&self, handler: KvHandler) {
+        *self.kv.write() = Some(handler);
+    }
+
+    /// The address of node `node`, if known.
+    pub fn peer_addr(&self, node: u64) -> Option<SocketAddr> {
+        self.peers.read().get(&node).copied()
     }
 
     /// The address of node `node`.
@@ -217,6 +235,7 @@ fn serve(
     conn: TcpStream,
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
+    kv: Arc<RwLock<Option<KvHandler>>>,
 ) {
     let mut kind = [0u8; 1];
     if (&conn).read_exact(&mut kind).is_err() {
@@ -227,6 +246,7 @@ fn serve(
         CONTROL => {
             let _ = answer(conn, control);
         }
+        crate::remote::KV_STREAM => serve_kv(conn, kv),
         other => tracing::warn!(byte = other, "unknown connection kind; closing"),
     }
 }
@@ -253,6 +273,17 @@ fn answer(
     let mut out = (reply.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(reply.as_bytes());
     conn.write_all(&out)
+}
+
+fn serve_kv(mut conn: TcpStream, kv: Arc<RwLock<Option<KvHandler>>>) {
+    let _ = conn.set_nodelay(true);
+    while let Ok(req) = crate::remote::read_message(&mut conn) {
+        let handler = kv.read().clone();
+        let Some(h) = handler else { return };
+        if crate::remote::write_message(&mut conn, &h(&req)).is_err() {
+            return;
+        }
+    }
 }
 
 fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>) {

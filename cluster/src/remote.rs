@@ -1,0 +1,470 @@
+//! KV requests from a gateway node to the leaseholder.
+//!
+//! A node that does not hold the tablet's lease still serves SQL: its store sends each
+//! KV operation (scan, intent flush, commit, abort) to the leaseholder, whose store
+//! evaluates it exactly as for a local transaction (latch, timestamp cache, validation,
+//! Raft). The gateway keeps the transaction's buffer, read spans and `read_ts`.
+//!
+//! ```text
+//!   request  = kind u8, fields...        response = kind u8, fields...
+//!   bytes    = len u32 BE, bytes         ts = wall u64 BE, logical u32 BE
+//! ```
+//!
+//! A leaseholder serving a remote scan first waits for commits in flight (the commit
+//! latch), ratchets its clock to the reader's `read_ts`, and confirms its lease (Raft
+//! ReadIndex), so the snapshot at `read_ts` is stable and current. A commit whose answer
+//! is lost in transit has an unknown outcome (`Ambiguous`, SQLSTATE 40003).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tessera_storage::Timestamp;
+
+use crate::{Error, Result};
+
+/// One KV operation sent to the leaseholder.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KvRequest {
+    Scan {
+        txn: u128,
+        read_ts: Timestamp,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u64,
+        track: bool,
+    },
+    Flush {
+        txn: u128,
+        read_ts: Timestamp,
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    },
+    Commit {
+        txn: u128,
+        read_ts: Timestamp,
+        reads: Vec<(Vec<u8>, Vec<u8>)>,
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        flushed: Vec<Vec<u8>>,
+    },
+    Abort {
+        txn: u128,
+        flushed: Vec<Vec<u8>>,
+    },
+}
+
+/// The leaseholder's answer.
+#[derive(Debug)]
+pub(crate) enum KvResponse {
+    Rows(Vec<(Vec<u8>, Vec<u8>)>),
+    Done,
+    Committed(Timestamp),
+    Failed(Error),
+}
+
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn ts(&mut self, t: Timestamp) {
+        self.u64(t.wall);
+        self.0.extend_from_slice(&t.logical.to_be_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(b);
+    }
+    fn opt(&mut self, b: &Option<Vec<u8>>) {
+        match b {
+            Some(b) => {
+                self.u8(1);
+                self.bytes(b);
+            }
+            None => self.u8(0),
+        }
+    }
+    fn pairs(&mut self, p: &[(Vec<u8>, Vec<u8>)]) {
+        self.u64(p.len() as u64);
+        for (a, b) in p {
+            self.bytes(a);
+            self.bytes(b);
+        }
+    }
+    fn list(&mut self, l: &[Vec<u8>]) {
+        self.u64(l.len() as u64);
+        for b in l {
+            self.bytes(b);
+        }
+    }
+    fn writes(&mut self, w: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        self.u64(w.len() as u64);
+        for (k, v) in w {
+            self.bytes(k);
+            self.opt(v);
+        }
+    }
+}
+
+struct In<'a>(&'a [u8]);
+
+fn bad() -> Error {
+    Error::Raft("malformed KV message".into())
+}
+
+impl In<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(bad());
+        }
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn u128(&mut self) -> Result<u128> {
+        Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16")))
+    }
+    fn ts(&mut self) -> Result<Timestamp> {
+        let wall = self.u64()?;
+        Ok(Timestamp::new(wall, self.u32()?))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String> {
+        String::from_utf8(self.bytes()?).map_err(|_| bad())
+    }
+    fn opt(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(match self.u8()? {
+            0 => None,
+            _ => Some(self.bytes()?),
+        })
+    }
+    fn count(&mut self) -> Result<usize> {
+        let n = self.u64()? as usize;
+        // Every element takes at least 4 bytes: a count beyond that is corrupt.
+        if n > self.0.len() / 4 + 1 {
+            return Err(bad());
+        }
+        Ok(n)
+    }
+    fn pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (0..self.count()?)
+            .map(|_| Ok((self.bytes()?, self.bytes()?)))
+            .collect()
+    }
+    fn list(&mut self) -> Result<Vec<Vec<u8>>> {
+        (0..self.count()?).map(|_| self.bytes()).collect()
+    }
+    fn writes(&mut self) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+        (0..self.count()?)
+            .map(|_| Ok((self.bytes()?, self.opt()?)))
+            .collect()
+    }
+    fn done(&self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl KvRequest {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut o = Out::default();
+        match self {
+            KvRequest::Scan {
+                txn,
+                read_ts,
+                start,
+                end,
+                limit,
+                track,
+            } => {
+                o.u8(1);
+                o.u128(*txn);
+                o.ts(*read_ts);
+                o.bytes(start);
+                o.bytes(end);
+                o.u64(*limit);
+                o.u8(*track as u8);
+            }
+            KvRequest::Flush {
+                txn,
+                read_ts,
+                writes,
+            } => {
+                o.u8(2);
+                o.u128(*txn);
+                o.ts(*read_ts);
+                o.writes(writes);
+            }
+            KvRequest::Commit {
+                txn,
+                read_ts,
+                reads,
+                writes,
+                flushed,
+            } => {
+                o.u8(3);
+                o.u128(*txn);
+                o.ts(*read_ts);
+                o.pairs(reads);
+                o.writes(writes);
+                o.list(flushed);
+            }
+            KvRequest::Abort { txn, flushed } => {
+                o.u8(4);
+                o.u128(*txn);
+                o.list(flushed);
+            }
+        }
+        o.0
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        let mut i = In(b);
+        let r = match i.u8()? {
+            1 => KvRequest::Scan {
+                txn: i.u128()?,
+                read_ts: i.ts()?,
+                start: i.bytes()?,
+                end: i.bytes()?,
+                limit: i.u64()?,
+                track: i.u8()? != 0,
+            },
+            2 => KvRequest::Flush {
+                txn: i.u128()?,
+                read_ts: i.ts()?,
+                writes: i.writes()?,
+            },
+            3 => KvRequest::Commit {
+                txn: i.u128()?,
+                read_ts: i.ts()?,
+                reads: i.pairs()?,
+                writes: i.writes()?,
+                flushed: i.list()?,
+            },
+            4 => KvRequest::Abort {
+                txn: i.u128()?,
+                flushed: i.list()?,
+            },
+            _ => return Err(bad()),
+        };
+        i.done()?;
+        Ok(r)
+    }
+}
+
+impl KvResponse {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut o = Out::default();
+        match self {
+            KvResponse::Rows(rows) => {
+                o.u8(1);
+                o.pairs(rows);
+            }
+            KvResponse::Done => o.u8(2),
+            KvResponse::Committed(ts) => {
+                o.u8(3);
+                o.ts(*ts);
+            }
+            KvResponse::Failed(e) => {
+                o.u8(4);
+                match e {
+                    Error::Conflict { key, reason } => {
+                        o.u8(1);
+                        o.bytes(key);
+                        o.bytes(reason.as_bytes());
+                    }
+                    Error::TooOld { read_ts, threshold } => {
+                        o.u8(2);
+                        o.ts(*read_ts);
+                        o.ts(*threshold);
+                    }
+                    Error::NotLeaseholder { leader } => {
+                        o.u8(3);
+                        o.u64(leader.unwrap_or(0));
+                    }
+                    Error::Ambiguous(m) => {
+                        o.u8(4);
+                        o.bytes(m.as_bytes());
+                    }
+                    other => {
+                        o.u8(5);
+                        o.bytes(other.to_string().as_bytes());
+                    }
+                }
+            }
+        }
+        o.0
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        let mut i = In(b);
+        let r = match i.u8()? {
+            1 => KvResponse::Rows(i.pairs()?),
+            2 => KvResponse::Done,
+            3 => KvResponse::Committed(i.ts()?),
+            4 => KvResponse::Failed(match i.u8()? {
+                1 => Error::Conflict {
+                    key: i.bytes()?,
+                    reason: i.string()?,
+                },
+                2 => Error::TooOld {
+                    read_ts: i.ts()?,
+                    threshold: i.ts()?,
+                },
+                3 => Error::NotLeaseholder {
+                    leader: Some(i.u64()?).filter(|l| *l != 0),
+                },
+                4 => Error::Ambiguous(i.string()?),
+                _ => Error::Raft(i.string()?),
+            }),
+            _ => return Err(bad()),
+        };
+        i.done()?;
+        Ok(r)
+    }
+}
+
+/// Connections to other nodes' KV service, reused between calls.
+#[derive(Default)]
+pub(crate) struct KvClient {
+    pool: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+}
+
+/// The byte that opens a KV connection on the node's RPC listener.
+pub(crate) const KV_STREAM: u8 = b'K';
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// Write one length-prefixed message.
+pub(crate) fn write_message(w: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Read one length-prefixed message.
+pub(crate) fn read_message(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_MESSAGE {
+        return Err(std::io::Error::other("KV message too large"));
+    }
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+impl KvClient {
+    /// Send `req` to the node at `addr` and wait for its answer. A transport failure is
+    /// `Ambiguous` for a commit (it may have happened) and a retryable conflict otherwise
+    /// (nothing was changed that the transaction depends on).
+    pub(crate) fn call(&self, addr: SocketAddr, req: &KvRequest) -> Result<KvResponse> {
+        let is_commit = matches!(req, KvRequest::Commit { .. });
+        let fail = |e: std::io::Error| {
+            if is_commit {
+                Error::Ambiguous(format!("lost contact with the leaseholder at {addr}: {e}"))
+            } else {
+                Error::Conflict {
+                    key: Vec::new(),
+                    reason: format!("lost contact with the leaseholder at {addr}: {e}"),
+                }
+            }
+        };
+        let pooled = self.pool.lock().get_mut(&addr).and_then(|v| v.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(fail)?;
+                c.set_nodelay(true).map_err(fail)?;
+                c.set_read_timeout(Some(Duration::from_secs(30)))
+                    .map_err(fail)?;
+                (&c).write_all(&[KV_STREAM]).map_err(fail)?;
+                c
+            }
+        };
+        write_message(&mut conn, &req.encode()).map_err(fail)?;
+        let answer = read_message(&mut conn).map_err(fail)?;
+        self.pool.lock().entry(addr).or_default().push(conn);
+        KvResponse::decode(&answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_reject_garbage() {
+        let mut writes = BTreeMap::new();
+        writes.insert(b"k".to_vec(), Some(b"v".to_vec()));
+        writes.insert(b"gone".to_vec(), None);
+        let reqs = [
+            KvRequest::Scan {
+                txn: 7 << 70,
+                read_ts: Timestamp::new(5, 1),
+                start: b"a".to_vec(),
+                end: b"z".to_vec(),
+                limit: 10,
+                track: true,
+            },
+            KvRequest::Commit {
+                txn: 3,
+                read_ts: Timestamp::new(9, 0),
+                reads: vec![(b"a".to_vec(), b"b".to_vec())],
+                writes: writes.clone(),
+                flushed: vec![b"f".to_vec()],
+            },
+            KvRequest::Flush {
+                txn: 4,
+                read_ts: Timestamp::new(1, 2),
+                writes,
+            },
+            KvRequest::Abort {
+                txn: 5,
+                flushed: vec![],
+            },
+        ];
+        for r in reqs {
+            let b = r.encode();
+            assert_eq!(KvRequest::decode(&b).unwrap(), r);
+            for cut in 0..b.len() {
+                assert!(KvRequest::decode(&b[..cut]).is_err());
+            }
+        }
+        let e = KvResponse::Failed(Error::Conflict {
+            key: b"k".to_vec(),
+            reason: "r".into(),
+        });
+        match KvResponse::decode(&e.encode()).unwrap() {
+            KvResponse::Failed(Error::Conflict { key, reason }) => {
+                assert_eq!((key, reason.as_str()), (b"k".to_vec(), "r"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
