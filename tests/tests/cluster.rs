@@ -177,3 +177,148 @@ async fn demo_starts_a_local_cluster() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The bank: accounts and a ledger; concurrent transfers through all three nodes while
+/// nodes are killed and restarted in turn. Claims: every read of the total sees the same
+/// total; every acknowledged transfer is in the ledger; the final balances are exactly
+/// the initial ones plus the ledger's transfers (a transfer with an unknown outcome is
+/// either wholly there or wholly absent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_transfers_survive_node_failures() {
+    const ACCOUNTS: i32 = 10;
+    const START: i64 = 1000;
+    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
+    let init = Command::new(tessera_bin())
+        .args(["init", "--host", &nodes[0].rpc_addr()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    for n in &mut nodes {
+        n.wait_sql();
+    }
+    serving(&nodes[0]).await;
+    let c = nodes[0].connect().await;
+    c.batch_execute(
+        "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL); \
+         CREATE TABLE ledger (id BIGINT PRIMARY KEY, src INT, dst INT, amount BIGINT)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO acct SELECT x, {START} FROM generate_series(1, {ACCOUNTS}) AS t(x)"
+    ))
+    .await
+    .unwrap();
+    wait_for_log(
+        &nodes[0],
+        &["node=2 change=AddNode", "node=3 change=AddNode"],
+    );
+
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (w, url) in urls.into_iter().enumerate() {
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut totals = Vec::new();
+            let mut i: i64 = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let id = (w as i64) * 1_000_000 + i;
+                    let src = (i % ACCOUNTS as i64) as i32 + 1;
+                    let dst = ((i * 7 + w as i64) % ACCOUNTS as i64) as i32 + 1;
+                    if src == dst {
+                        continue;
+                    }
+                    let sql = format!(
+                        "BEGIN; \
+                         UPDATE acct SET bal = bal - 3 WHERE id = {src}; \
+                         UPDATE acct SET bal = bal + 3 WHERE id = {dst}; \
+                         INSERT INTO ledger VALUES ({id}, {src}, {dst}, 3); \
+                         COMMIT"
+                    );
+                    match c.batch_execute(&sql).await {
+                        Ok(()) => acked.push(id),
+                        Err(e) if e.is_closed() => break,
+                        Err(_) => {
+                            let _ = c.batch_execute("ROLLBACK").await;
+                        }
+                    }
+                    if i % 5 == 0 {
+                        if let Ok(r) = c.query_one("SELECT sum(bal) FROM acct", &[]).await {
+                            totals.push(r.get::<_, Option<i64>>(0));
+                        }
+                    }
+                }
+            }
+            (acked, totals)
+        }));
+    }
+    // Kill and restart each node in turn while the transfers run.
+    for victim in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nodes[victim].kill9();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        nodes[victim].restart();
+        nodes[victim].wait_sql();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    let mut totals = Vec::new();
+    for w in workers {
+        let (a, t) = w.await.unwrap();
+        acked.extend(a);
+        totals.extend(t);
+    }
+    let expected = START * ACCOUNTS as i64;
+    eprintln!(
+        "{} transfers acknowledged, {} totals read",
+        acked.len(),
+        totals.len()
+    );
+    assert!(!totals.is_empty(), "no total was read");
+    assert!(
+        totals.iter().all(|t| *t == Some(expected)),
+        "totals: {totals:?}"
+    );
+    assert!(acked.len() >= 10, "too few transfers: {}", acked.len());
+
+    serving(&nodes[0]).await;
+    let c = nodes[0].connect().await;
+    let ledger: std::collections::HashSet<i64> = c
+        .query("SELECT id FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in &acked {
+        assert!(ledger.contains(id), "acknowledged transfer {id} is lost");
+    }
+    let rows = c
+        .query(
+            "SELECT a.id, a.bal, \
+                    coalesce((SELECT sum(amount) FROM ledger WHERE dst = a.id), 0) \
+                  - coalesce((SELECT sum(amount) FROM ledger WHERE src = a.id), 0) \
+             FROM acct a ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    for r in rows {
+        let (id, bal, delta): (i32, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(bal, START + delta, "account {id} does not match its ledger");
+    }
+}
