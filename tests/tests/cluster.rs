@@ -266,12 +266,12 @@ async fn bank_transfers_survive_node_failures() {
         }));
     }
     // Kill and restart each node in turn while the transfers run.
-    for victim in 0..3 {
+    for victim in nodes.iter_mut() {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        nodes[victim].kill9();
+        victim.kill9();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        nodes[victim].restart();
-        nodes[victim].wait_sql();
+        victim.restart();
+        victim.wait_sql();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
