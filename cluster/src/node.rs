@@ -250,7 +250,8 @@ impl ClusterNode {
         }
     }
 
-    /// Answer `INIT` (refused: already part of a cluster) and `JOIN <addr>` (on the
+    /// Answer `STATUS` (this node and the leaseholder it knows), `INIT` (refused: already
+    /// part of a cluster) and `JOIN <addr>` (on the
     /// leader: hand out an id, record the address through Raft, start adding the member).
     fn serve_control(
         &self,
@@ -266,6 +267,13 @@ impl ClusterNode {
                 let req = req.trim();
                 if req == "INIT" {
                     return "ERR the cluster is already initialised".into();
+                }
+                if req == "STATUS" {
+                    let leader = driver
+                        .leader_of(FIRST_GROUP)
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "none".into());
+                    return format!("OK node={node_id} leaseholder={leader}");
                 }
                 let Some(addr) = req.strip_prefix("JOIN ") else {
                     return format!("ERR unknown request {req:?}");

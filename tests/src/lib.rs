@@ -6,7 +6,7 @@
 //! one named by `TESSERA_BIN`.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,12 @@ pub fn tessera_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TESSERA_BIN") {
         return PathBuf::from(p);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
+    // Tests run from target/<profile>/deps, programs (benchmarks) from target/<profile>.
+    let exe = std::env::current_exe().expect("executable path");
+    let mut profile_dir = exe.parent().expect("target/<profile>");
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir.parent().expect("target/<profile>");
+    }
     let bin = profile_dir.join("tessera");
     assert!(
         bin.exists(),
