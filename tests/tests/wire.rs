@@ -242,3 +242,56 @@ async fn explain_shows_spans_and_analyze_shows_rows() {
         .unwrap_or_else(|| panic!("no scan in {analyzed:?}"));
     assert!(scan.contains("output_rows=10"), "{scan}");
 }
+
+/// The raw binary form of a result value, whatever its type.
+struct Raw(Vec<u8>, String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec(), ty.name().to_string()))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// numeric, interval, int4, varchar and char in binary format are byte for byte what
+/// PostgreSQL 15 sends for the same values (expected bytes taken from PostgreSQL).
+#[tokio::test]
+async fn binary_formats_match_postgres() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE nb (id INT PRIMARY KEY, n NUMERIC(10, 2), iv INTERVAL, i4 INT, \
+         vc VARCHAR(5), c CHAR(3), n2 NUMERIC(4, 1), iv2 INTERVAL); \
+         INSERT INTO nb VALUES (1, 12345.67, '1 day 02:00:00', -7, 'ab', 'x', -0.5, \
+         '1 year 2 mons -3 days')",
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one(
+            "SELECT n, iv, i4, vc, c, n2, iv2 FROM nb WHERE id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let expected = [
+        ("numeric", "0003000100000002000109291a2c"),
+        ("interval", "00000001ad2748000000000100000000"),
+        ("int4", "fffffff9"),
+        ("varchar", "6162"),
+        ("bpchar", "782020"),
+        ("numeric", "0001ffff400000011388"),
+        ("interval", "0000000000000000fffffffd0000000e"),
+    ];
+    for (i, (ty, hex)) in expected.iter().enumerate() {
+        let Raw(bytes, got_ty) = row.get::<_, Raw>(i);
+        let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!((got_ty.as_str(), got.as_str()), (*ty, *hex), "column {i}");
+    }
+}
