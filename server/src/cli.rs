@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::node::{Node, NodeConfig, StartError};
+use crate::node::{Node, NodeConfig, RaftSettings, StartError};
 
 /// The default SQL port: next to PostgreSQL's 5432 without colliding with it.
 pub const DEFAULT_SQL_PORT: u16 = 26257;
@@ -35,6 +35,8 @@ enum Command {
         /// Address for traffic between nodes (unused alone; any free port by default).
         #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], 0)))]
         listen_rpc: SocketAddr,
+        #[command(flatten)]
+        raft: RaftSettings,
     },
     /// Start a node of a multi-node cluster. On first start it waits for `tessera init`
     /// (first node) or joins through `--join`; later starts rejoin with the stored identity.
@@ -54,6 +56,8 @@ enum Command {
         /// How long old row versions are kept, in seconds.
         #[arg(long, default_value_t = 600)]
         gc_window_secs: u64,
+        #[command(flatten)]
+        raft: RaftSettings,
     },
     /// Start a local cluster of several nodes in one process, with stores in a temporary
     /// directory (removed on exit), and print one psql line per node.
@@ -97,6 +101,7 @@ async fn demo(count: u16) -> Result<(), StartError> {
             listen_rpc: *addr,
             join: vec![rpc[0]],
             single: false,
+            raft: RaftSettings::default(),
         };
         starting.push(tokio::spawn(Node::start(config)));
     }
@@ -189,6 +194,7 @@ pub fn main() -> ExitCode {
                 listen,
                 gc_window_secs,
                 listen_rpc,
+                raft,
             } => NodeConfig {
                 store,
                 listen,
@@ -196,6 +202,7 @@ pub fn main() -> ExitCode {
                 listen_rpc,
                 join: Vec::new(),
                 single: true,
+                raft,
             },
             Command::Start {
                 store,
@@ -203,6 +210,7 @@ pub fn main() -> ExitCode {
                 listen_rpc,
                 join,
                 gc_window_secs,
+                raft,
             } => NodeConfig {
                 store,
                 listen: listen_sql,
@@ -210,6 +218,7 @@ pub fn main() -> ExitCode {
                 listen_rpc,
                 join,
                 single: false,
+                raft,
             },
             Command::Init { host } => return init(host).await,
             Command::Demo { nodes } => return demo(nodes).await,

@@ -28,6 +28,33 @@ pub struct NodeConfig {
     pub join: Vec<SocketAddr>,
     /// Start as a single-node cluster on first start.
     pub single: bool,
+    /// Replication timing and log retention.
+    pub raft: RaftSettings,
+}
+
+/// Replication settings a user may change (`tessera start --help`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct RaftSettings {
+    /// Raft tick in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub raft_tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns (10 ticks of 100 ms: a lost
+    /// leaseholder is replaced in 1–2 s).
+    #[arg(long, default_value_t = 10)]
+    pub raft_election_ticks: usize,
+    /// Applied log entries kept per tablet; a replica further behind gets a snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    pub raft_log_keep: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            raft_tick_ms: 100,
+            raft_election_ticks: 10,
+            raft_log_keep: 10_000,
+        }
+    }
 }
 
 /// A started node.
@@ -38,10 +65,6 @@ pub struct Node {
     /// Identity, replication and the transport to peers.
     _cluster: ClusterNode,
 }
-
-/// The Raft tick: with an election timeout of 10 ticks, a lost leader is replaced in
-/// 1–2 seconds.
-const RAFT_TICK: Duration = Duration::from_millis(100);
 
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +109,12 @@ impl Node {
             rpc_listen: config.listen_rpc,
             join: config.join.clone(),
             single: config.single,
-            raft: RaftConfig::default(),
-            tick: RAFT_TICK,
+            raft: RaftConfig {
+                election_tick: config.raft.raft_election_ticks.max(3),
+                log_keep_entries: config.raft.raft_log_keep.max(1),
+                ..RaftConfig::default()
+            },
+            tick: Duration::from_millis(config.raft.raft_tick_ms.max(1)),
             store: store_config,
         };
         let engine: Arc<dyn tessera_storage::Engine> = Arc::new(engine);

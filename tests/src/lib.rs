@@ -51,6 +51,8 @@ pub struct Node {
     pub port: u16,
     /// For a member: its RPC port and the RPC ports it joins through.
     member: Option<(u16, Vec<u16>)>,
+    /// More command-line arguments.
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -62,6 +64,7 @@ impl Node {
             store,
             port: free_port(),
             member: None,
+            extra: Vec::new(),
         };
         node.spawn();
         node
@@ -71,12 +74,18 @@ impl Node {
     /// `rpc_port` and joining through `join`. It serves SQL only once it is initialised
     /// or admitted: wait with [`Node::wait_sql`].
     pub fn start_member(rpc_port: u16, join: &[u16]) -> Node {
+        Self::start_member_with(rpc_port, join, &[])
+    }
+
+    /// [`Node::start_member`] with more command-line arguments (settings).
+    pub fn start_member_with(rpc_port: u16, join: &[u16], extra: &[&str]) -> Node {
         let store = tempfile::tempdir().expect("tempdir");
         let mut node = Node {
             child: None,
             store,
             port: free_port(),
             member: Some((rpc_port, join.to_vec())),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.spawn();
         node
@@ -113,6 +122,7 @@ impl Node {
             }
         }
         let child = cmd
+            .args(&self.extra)
             .arg("--store")
             .arg(self.store.path().join("data"))
             .stdout(Stdio::null())

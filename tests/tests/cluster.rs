@@ -322,3 +322,46 @@ async fn bank_transfers_survive_node_failures() {
         assert_eq!(bal, START + delta, "account {id} does not match its ledger");
     }
 }
+
+/// A node that was down while the others truncated their logs (`--raft-log-keep 5`)
+/// catches up from a snapshot: once it is back, the cluster keeps working with it in the
+/// quorum even when the other follower dies, and no acknowledged row is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
+    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let settings = ["--raft-log-keep", "5"];
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start_member_with(rpc[i], &rpc, &settings))
+        .collect();
+    let init = Command::new(tessera_bin())
+        .args(["init", "--host", &nodes[0].rpc_addr()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    for n in &mut nodes {
+        n.wait_sql();
+    }
+    serving(&nodes[0]).await;
+    nodes[0]
+        .connect()
+        .await
+        .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    wait_for_log(
+        &nodes[0],
+        &["node=2 change=AddNode", "node=3 change=AddNode"],
+    );
+    insert(&nodes[0], 1..=5).await;
+    nodes[2].kill9();
+    // Many more entries than the logs keep.
+    insert(&nodes[0], 6..=60).await;
+    nodes[2].restart();
+    nodes[2].wait_sql();
+    assert_eq!(count(&nodes[2]).await, 60);
+    wait_for_log(&nodes[2], &["installing a snapshot"]);
+    // Lose the other follower: the quorum now needs node 3.
+    nodes[1].kill9();
+    insert(&nodes[2], 61..=65).await;
+    assert_eq!(count(&nodes[0]).await, 65, "acknowledged rows lost");
+}

@@ -450,6 +450,12 @@ impl RaftStore {
             }
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
+                tracing::info!(
+                    group,
+                    index = snap.get_metadata().index,
+                    bytes = snap.get_data().len(),
+                    "installing a snapshot"
+                );
                 r.node.mut_store().stage_snapshot(&mut batch, &snap)?;
             }
             apply(
