@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use tessera_tests::{free_port, tessera_bin, Node};
 
+/// The clusters of these tests run one at a time: several three-node clusters at once on
+/// a two-core machine would turn slow heartbeats into spurious elections.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Wait until `node` answers SQL (its tablet may be electing a leaseholder).
 async fn serving(node: &Node) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -77,6 +81,7 @@ fn wait_for_log(node: &Node, needles: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
     let init = |host: String| {
@@ -134,6 +139,7 @@ async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
 /// node 1 serves SQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_starts_a_local_cluster() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(tessera_bin())
         .args(["demo", "--nodes", "3"])
@@ -185,6 +191,7 @@ async fn demo_starts_a_local_cluster() {
 /// either wholly there or wholly absent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_transfers_survive_node_failures() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     const ACCOUNTS: i32 = 10;
     const START: i64 = 1000;
     let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -328,6 +335,7 @@ async fn bank_transfers_survive_node_failures() {
 /// quorum even when the other follower dies, and no acknowledged row is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let settings = ["--raft-log-keep", "5"];
     let mut nodes: Vec<Node> = (0..3)
