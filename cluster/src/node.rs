@@ -33,6 +33,8 @@ use crate::store::{Replicator, KEY_MAX};
 use crate::{Error, Hlc, Result, Store, StoreConfig};
 
 const NODE_ID_KEY: &[u8] = b"node/id";
+/// Set in a node's environment to let tests cut it off (`FAULT isolate|heal`).
+pub const FAULTS_ENV: &str = "TESSERA_TEST_FAULTS";
 const ADDR_PREFIX: &[u8] = b"\x01node/";
 
 fn addr_key(id: u64) -> Vec<u8> {
@@ -182,7 +184,13 @@ impl ClusterNode {
         )?;
         // Serve KV requests of other nodes, and forward ours to the leaseholder.
         let peers = transport.clone();
-        store.set_peer_resolver(Arc::new(move |id| peers.peer_addr(id)));
+        store.set_peer_resolver(Arc::new(move |id| {
+            if peers.is_isolated() {
+                None
+            } else {
+                peers.peer_addr(id)
+            }
+        }));
         let serving = store.clone();
         transport.set_kv_handler(Arc::new(move |req: &[u8]| serving.serve_remote(req)));
         let node = ClusterNode {
@@ -250,7 +258,8 @@ impl ClusterNode {
         }
     }
 
-    /// Answer `STATUS` (this node and the leaseholder it knows), `INIT` (refused: already
+    /// Answer `STATUS` (this node and the leaseholder it knows), `FAULT isolate|heal`
+    /// (tests only), `INIT` (refused: already
     /// part of a cluster) and `JOIN <addr>` (on the
     /// leader: hand out an id, record the address through Raft, start adding the member).
     fn serve_control(
@@ -267,6 +276,23 @@ impl ClusterNode {
                 let req = req.trim();
                 if req == "INIT" {
                     return "ERR the cluster is already initialised".into();
+                }
+                if let Some(fault) = req.strip_prefix("FAULT ") {
+                    // Only when the node was started for fault-injection tests.
+                    if std::env::var_os(FAULTS_ENV).is_none() {
+                        return format!("ERR fault injection is off (set {FAULTS_ENV})");
+                    }
+                    return match fault {
+                        "isolate" => {
+                            transport.set_isolated(true);
+                            "OK isolated".into()
+                        }
+                        "heal" => {
+                            transport.set_isolated(false);
+                            "OK healed".into()
+                        }
+                        other => format!("ERR unknown fault {other:?}"),
+                    };
                 }
                 if req == "STATUS" {
                     let leader = driver

@@ -91,6 +91,13 @@ impl Node {
         node
     }
 
+    /// Send a control request (`STATUS`, `FAULT isolate`, ...) to a member.
+    pub fn control(&self, request: &str) -> String {
+        let addr = self.rpc_addr().parse().expect("rpc address");
+        tessera_cluster::replication::control_call(addr, request, Duration::from_secs(5))
+            .expect("control request")
+    }
+
     /// The RPC address of a member.
     pub fn rpc_addr(&self) -> String {
         let (rpc, _) = self.member.as_ref().expect("a member");
@@ -112,7 +119,8 @@ impl Node {
             }
             Some((rpc, join)) => {
                 let join: Vec<String> = join.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-                cmd.arg("start")
+                cmd.env("TESSERA_TEST_FAULTS", "1")
+                    .arg("start")
                     .arg("--listen-sql")
                     .arg(format!("127.0.0.1:{}", self.port))
                     .arg("--listen-rpc")

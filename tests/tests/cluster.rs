@@ -373,3 +373,56 @@ async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
     insert(&nodes[2], 61..=65).await;
     assert_eq!(count(&nodes[0]).await, 65, "acknowledged rows lost");
 }
+
+/// A node cut off from the others (the transport's fault switch) returns errors rather
+/// than stale data, while the others elect a leaseholder and go on; once reconnected it
+/// serves the new data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_returns_errors_not_stale_data() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
+    let init = Command::new(tessera_bin())
+        .args(["init", "--host", &nodes[0].rpc_addr()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    for n in &mut nodes {
+        n.wait_sql();
+    }
+    serving(&nodes[0]).await;
+    nodes[0]
+        .connect()
+        .await
+        .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    wait_for_log(
+        &nodes[0],
+        &["node=2 change=AddNode", "node=3 change=AddNode"],
+    );
+    insert(&nodes[1], 1..=5).await;
+
+    // Cut off the leaseholder's node: the worst case for stale reads.
+    let status = nodes[0].control("STATUS");
+    let lh: usize = status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("leaseholder="))
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    let cut = lh - 1;
+    assert!(nodes[cut].control("FAULT isolate").starts_with("OK"));
+    let other = (0..3).find(|i| *i != cut).unwrap();
+    insert(&nodes[other], 6..=10).await;
+    assert_eq!(count(&nodes[other]).await, 10);
+    // Every read on the cut-off node fails; none returns the old five rows.
+    let c = nodes[cut].connect().await;
+    for _ in 0..3 {
+        match c.query_one("SELECT count(*) FROM kv", &[]).await {
+            Ok(r) => panic!("a cut-off node answered {}", r.get::<_, i64>(0)),
+            Err(e) => assert!(e.as_db_error().is_some(), "{e:?}"),
+        }
+    }
+    assert!(nodes[cut].control("FAULT heal").starts_with("OK"));
+    assert_eq!(count(&nodes[cut]).await, 10);
+}

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct TcpTransport {
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
     kv: Arc<RwLock<Option<KvHandler>>>,
+    /// A fault switch for tests: drop all Raft and KV traffic to and from this node.
+    isolated: Arc<AtomicBool>,
 }
 
 /// Answers KV requests from other nodes (one encoded request in, one answer out).
@@ -86,6 +89,8 @@ impl TcpTransport {
         let accept_inbox = inbox.clone();
         let accept_control = control.clone();
         let accept_kv = kv.clone();
+        let isolated: Arc<AtomicBool> = Arc::default();
+        let accept_isolated = isolated.clone();
         std::thread::Builder::new()
             .name("rpc-accept".into())
             .spawn(move || {
@@ -94,9 +99,10 @@ impl TcpTransport {
                     let inbox = accept_inbox.clone();
                     let control = accept_control.clone();
                     let kv = accept_kv.clone();
+                    let isolated = accept_isolated.clone();
                     let _ = std::thread::Builder::new()
                         .name("rpc-recv".into())
-                        .spawn(move || serve(conn, inbox, control, kv));
+                        .spawn(move || serve(conn, inbox, control, kv, isolated));
                 }
             })?;
         Ok(Arc::new(TcpTransport {
@@ -106,6 +112,7 @@ impl TcpTransport {
             inbox,
             control,
             kv,
+            isolated,
         }))
     }
 
@@ -122,6 +129,17 @@ impl TcpTransport {
     /// Install the answerer of control requests.
     pub fn set_control_handler(&self, handler: ControlHandler) {
         *self.control.write() = Some(handler);
+    }
+
+    /// Cut this node off from the others (or reconnect it): a fault switch for tests.
+    /// Control requests still pass, so the switch can be turned back.
+    pub fn set_isolated(&self, on: bool) {
+        self.isolated.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the node is cut off by [`TcpTransport::set_isolated`].
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
     }
 
     /// Install the answerer of KV requests.
@@ -158,6 +176,9 @@ impl TcpTransport {
 
 impl Transport for TcpTransport {
     fn send(&self, batch: Vec<Envelope>) {
+        if self.is_isolated() {
+            return;
+        }
         for env in batch {
             let to = env.msg.to;
             let Some(q) = self.queue(to) else {
@@ -236,17 +257,19 @@ fn serve(
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
     kv: Arc<RwLock<Option<KvHandler>>>,
+    isolated: Arc<AtomicBool>,
 ) {
     let mut kind = [0u8; 1];
     if (&conn).read_exact(&mut kind).is_err() {
         return;
     }
     match kind[0] {
-        RAFT_STREAM => receive(conn, inbox),
+        RAFT_STREAM => receive(conn, inbox, isolated),
         CONTROL => {
             let _ = answer(conn, control);
         }
-        crate::remote::KV_STREAM => serve_kv(conn, kv),
+        crate::remote::KV_STREAM if !isolated.load(Ordering::SeqCst) => serve_kv(conn, kv),
+        crate::remote::KV_STREAM => {}
         other => tracing::warn!(byte = other, "unknown connection kind; closing"),
     }
 }
@@ -286,7 +309,7 @@ fn serve_kv(mut conn: TcpStream, kv: Arc<RwLock<Option<KvHandler>>>) {
     }
 }
 
-fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>) {
+fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>, isolated: Arc<AtomicBool>) {
     let peer = conn.peer_addr().ok();
     let mut r = BufReader::new(conn);
     let mut len = [0u8; 4];
@@ -311,6 +334,9 @@ fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>) {
                 return;
             }
         };
+        if isolated.load(Ordering::SeqCst) {
+            continue;
+        }
         if let Some(inbox) = inbox.read().as_ref() {
             inbox.deliver(Envelope { group, msg });
         }
