@@ -56,6 +56,8 @@ pub struct StoreConfig {
     pub write_buffer_bytes: usize,
     /// Most bytes of intents written in one batch (a bound on command size).
     pub intent_batch_bytes: usize,
+    /// The most a node's clock may be ahead of another's, in nanoseconds (DESIGN.md §4).
+    pub max_clock_offset_nanos: u64,
 }
 
 impl Default for StoreConfig {
@@ -65,6 +67,7 @@ impl Default for StoreConfig {
             tscache_capacity: 1 << 16,
             write_buffer_bytes: 4 << 20,
             intent_batch_bytes: 4 << 20,
+            max_clock_offset_nanos: 500_000_000,
         }
     }
 }
@@ -113,9 +116,6 @@ pub struct Store {
     /// The Raft term of the lease this store last served under.
     lease_term: Mutex<u64>,
 }
-
-/// The most a node's clock may be ahead of another's (DESIGN.md §4).
-const MAX_CLOCK_OFFSET_NANOS: u64 = 500_000_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,7 +197,7 @@ impl Store {
             return;
         }
         let start = self.clock.now();
-        let floor = Timestamp::new(start.wall + MAX_CLOCK_OFFSET_NANOS, 0);
+        let floor = Timestamp::new(start.wall + self.config.max_clock_offset_nanos, 0);
         while self.clock.physical_nanos() <= floor.wall {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

@@ -45,6 +45,10 @@ pub struct RaftSettings {
     /// Applied log entries kept per tablet; a replica further behind gets a snapshot.
     #[arg(long, default_value_t = 10_000)]
     pub raft_log_keep: u64,
+    /// The most any node's clock may be ahead of another's, in milliseconds; a new
+    /// leaseholder waits this long before its first write.
+    #[arg(long, default_value_t = 500)]
+    pub max_offset_ms: u64,
 }
 
 impl Default for RaftSettings {
@@ -53,6 +57,7 @@ impl Default for RaftSettings {
             raft_tick_ms: 100,
             raft_election_ticks: 10,
             raft_log_keep: 10_000,
+            max_offset_ms: 500,
         }
     }
 }
@@ -103,6 +108,7 @@ impl Node {
         let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
         let store_config = StoreConfig {
             gc_window_nanos: config.gc_window_secs * 1_000_000_000,
+            max_clock_offset_nanos: config.raft.max_offset_ms * 1_000_000,
             ..Default::default()
         };
         let options = NodeOptions {
