@@ -618,7 +618,7 @@ async fn alter_table(
                         let b = batches
                             .first()
                             .ok_or_else(|| Error::internal("default produced no row"))?;
-                        let a = crate::dml::cast_column(b.column(0), col.ty, &nt, &col.name)?;
+                        let a = crate::assign::cast_column(b.column(0), col.ty, &nt, &col.name)?;
                         Some(ScalarValue::try_from_array(&a, 0)?)
                     }
                     None => None,

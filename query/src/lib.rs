@@ -13,6 +13,7 @@
 //! The layer never learns where a key lives: everything goes through
 //! `tessera_cluster::Txn`. Errors carry PostgreSQL SQLSTATEs ([`SqlState`]).
 
+mod assign;
 mod catalog;
 mod codec;
 mod ddl;
