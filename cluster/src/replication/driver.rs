@@ -156,18 +156,11 @@ impl RaftDriver {
                         wanted.retain(|&(group, node)| grow(&mut store, group, node));
                     }
                     let result = store.handle_ready();
-                    {
-                        let mut map = published.write();
-                        for g in store.groups() {
-                            match store.leader(g.id) {
-                                Some(l) => {
-                                    map.insert(g.id, (l, store.term(g.id).unwrap_or(0)));
-                                }
-                                None => {
-                                    map.remove(&g.id);
-                                }
-                            }
-                        }
+                    // Publish leadership only when it changed: readers take this lock
+                    // on every KV operation.
+                    let now: HashMap<u64, (u64, u64)> = store.leaders().collect();
+                    if *published.read() != now {
+                        *published.write() = now;
                     }
                     match result {
                         Ok(applied) => {

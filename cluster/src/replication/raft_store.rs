@@ -272,6 +272,14 @@ impl RaftStore {
         (id != 0).then_some(id)
     }
 
+    /// Every group whose leader this store knows: (group, (leader, term)).
+    pub fn leaders(&self) -> impl Iterator<Item = (u64, (u64, u64))> + '_ {
+        self.replicas.iter().filter_map(|(&g, r)| {
+            let l = r.node.raft.leader_id;
+            (l != 0).then_some((g, (l, r.node.raft.term)))
+        })
+    }
+
     /// Whether this replica leads `group`.
     pub fn is_leader(&self, group: u64) -> bool {
         self.replicas
