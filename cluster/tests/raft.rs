@@ -132,6 +132,39 @@ impl Cluster {
         self.leader(g).unwrap()
     }
 
+    /// A new node with an empty replica of `g`, waiting to be added.
+    fn add_empty_replica(&mut self, n: u64, g: u64) {
+        self.add_node(n);
+        self.stores
+            .get_mut(&n)
+            .unwrap()
+            .create_group(group(g), &[])
+            .unwrap();
+    }
+
+    /// Propose a membership change of `g` on its leader (several changes: joint
+    /// consensus); returns that leader.
+    fn change_members(&mut self, g: u64, changes: &[(ConfChangeType, u64)]) -> u64 {
+        let singles: Vec<ConfChangeSingle> = changes
+            .iter()
+            .map(|&(t, node)| {
+                let mut s = ConfChangeSingle::default();
+                s.set_change_type(t);
+                s.node_id = node;
+                s
+            })
+            .collect();
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(singles.into());
+        let leader = self.elect(g);
+        self.stores
+            .get_mut(&leader)
+            .unwrap()
+            .propose_conf_change(g, cc)
+            .unwrap();
+        leader
+    }
+
     fn propose(&mut self, g: u64, cmd: &Command) -> Result<(), ProposeError> {
         let leader = self.leader(g).ok_or(ProposeError::NotLeader {
             group: g,
@@ -399,33 +432,10 @@ fn a_learner_joins_and_is_promoted() {
         c.propose(1, &put_cmd(1, i)).unwrap();
     }
     assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..10)));
-    c.add_node(4);
-    c.stores
-        .get_mut(&4)
-        .unwrap()
-        .create_group(group(1), &[])
-        .unwrap();
-    let change = |t: ConfChangeType| {
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(t);
-        single.node_id = 4;
-        let mut cc = ConfChangeV2::default();
-        cc.set_changes(vec![single].into());
-        cc
-    };
-    let leader = c.leader(1).unwrap();
-    c.stores
-        .get_mut(&leader)
-        .unwrap()
-        .propose_conf_change(1, change(ConfChangeType::AddLearnerNode))
-        .unwrap();
+    c.add_empty_replica(4, 1);
+    c.change_members(1, &[(ConfChangeType::AddLearnerNode, 4)]);
     assert!(c.run_until(300, |c| c.all_have(&[4], 1, 0..10)));
-    let leader = c.elect(1);
-    c.stores
-        .get_mut(&leader)
-        .unwrap()
-        .propose_conf_change(1, change(ConfChangeType::AddNode))
-        .unwrap();
+    let leader = c.change_members(1, &[(ConfChangeType::AddNode, 4)]);
     assert!(c.run_until(100, |c| (1..=4)
         .all(|n| c.stores[&n].voters(1).contains(&4))));
     // With four voters the quorum is three: losing one original member still leaves a
@@ -504,42 +514,17 @@ fn joint_consensus_replaces_a_member() {
         c.propose(1, &put_cmd(1, i)).unwrap();
     }
     assert!(c.run_until(100, |c| c.all_have(&[1, 2, 3], 1, 0..5)));
-    c.add_node(4);
-    c.stores
-        .get_mut(&4)
-        .unwrap()
-        .create_group(group(1), &[])
-        .unwrap();
+    c.add_empty_replica(4, 1);
     // Node 4 first catches up as a learner, so the joint configuration can commit.
-    let single = |t: ConfChangeType, node: u64| {
-        let mut s = ConfChangeSingle::default();
-        s.set_change_type(t);
-        s.node_id = node;
-        s
-    };
-    let mut learner = ConfChangeV2::default();
-    learner.set_changes(vec![single(ConfChangeType::AddLearnerNode, 4)].into());
-    let leader = c.leader(1).unwrap();
-    c.stores
-        .get_mut(&leader)
-        .unwrap()
-        .propose_conf_change(1, learner)
-        .unwrap();
+    c.change_members(1, &[(ConfChangeType::AddLearnerNode, 4)]);
     assert!(c.run_until(300, |c| c.all_have(&[4], 1, 0..5)));
-    let mut swap = ConfChangeV2::default();
-    swap.set_changes(
-        vec![
-            single(ConfChangeType::AddNode, 4),
-            single(ConfChangeType::RemoveNode, 3),
-        ]
-        .into(),
+    c.change_members(
+        1,
+        &[
+            (ConfChangeType::AddNode, 4),
+            (ConfChangeType::RemoveNode, 3),
+        ],
     );
-    let leader = c.elect(1);
-    c.stores
-        .get_mut(&leader)
-        .unwrap()
-        .propose_conf_change(1, swap)
-        .unwrap();
     // The joint configuration is entered and then left automatically.
     assert!(c.run_until(300, |c| [1, 2, 4].iter().all(|n| {
         let v = c.stores[n].voters(1);

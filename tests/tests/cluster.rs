@@ -79,33 +79,52 @@ fn wait_for_log(node: &Node, needles: &[&str]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+/// Run `tessera init` against `node`.
+fn init(node: &Node) -> std::process::Output {
+    Command::new(tessera_bin())
+        .args(["init", "--host", &node.rpc_addr()])
+        .output()
+        .expect("run tessera init")
+}
+
+/// Three members started through the CLI (with `settings`) and initialised on the first;
+/// returns once all three accept SQL connections and the first serves SQL.
+async fn start_cluster(settings: &[&str]) -> Vec<Node> {
     let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
-    let init = |host: String| {
-        Command::new(tessera_bin())
-            .args(["init", "--host", &host])
-            .output()
-            .expect("run tessera init")
-    };
-    let first = init(nodes[0].rpc_addr());
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start_member_with(rpc[i], &rpc, settings))
+        .collect();
+    let first = init(&nodes[0]);
     assert!(first.status.success(), "{first:?}");
     for n in &mut nodes {
         n.wait_sql();
     }
-    let again = init(nodes[0].rpc_addr());
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
-
     serving(&nodes[0]).await;
-    nodes[0]
-        .connect()
+    nodes
+}
+
+/// Wait until the first node has promoted both joiners to voters.
+fn wait_promoted(first: &Node) {
+    wait_for_log(first, &["node=2 change=AddNode", "node=3 change=AddNode"]);
+}
+
+async fn create_kv(node: &Node) {
+    node.connect()
         .await
         .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut nodes = start_cluster(&[]).await;
+    let again = init(&nodes[0]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
+
+    create_kv(&nodes[0]).await;
     insert(&nodes[0], 1..=10).await;
     // Any node reads and writes the same data.
     insert(&nodes[1], 11..=15).await;
@@ -114,10 +133,7 @@ async fn three_nodes_replicate_and_survive_losing_the_leaseholder() {
         assert_eq!(count(n).await, 20);
     }
     // Both joiners are promoted to voters (learner first, then voter).
-    wait_for_log(
-        &nodes[0],
-        &["node=2 change=AddNode", "node=3 change=AddNode"],
-    );
+    wait_promoted(&nodes[0]);
     insert(&nodes[1], 21..=21).await;
 
     // The first leaseholder dies; the other two carry on.
@@ -194,17 +210,7 @@ async fn bank_transfers_survive_node_failures() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     const ACCOUNTS: i32 = 10;
     const START: i64 = 1000;
-    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
-    let init = Command::new(tessera_bin())
-        .args(["init", "--host", &nodes[0].rpc_addr()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    for n in &mut nodes {
-        n.wait_sql();
-    }
-    serving(&nodes[0]).await;
+    let mut nodes = start_cluster(&[]).await;
     let c = nodes[0].connect().await;
     c.batch_execute(
         "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL); \
@@ -217,10 +223,7 @@ async fn bank_transfers_survive_node_failures() {
     ))
     .await
     .unwrap();
-    wait_for_log(
-        &nodes[0],
-        &["node=2 change=AddNode", "node=3 change=AddNode"],
-    );
+    wait_promoted(&nodes[0]);
 
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -336,30 +339,9 @@ async fn bank_transfers_survive_node_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let settings = ["--raft-log-keep", "5"];
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| Node::start_member_with(rpc[i], &rpc, &settings))
-        .collect();
-    let init = Command::new(tessera_bin())
-        .args(["init", "--host", &nodes[0].rpc_addr()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    for n in &mut nodes {
-        n.wait_sql();
-    }
-    serving(&nodes[0]).await;
-    nodes[0]
-        .connect()
-        .await
-        .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
-        .await
-        .unwrap();
-    wait_for_log(
-        &nodes[0],
-        &["node=2 change=AddNode", "node=3 change=AddNode"],
-    );
+    let mut nodes = start_cluster(&["--raft-log-keep", "5"]).await;
+    create_kv(&nodes[0]).await;
+    wait_promoted(&nodes[0]);
     insert(&nodes[0], 1..=5).await;
     nodes[2].kill9();
     // Many more entries than the logs keep.
@@ -380,27 +362,9 @@ async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_node_returns_errors_not_stale_data() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
-    let init = Command::new(tessera_bin())
-        .args(["init", "--host", &nodes[0].rpc_addr()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    for n in &mut nodes {
-        n.wait_sql();
-    }
-    serving(&nodes[0]).await;
-    nodes[0]
-        .connect()
-        .await
-        .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
-        .await
-        .unwrap();
-    wait_for_log(
-        &nodes[0],
-        &["node=2 change=AddNode", "node=3 change=AddNode"],
-    );
+    let nodes = start_cluster(&[]).await;
+    create_kv(&nodes[0]).await;
+    wait_promoted(&nodes[0]);
     insert(&nodes[1], 1..=5).await;
 
     // Cut off the leaseholder's node: the worst case for stale reads.
