@@ -135,6 +135,9 @@ pub struct RaftStore {
     logger: slog::Logger,
     /// Confirmed read requests: (group, request id, log index to apply before reading).
     read_states: Vec<(u64, u64, u64)>,
+    /// Read requests held back until their leader has committed an entry of its term
+    /// (raft-rs drops a ReadIndex asked earlier): (group, request id).
+    held_reads: Vec<(u64, u64)>,
 }
 
 fn raft_err(e: raft::Error) -> Error {
@@ -157,6 +160,7 @@ impl RaftStore {
             replicas: BTreeMap::new(),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             read_states: Vec::new(),
+            held_reads: Vec::new(),
         };
         let mut descs = Vec::new();
         store.engine.scan(
@@ -408,14 +412,35 @@ impl RaftStore {
     /// Ask the group to confirm a read (Raft's ReadIndex): once a quorum confirms that the
     /// leader is still the leader, [`RaftStore::take_read_states`] returns `id` with the
     /// log index this replica must have applied before it reads. Works on followers too
-    /// (the leader answers through them); with no leader the request is dropped.
+    /// (the leader answers through them); with no leader the request is dropped. A new
+    /// leader holds the request until it has committed an entry of its own term.
     pub fn read_index(&mut self, group: u64, id: u64) -> std::result::Result<(), ProposeError> {
         let r = self
             .replicas
             .get_mut(&group)
             .ok_or(ProposeError::UnknownGroup(group))?;
-        r.node.read_index(id.to_be_bytes().to_vec());
+        if r.node.raft.state == StateRole::Leader && !r.node.raft.commit_to_current_term() {
+            self.held_reads.push((group, id));
+        } else {
+            r.node.read_index(id.to_be_bytes().to_vec());
+        }
         Ok(())
+    }
+
+    /// Ask again for held reads whose leader is now able to answer (or that lost its
+    /// leadership: the request then goes to the new leader, or is dropped).
+    fn release_held_reads(&mut self) {
+        let replicas = &mut self.replicas;
+        self.held_reads.retain(|(group, id)| {
+            let Some(r) = replicas.get_mut(group) else {
+                return false;
+            };
+            if r.node.raft.state == StateRole::Leader && !r.node.raft.commit_to_current_term() {
+                return true;
+            }
+            r.node.read_index(id.to_be_bytes().to_vec());
+            false
+        });
     }
 
     /// Reads confirmed since the last call: (group, request id, index to apply first).
@@ -440,6 +465,7 @@ impl RaftStore {
     /// Run one Ready cycle for every replica that has work: persist all of it with one
     /// fsync, send messages, apply committed entries. Returns the commands applied.
     pub fn handle_ready(&mut self) -> Result<Vec<Applied>> {
+        self.release_held_reads();
         let mut batch = WriteBatch::new();
         let mut readies = Vec::new();
         let mut early = Vec::new();
