@@ -15,6 +15,18 @@ use tessera_storage::Timestamp;
 pub trait PhysicalClock: Send + Sync + 'static {
     /// The current physical time.
     fn now_nanos(&self) -> u64;
+
+    /// Return once the physical time is past `nanos`.
+    fn sleep_until(&self, nanos: u64) {
+        loop {
+            let now = self.now_nanos();
+            if now > nanos {
+                return;
+            }
+            let left = std::time::Duration::from_nanos(nanos - now);
+            std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
+        }
+    }
 }
 
 /// The operating system's real-time clock.
@@ -54,6 +66,11 @@ impl ManualClock {
 impl PhysicalClock for ManualClock {
     fn now_nanos(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Time in a test passes only when it is needed: sleeping moves the clock.
+    fn sleep_until(&self, nanos: u64) {
+        self.0.fetch_max(nanos + 1, Ordering::SeqCst);
     }
 }
 
@@ -99,6 +116,11 @@ impl Hlc {
         if remote > *last {
             *last = remote;
         }
+    }
+
+    /// Return once the physical clock is past `wall` nanoseconds.
+    pub fn wait_until(&self, wall: u64) {
+        self.physical.sleep_until(wall);
     }
 
     /// The physical time, for callers that need a wall-clock bound (GC windows).

@@ -14,6 +14,16 @@ pub enum Error {
         /// What was found there.
         reason: String,
     },
+    /// A read met a write committed above the transaction's `read_ts` that may have
+    /// happened before the transaction began (its commit timestamp lies within the
+    /// clock uncertainty interval); the transaction must restart above `ts` (40001).
+    #[error("read within the uncertainty interval: key {key:?} was written at {ts}")]
+    Uncertain {
+        /// The user key written.
+        key: Vec<u8>,
+        /// The commit timestamp of the write.
+        ts: Timestamp,
+    },
     /// The outcome of a commit cannot be known (SQLSTATE 40003).
     #[error("result is ambiguous: {0}")]
     Ambiguous(String),
@@ -47,7 +57,10 @@ pub enum Error {
 impl Error {
     /// Whether running the transaction again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Conflict { .. } | Error::TooOld { .. })
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::TooOld { .. } | Error::Uncertain { .. }
+        )
     }
 }
 

@@ -28,5 +28,6 @@ mod txn;
 pub use clock::{Hlc, ManualClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
 pub use node::{ClusterNode, NodeOptions};
+pub use remote::{KvPeers, PeerResolver, TcpPeers};
 pub use store::{Replicator, Store, StoreConfig};
 pub use txn::{Db, Savepoint, Txn, TxnOptions};

@@ -30,7 +30,7 @@ use crate::replication::{
     control_call, GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport, FIRST_GROUP,
 };
 use crate::store::{Replicator, KEY_MAX};
-use crate::{Error, Hlc, Result, Store, StoreConfig};
+use crate::{Error, Hlc, Result, Store, StoreConfig, TcpPeers};
 
 const NODE_ID_KEY: &[u8] = b"node/id";
 /// Set in a node's environment to let tests cut it off (`FAULT isolate|heal`).
@@ -184,13 +184,13 @@ impl ClusterNode {
         )?;
         // Serve KV requests of other nodes, and forward ours to the leaseholder.
         let peers = transport.clone();
-        store.set_peer_resolver(Arc::new(move |id| {
+        store.set_peers(Arc::new(TcpPeers::new(Arc::new(move |id| {
             if peers.is_isolated() {
                 None
             } else {
                 peers.peer_addr(id)
             }
-        }));
+        }))));
         let serving = store.clone();
         transport.set_kv_handler(Arc::new(move |req: &[u8]| serving.serve_remote(req)));
         let node = ClusterNode {

@@ -6,14 +6,24 @@
 //! Raft). The gateway keeps the transaction's buffer, read spans and `read_ts`.
 //!
 //! ```text
+//!   message  = sender's clock ts, body   (every request and every response)
 //!   request  = kind u8, fields...        response = kind u8, fields...
 //!   bytes    = len u32 BE, bytes         ts = wall u64 BE, logical u32 BE
 //! ```
 //!
+//! Every message carries its sender's hybrid-logical-clock reading and the receiver
+//! ratchets its own clock past it (DESIGN.md §5), so a timestamp handed out after a
+//! message arrives is above every timestamp the sender had handed out before sending.
+//! A receiver refuses a request whose sender's clock is ahead of its own physical clock
+//! by more than the maximum offset: one of the two clocks is broken.
+//!
 //! A leaseholder serving a remote scan first waits for commits in flight (the commit
 //! latch), ratchets its clock to the reader's `read_ts`, and confirms its lease (Raft
-//! ReadIndex), so the snapshot at `read_ts` is stable and current. A commit whose answer
-//! is lost in transit has an unknown outcome (`Ambiguous`, SQLSTATE 40003).
+//! ReadIndex), so the snapshot at `read_ts` is stable and current. It answers with the
+//! clock reading it took under the latch (the *observed* timestamp): every write it
+//! commits later is above that reading, so the reader's uncertainty interval on this
+//! node ends there. A commit whose answer is lost in transit has an unknown outcome
+//! (`Ambiguous`, SQLSTATE 40003).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -31,6 +41,11 @@ pub(crate) enum KvRequest {
     Scan {
         txn: u128,
         read_ts: Timestamp,
+        /// Committed writes in `(read_ts, uncertainty_limit]` make the read uncertain...
+        uncertainty_limit: Timestamp,
+        /// ...up to the reading of the leaseholder's clock the transaction already
+        /// observed (zero: none yet; the leaseholder observes its clock now).
+        observed: Timestamp,
         start: Vec<u8>,
         end: Vec<u8>,
         limit: u64,
@@ -57,7 +72,11 @@ pub(crate) enum KvRequest {
 /// The leaseholder's answer.
 #[derive(Debug)]
 pub(crate) enum KvResponse {
-    Rows(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The rows, and the leaseholder's clock reading taken before it read them.
+    Rows {
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        observed: Timestamp,
+    },
     Done,
     Committed(Timestamp),
     Failed(Error),
@@ -196,6 +215,8 @@ impl KvRequest {
             KvRequest::Scan {
                 txn,
                 read_ts,
+                uncertainty_limit,
+                observed,
                 start,
                 end,
                 limit,
@@ -204,6 +225,8 @@ impl KvRequest {
                 o.u8(1);
                 o.u128(*txn);
                 o.ts(*read_ts);
+                o.ts(*uncertainty_limit);
+                o.ts(*observed);
                 o.bytes(start);
                 o.bytes(end);
                 o.u64(*limit);
@@ -248,6 +271,8 @@ impl KvRequest {
             1 => KvRequest::Scan {
                 txn: i.u128()?,
                 read_ts: i.ts()?,
+                uncertainty_limit: i.ts()?,
+                observed: i.ts()?,
                 start: i.bytes()?,
                 end: i.bytes()?,
                 limit: i.u64()?,
@@ -280,9 +305,10 @@ impl KvResponse {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut o = Out::default();
         match self {
-            KvResponse::Rows(rows) => {
+            KvResponse::Rows { rows, observed } => {
                 o.u8(1);
                 o.pairs(rows);
+                o.ts(*observed);
             }
             KvResponse::Done => o.u8(2),
             KvResponse::Committed(ts) => {
@@ -310,6 +336,11 @@ impl KvResponse {
                         o.u8(4);
                         o.bytes(m.as_bytes());
                     }
+                    Error::Uncertain { key, ts } => {
+                        o.u8(6);
+                        o.bytes(key);
+                        o.ts(*ts);
+                    }
                     other => {
                         o.u8(5);
                         o.bytes(other.to_string().as_bytes());
@@ -323,7 +354,10 @@ impl KvResponse {
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
         let mut i = In(b);
         let r = match i.u8()? {
-            1 => KvResponse::Rows(i.pairs()?),
+            1 => KvResponse::Rows {
+                rows: i.pairs()?,
+                observed: i.ts()?,
+            },
             2 => KvResponse::Done,
             3 => KvResponse::Committed(i.ts()?),
             4 => KvResponse::Failed(match i.u8()? {
@@ -339,6 +373,10 @@ impl KvResponse {
                     leader: Some(i.u64()?).filter(|l| *l != 0),
                 },
                 4 => Error::Ambiguous(i.string()?),
+                6 => Error::Uncertain {
+                    key: i.bytes()?,
+                    ts: i.ts()?,
+                },
                 _ => Error::Raft(i.string()?),
             }),
             _ => return Err(bad()),
@@ -348,9 +386,63 @@ impl KvResponse {
     }
 }
 
+/// Wrap a message body with the sender's clock reading.
+pub(crate) fn seal(clock: Timestamp, body: &[u8]) -> Vec<u8> {
+    let mut o = Out::default();
+    o.ts(clock);
+    o.0.extend_from_slice(body);
+    o.0
+}
+
+/// Split a message into the sender's clock reading and the body.
+pub(crate) fn open(message: &[u8]) -> Result<(Timestamp, &[u8])> {
+    let mut i = In(message);
+    let clock = i.ts()?;
+    Ok((clock, i.0))
+}
+
+/// How a store reaches the KV service of other nodes: one request message in, its
+/// answer out. A node the caller cannot address is `ErrorKind::NotFound`; every other
+/// error means the request may or may not have arrived.
+pub trait KvPeers: Send + Sync {
+    /// Send `message` to node `node` and wait for its answer.
+    fn call(&self, node: u64, message: &[u8]) -> std::io::Result<Vec<u8>>;
+}
+
+/// Finds another node's address by id (`None`: unknown or unreachable).
+pub type PeerResolver = std::sync::Arc<dyn Fn(u64) -> Option<SocketAddr> + Send + Sync>;
+
+/// [`KvPeers`] over TCP: node addresses from a resolver, pooled connections.
+pub struct TcpPeers {
+    resolve: PeerResolver,
+    client: KvClient,
+}
+
+impl TcpPeers {
+    /// Peers found through `resolve`.
+    pub fn new(resolve: PeerResolver) -> Self {
+        TcpPeers {
+            resolve,
+            client: KvClient::default(),
+        }
+    }
+}
+
+impl KvPeers for TcpPeers {
+    fn call(&self, node: u64, message: &[u8]) -> std::io::Result<Vec<u8>> {
+        let addr = (self.resolve)(node).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no address for node {node}"),
+            )
+        })?;
+        self.client.call(addr, message)
+    }
+}
+
 /// Connections to other nodes' KV service, reused between calls.
 #[derive(Default)]
-pub(crate) struct KvClient {
+struct KvClient {
     pool: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
 }
 
@@ -380,37 +472,23 @@ pub(crate) fn read_message(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
 }
 
 impl KvClient {
-    /// Send `req` to the node at `addr` and wait for its answer. A transport failure is
-    /// `Ambiguous` for a commit (it may have happened) and a retryable conflict otherwise
-    /// (nothing was changed that the transaction depends on).
-    pub(crate) fn call(&self, addr: SocketAddr, req: &KvRequest) -> Result<KvResponse> {
-        let is_commit = matches!(req, KvRequest::Commit { .. });
-        let fail = |e: std::io::Error| {
-            if is_commit {
-                Error::Ambiguous(format!("lost contact with the leaseholder at {addr}: {e}"))
-            } else {
-                Error::Conflict {
-                    key: Vec::new(),
-                    reason: format!("lost contact with the leaseholder at {addr}: {e}"),
-                }
-            }
-        };
+    /// Send one message to the node at `addr` and wait for its answer.
+    fn call(&self, addr: SocketAddr, message: &[u8]) -> std::io::Result<Vec<u8>> {
         let pooled = self.pool.lock().get_mut(&addr).and_then(|v| v.pop());
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(fail)?;
-                c.set_nodelay(true).map_err(fail)?;
-                c.set_read_timeout(Some(Duration::from_secs(30)))
-                    .map_err(fail)?;
-                (&c).write_all(&[KV_STREAM]).map_err(fail)?;
+                let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                c.set_nodelay(true)?;
+                c.set_read_timeout(Some(Duration::from_secs(30)))?;
+                (&c).write_all(&[KV_STREAM])?;
                 c
             }
         };
-        write_message(&mut conn, &req.encode()).map_err(fail)?;
-        let answer = read_message(&mut conn).map_err(fail)?;
+        write_message(&mut conn, message)?;
+        let answer = read_message(&mut conn)?;
         self.pool.lock().entry(addr).or_default().push(conn);
-        KvResponse::decode(&answer)
+        Ok(answer)
     }
 }
 
@@ -427,6 +505,8 @@ mod tests {
             KvRequest::Scan {
                 txn: 7 << 70,
                 read_ts: Timestamp::new(5, 1),
+                uncertainty_limit: Timestamp::new(9, 0),
+                observed: Timestamp::new(8, 2),
                 start: b"a".to_vec(),
                 end: b"z".to_vec(),
                 limit: 10,
@@ -466,5 +546,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let rows = KvResponse::Rows {
+            rows: vec![(b"a".to_vec(), b"1".to_vec())],
+            observed: Timestamp::new(42, 3),
+        };
+        let sealed = seal(Timestamp::new(7, 1), &rows.encode());
+        let (clock, body) = open(&sealed).unwrap();
+        assert_eq!(clock, Timestamp::new(7, 1));
+        match KvResponse::decode(body).unwrap() {
+            KvResponse::Rows { rows, observed } => {
+                assert_eq!(rows.len(), 1);
+                assert_eq!(observed, Timestamp::new(42, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(open(&sealed[..5]).is_err());
     }
 }

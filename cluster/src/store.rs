@@ -20,6 +20,15 @@
 //!   or live foreign intent exists. Together: every dependency points forward in
 //!   `commit_ts` order, which is therefore a serial order.
 //! - **Durability.** A commit returns only after its batch is fsynced.
+//! - **Uncertainty.** A transaction may begin on a node whose clock is behind the
+//!   leaseholder's; a write acknowledged before it began can then carry a timestamp
+//!   above its `read_ts`. So a read treats a committed write in `(read_ts, limit]` as
+//!   uncertain and the transaction restarts above it, where `limit` is `read_ts` plus
+//!   the maximum clock offset, lowered to the leaseholder's clock reading the first time
+//!   the transaction reached that node (a write above that reading started after the
+//!   transaction did), but never below the lease's floor: writes of earlier
+//!   leaseholders can lie anywhere up to it. A transaction that began on a settled
+//!   leaseholder therefore has no uncertainty there.
 //! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
 //!   bounded batches, each checked for write-write conflicts as it lands. The commit
 //!   point is then the transaction record written as committed (with any remaining
@@ -36,14 +45,12 @@ use parking_lot::{Mutex, RwLock};
 use tessera_storage::mvcc::{self, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
+use crate::remote::{self, KvPeers, KvRequest, KvResponse};
 use crate::{Error, Hlc, Result};
 
 /// The exclusive upper bound of the key space used for open-ended spans.
 pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
 const EPOCH_KEY: &[u8] = b"store/boot_epoch";
-/// Where MVCC-encoded keys begin (the system region of the key space, DESIGN.md §2);
-/// keys below it are written raw by the cluster layer (e.g. member addresses).
-const MVCC_KEYS_START: &[u8] = &[0x02];
 
 /// Settings of a store.
 #[derive(Clone, Debug)]
@@ -92,8 +99,14 @@ pub trait Replicator: Send + Sync {
     fn read_barrier(&self) -> Result<()>;
 }
 
-/// Finds another node's address by id.
-pub type PeerResolver = Arc<dyn Fn(u64) -> Option<std::net::SocketAddr> + Send + Sync>;
+/// What a transaction knows about clock uncertainty; see the module docs.
+#[derive(Clone, Debug)]
+pub(crate) struct Uncertainty {
+    /// `read_ts` at the start plus the maximum clock offset.
+    pub limit: Timestamp,
+    /// Per node, a reading of that node's clock taken after the transaction began.
+    pub observed: BTreeMap<u64, Timestamp>,
+}
 
 /// One node's store. See the module docs.
 pub struct Store {
@@ -107,14 +120,13 @@ pub struct Store {
     /// Node id (high 32 bits) and boot epoch (low 32 bits): the high half of txn ids.
     epoch: u64,
     /// How to reach another node's KV service (set by the node once its transport runs).
-    peers: RwLock<Option<PeerResolver>>,
-    client: crate::remote::KvClient,
+    peers: RwLock<Option<Arc<dyn KvPeers>>>,
     next_txn: AtomicU64,
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     gc_threshold: Mutex<Timestamp>,
-    /// The Raft term of the lease this store last served under.
-    lease_term: Mutex<u64>,
+    /// The Raft term of the lease this store last served under, and that lease's floor.
+    lease: Mutex<(u64, Timestamp)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -160,11 +172,10 @@ impl Store {
             latch: RwLock::new(()),
             epoch,
             peers: RwLock::new(None),
-            client: Default::default(),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             gc_threshold: Mutex::new(Timestamp::ZERO),
-            lease_term: Mutex::new(0),
+            lease: Mutex::new((0, Timestamp::ZERO)),
         }))
     }
 
@@ -182,28 +193,34 @@ impl Store {
         }
     }
 
-    /// On a new lease, no write may land at or below a timestamp at which the previous
-    /// leaseholder may have served a read. Those reads are not in this node's timestamp
-    /// cache, and the previous leaseholder's clock may be ahead of this one by up to the
-    /// maximum offset: so the first write under a new lease waits until this clock has
-    /// passed the lease start plus that offset, and raises the cache's floor to it.
-    /// (Waiting rather than writing ahead keeps commit timestamps within the offset of
-    /// real time, so a restarted node's clock never lags behind committed data.)
-    fn check_lease(&self) {
-        let Some(r) = &self.replicator else { return };
+    /// The floor of the current lease: no write lands at or below it, and every write
+    /// of an earlier leaseholder lies at or below it. Reads by earlier leaseholders are
+    /// not in this node's timestamp cache, and their clocks may be ahead of this one by
+    /// up to the maximum offset, so the floor is this clock's reading when the lease is
+    /// first used plus that offset; the cache is raised to it.
+    fn lease_floor(&self) -> Timestamp {
+        let Some(r) = &self.replicator else {
+            return Timestamp::ZERO;
+        };
         let term = r.lease_term();
-        let mut current = self.lease_term.lock();
-        if term == 0 || *current == term {
-            return;
+        let mut lease = self.lease.lock();
+        if term == 0 || lease.0 == term {
+            return lease.1;
         }
         let start = self.clock.now();
         let floor = Timestamp::new(start.wall + self.config.max_clock_offset_nanos, 0);
-        while self.clock.physical_nanos() <= floor.wall {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
         self.tscache.lock().add(&[], KEY_MAX, floor);
-        *current = term;
+        *lease = (term, floor);
         tracing::info!(term, %floor, "serving under a new lease");
+        floor
+    }
+
+    /// Before a write: wait until this clock has passed the lease floor, so that commit
+    /// timestamps stay within the offset of real time (writing ahead instead would let a
+    /// restarted node's clock lag behind committed data).
+    fn check_lease(&self) {
+        let floor = self.lease_floor();
+        self.clock.wait_until(floor.wall);
     }
 
     /// Make sure local reads are current: see [`Replicator::read_barrier`]. A store that
@@ -216,22 +233,24 @@ impl Store {
         }
     }
 
-    /// Let this store forward requests to other nodes, found through `resolver`.
-    pub fn set_peer_resolver(&self, resolver: PeerResolver) {
-        *self.peers.write() = Some(resolver);
+    /// Let this store forward requests to other nodes through `peers`.
+    pub fn set_peers(&self, peers: Arc<dyn KvPeers>) {
+        *self.peers.write() = Some(peers);
     }
 
-    /// Where requests must go: `None` to serve them here, or the leaseholder's address.
-    fn forward_to(&self) -> Result<Option<std::net::SocketAddr>> {
+    /// This node's id (1 for a store that is not replicated).
+    pub fn node_id(&self) -> u64 {
+        self.replicator.as_ref().map_or(1, |r| r.node_id())
+    }
+
+    /// Where requests must go: `None` to serve them here, or the leaseholder's node id.
+    fn forward_to(&self) -> Result<Option<u64>> {
         let Some(r) = &self.replicator else {
             return Ok(None);
         };
         match r.leader() {
             Some(l) if l == r.node_id() => Ok(None),
-            Some(l) => match self.peers.read().as_ref().and_then(|f| f(l)) {
-                Some(addr) => Ok(Some(addr)),
-                None => Err(Error::NotLeaseholder { leader: Some(l) }),
-            },
+            Some(l) => Ok(Some(l)),
             // An election is under way: the statement can be retried shortly.
             None => Err(Error::Conflict {
                 key: Vec::new(),
@@ -240,14 +259,37 @@ impl Store {
         }
     }
 
-    /// Send a request to the leaseholder. A lease that moved on the way is retryable.
-    fn forward(
-        &self,
-        addr: std::net::SocketAddr,
-        req: crate::remote::KvRequest,
-    ) -> Result<crate::remote::KvResponse> {
-        use crate::remote::KvResponse;
-        match self.client.call(addr, &req)? {
+    /// Send a request to the leaseholder `node`, carrying this node's clock and ratcheting
+    /// it past the answer's. A lease that moved on the way is retryable; a lost answer
+    /// leaves a commit's outcome unknown.
+    fn forward(&self, node: u64, req: KvRequest) -> Result<KvResponse> {
+        let peers = self
+            .peers
+            .read()
+            .clone()
+            .ok_or(Error::NotLeaseholder { leader: Some(node) })?;
+        let is_commit = matches!(req, KvRequest::Commit { .. });
+        let message = remote::seal(self.clock.now(), &req.encode());
+        let answer = match peers.call(node, &message) {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotLeaseholder { leader: Some(node) })
+            }
+            Err(e) if is_commit => {
+                return Err(Error::Ambiguous(format!(
+                    "lost contact with the leaseholder (node {node}): {e}"
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Conflict {
+                    key: Vec::new(),
+                    reason: format!("lost contact with the leaseholder (node {node}): {e}"),
+                })
+            }
+        };
+        let (clock, body) = remote::open(&answer)?;
+        self.clock.update(clock);
+        match KvResponse::decode(body)? {
             KvResponse::Failed(Error::NotLeaseholder { .. }) => Err(Error::Conflict {
                 key: Vec::new(),
                 reason: "the tablet's lease moved; retry".into(),
@@ -258,29 +300,53 @@ impl Store {
     }
 
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`,
-    /// served by the leaseholder.
+    /// served by the leaseholder. `bound` is the transaction's uncertainty state; it
+    /// learns the serving node's clock reading.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn scan(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
+        bound: &mut Uncertainty,
         start: &[u8],
         end: &[u8],
         limit: usize,
         track: bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let Some(addr) = self.forward_to()? else {
-            return self.scan_local(txn, read_ts, start, end, limit, track);
+        let Some(node) = self.forward_to()? else {
+            let node = self.node_id();
+            let observed = match bound.observed.get(&node) {
+                Some(o) => *o,
+                None => {
+                    let now = {
+                        let _no_commit_in_flight = self.latch.read();
+                        self.clock.now()
+                    };
+                    *bound.observed.entry(node).or_insert(now)
+                }
+            };
+            let limit_ts = self.uncertainty_limit(bound.limit, observed);
+            return self.scan_local(txn, read_ts, limit_ts, start, end, limit, track);
         };
-        let req = crate::remote::KvRequest::Scan {
+        let req = KvRequest::Scan {
             txn,
             read_ts,
+            uncertainty_limit: bound.limit,
+            observed: bound
+                .observed
+                .get(&node)
+                .copied()
+                .unwrap_or(Timestamp::ZERO),
             start: start.to_vec(),
             end: end.to_vec(),
             limit: limit as u64,
             track,
         };
-        match self.forward(addr, req)? {
-            crate::remote::KvResponse::Rows(rows) => Ok(rows),
+        match self.forward(node, req)? {
+            KvResponse::Rows { rows, observed } => {
+                bound.observed.entry(node).or_insert(observed);
+                Ok(rows)
+            }
             other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
         }
     }
@@ -292,15 +358,15 @@ impl Store {
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
-        let Some(addr) = self.forward_to()? else {
+        let Some(node) = self.forward_to()? else {
             return self.flush_intents_local(txn, read_ts, writes);
         };
-        let req = crate::remote::KvRequest::Flush {
+        let req = KvRequest::Flush {
             txn,
             read_ts,
             writes: writes.clone(),
         };
-        self.forward(addr, req).map(|_| ())
+        self.forward(node, req).map(|_| ())
     }
 
     /// Validate and commit on the leaseholder; see [`Store::commit_local`].
@@ -316,18 +382,18 @@ impl Store {
             // Read-only: commits at its read timestamp without validation.
             return Ok(read_ts);
         }
-        let Some(addr) = self.forward_to()? else {
+        let Some(node) = self.forward_to()? else {
             return self.commit_local(txn, read_ts, reads, writes, flushed);
         };
-        let req = crate::remote::KvRequest::Commit {
+        let req = KvRequest::Commit {
             txn,
             read_ts,
             reads: reads.to_vec(),
             writes: writes.clone(),
             flushed: flushed.to_vec(),
         };
-        match self.forward(addr, req)? {
-            crate::remote::KvResponse::Committed(ts) => {
+        match self.forward(node, req)? {
+            KvResponse::Committed(ts) => {
                 self.clock.update(ts);
                 Ok(ts)
             }
@@ -340,26 +406,43 @@ impl Store {
         if flushed.is_empty() {
             return Ok(());
         }
-        let Some(addr) = self.forward_to()? else {
+        let Some(node) = self.forward_to()? else {
             return self.abort_local(txn, flushed);
         };
-        let req = crate::remote::KvRequest::Abort {
+        let req = KvRequest::Abort {
             txn,
             flushed: flushed.to_vec(),
         };
-        self.forward(addr, req).map(|_| ())
+        self.forward(node, req).map(|_| ())
     }
 
     /// Serve a KV request from another node (this node holds the lease, or says it
     /// does not). A forwarded read waits for commits in flight, moves the clock past its
     /// timestamp so later commits land above it, and confirms the lease.
-    pub fn serve_remote(&self, request: &[u8]) -> Vec<u8> {
-        use crate::remote::{KvRequest, KvResponse};
+    pub fn serve_remote(&self, message: &[u8]) -> Vec<u8> {
         let answer = (|| -> Result<KvResponse> {
-            Ok(match KvRequest::decode(request)? {
+            let (sender_clock, body) = remote::open(message)?;
+            let ahead = sender_clock
+                .wall
+                .saturating_sub(self.clock.physical_nanos());
+            if ahead > self.config.max_clock_offset_nanos {
+                tracing::error!(
+                    ahead_ms = ahead / 1_000_000,
+                    "refusing a request from a node whose clock is ahead by more than the maximum offset"
+                );
+                return Err(Error::Raft(format!(
+                    "the sender's clock is {} ms ahead of this node's, more than the maximum offset of {} ms",
+                    ahead / 1_000_000,
+                    self.config.max_clock_offset_nanos / 1_000_000
+                )));
+            }
+            self.clock.update(sender_clock);
+            Ok(match KvRequest::decode(body)? {
                 KvRequest::Scan {
                     txn,
                     read_ts,
+                    uncertainty_limit,
+                    observed,
                     start,
                     end,
                     limit,
@@ -368,18 +451,27 @@ impl Store {
                     if let Some(r) = &self.replicator {
                         r.read_barrier()?;
                     }
-                    {
+                    let now = {
                         let _no_commit_in_flight = self.latch.read();
                         self.clock.update(read_ts);
-                    }
-                    KvResponse::Rows(self.scan_local(
+                        self.clock.now()
+                    };
+                    // A first visit observes this clock now; later ones bring theirs.
+                    let observed = if observed == Timestamp::ZERO {
+                        now
+                    } else {
+                        observed
+                    };
+                    let rows = self.scan_local(
                         txn,
                         read_ts,
+                        self.uncertainty_limit(uncertainty_limit, observed),
                         &start,
                         &end,
                         limit as usize,
                         track,
-                    )?)
+                    )?;
+                    KvResponse::Rows { rows, observed }
                 }
                 KvRequest::Flush {
                     txn,
@@ -407,10 +499,11 @@ impl Store {
                 }
             })
         })();
-        match answer {
-            Ok(a) => a.encode(),
-            Err(e) => KvResponse::Failed(e).encode(),
-        }
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => KvResponse::Failed(e),
+        };
+        remote::seal(self.clock.now(), &answer.encode())
     }
 
     /// The node's clock.
@@ -423,8 +516,8 @@ impl Store {
         &self.config
     }
 
-    /// Start a transaction: a fresh id and a snapshot read timestamp.
-    pub(crate) fn begin(&self) -> (TxnId, Timestamp) {
+    /// Start a transaction: a fresh id, a snapshot read timestamp and its uncertainty.
+    pub(crate) fn begin(&self) -> (TxnId, Timestamp, Uncertainty) {
         let id =
             ((self.epoch as u128) << 64) | self.next_txn.fetch_add(1, Ordering::Relaxed) as u128;
         let read_ts = {
@@ -432,7 +525,24 @@ impl Store {
             self.clock.now()
         };
         self.active.lock().insert((read_ts, id), ());
-        (id, read_ts)
+        let bound = Uncertainty {
+            limit: Timestamp::new(
+                read_ts
+                    .wall
+                    .saturating_add(self.config.max_clock_offset_nanos),
+                0,
+            ),
+            observed: BTreeMap::from([(self.node_id(), read_ts)]),
+        };
+        (id, read_ts, bound)
+    }
+
+    /// Move an open transaction's snapshot up to `new` (a restart before it read
+    /// anything), keeping GC's view of it current.
+    pub(crate) fn move_read_ts(&self, id: TxnId, old: Timestamp, new: Timestamp) {
+        let mut active = self.active.lock();
+        active.remove(&(old, id));
+        active.insert((new, id), ());
     }
 
     /// Forget a finished transaction's read timestamp.
@@ -458,6 +568,12 @@ impl Store {
         Ok(())
     }
 
+    /// The uncertainty limit of a read served here: the transaction's `limit`, lowered
+    /// to this node's clock reading `observed` but not below the lease floor.
+    fn uncertainty_limit(&self, limit: Timestamp, observed: Timestamp) -> Timestamp {
+        limit.min(observed.max(self.lease_floor()))
+    }
+
     /// Record a read of `[start, end)` at `read_ts` in the timestamp cache.
     pub(crate) fn record_read(&self, start: &[u8], end: &[u8], read_ts: Timestamp) {
         self.tscache.lock().add(start, end, read_ts);
@@ -465,10 +581,12 @@ impl Store {
 
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.
     /// With `track`, the span actually read is recorded in the timestamp cache.
+    #[allow(clippy::too_many_arguments)]
     fn scan_local(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
+        uncertainty_limit: Timestamp,
         start: &[u8],
         end: &[u8],
         limit: usize,
@@ -480,8 +598,15 @@ impl Store {
             read_ts,
             txn: Some(txn),
             status: &status,
+            uncertainty_limit,
         };
-        let rows = mvcc::scan(&*self.engine, start, Some(end), &view, limit)?;
+        let rows = match mvcc::scan(&*self.engine, start, Some(end), &view, limit) {
+            Ok(rows) => rows,
+            Err(tessera_storage::Error::Uncertain { key, ts }) => {
+                return Err(Error::Uncertain { key, ts })
+            }
+            Err(e) => return Err(e.into()),
+        };
         if track {
             let read_end = match rows.last() {
                 Some((k, _)) if rows.len() >= limit => [k.as_slice(), &[0]].concat(),
@@ -520,6 +645,7 @@ impl Store {
             read_ts,
             txn: Some(txn),
             status: &status,
+            uncertainty_limit: Timestamp::ZERO,
         };
         let mut batch = WriteBatch::new();
         let flush = |batch: &mut WriteBatch| -> Result<()> {
@@ -562,6 +688,7 @@ impl Store {
             read_ts,
             txn: Some(txn),
             status: &status,
+            uncertainty_limit: Timestamp::ZERO,
         };
         self.check_lease();
         let commit_ts = {
@@ -596,7 +723,7 @@ impl Store {
             }
             if !flushed.is_empty() {
                 batch.put(
-                    Cf::Local,
+                    Cf::Data,
                     TxnRecord::key(txn),
                     TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 );
@@ -621,7 +748,7 @@ impl Store {
         }
         let mut b = WriteBatch::new();
         b.put(
-            Cf::Local,
+            Cf::Data,
             TxnRecord::key(txn),
             TxnRecord::encode(TxnStatus::Aborted),
         );
@@ -661,7 +788,7 @@ impl Store {
         let removed = mvcc::gc(
             &*self.engine,
             &mut batch,
-            MVCC_KEYS_START,
+            mvcc::MVCC_START,
             Some(KEY_MAX),
             threshold,
         )?;

@@ -9,6 +9,10 @@
 //!   and remember the spans they read for validation at commit.
 //! - `put` / `delete` are buffered; past the buffer bound they go to the tablets early
 //!   as intents (memory stays bounded for million-row transactions).
+//! - A read that meets a write within the clock uncertainty interval (see
+//!   [`crate::Store`]) restarts the transaction at the write's timestamp when it has
+//!   not read or written anything yet, transparently; otherwise it fails with a
+//!   retryable error.
 //! - `commit` validates and makes every write visible atomically at one `commit_ts`, or
 //!   fails with a conflict and leaves nothing behind. `rollback` (or dropping an open
 //!   transaction) leaves nothing behind.
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use tessera_storage::mvcc::TxnId;
 use tessera_storage::Timestamp;
 
-use crate::store::KEY_MAX;
+use crate::store::{Uncertainty, KEY_MAX};
 use crate::{Error, Result, Store};
 
 /// Options for a new transaction.
@@ -45,11 +49,13 @@ impl Db {
 
     /// Begin a transaction.
     pub fn begin(&self, _opts: TxnOptions) -> Txn {
-        let (id, read_ts) = self.store.begin();
+        let (id, read_ts, uncertainty) = self.store.begin();
         Txn {
             store: self.store.clone(),
             id,
             read_ts,
+            uncertainty,
+            has_read: false,
             writes: BTreeMap::new(),
             write_bytes: 0,
             flushed: Vec::new(),
@@ -73,6 +79,9 @@ pub struct Txn {
     store: Arc<Store>,
     id: TxnId,
     read_ts: Timestamp,
+    uncertainty: Uncertainty,
+    /// Whether any read has returned data to the caller (the snapshot is then fixed).
+    has_read: bool,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     write_bytes: usize,
     flushed: Vec<Vec<u8>>,
@@ -144,9 +153,7 @@ impl Txn {
         }
         let end = [key, &[0]].concat();
         self.confirm()?;
-        let mut rows = self
-            .store
-            .scan(self.id, self.read_ts, key, &end, 1, track)?;
+        let mut rows = self.scan_store(key, &end, 1, track)?;
         if track {
             self.reads.push((key.to_vec(), end));
         }
@@ -169,9 +176,7 @@ impl Txn {
         self.confirm()?;
         while out.len() < limit && cursor.as_slice() < end {
             let want = (limit - out.len()).clamp(16, 1024);
-            let page = self
-                .store
-                .scan(self.id, self.read_ts, &cursor, end, want, false)?;
+            let page = self.scan_store(&cursor, end, want, false)?;
             let exhausted = page.len() < want;
             let hi = match (&page.last(), exhausted) {
                 (Some((k, _)), false) => [k.as_slice(), &[0]].concat(),
@@ -206,6 +211,40 @@ impl Txn {
             self.reads.push((start.to_vec(), read_end));
         }
         Ok(out)
+    }
+
+    /// One scan at the store. A write in the uncertainty interval moves the snapshot up
+    /// to it while nothing has been read or written yet (no earlier result depends on the
+    /// old snapshot); after that it is a retryable error.
+    fn scan_store(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        track: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        loop {
+            match self.store.scan(
+                self.id,
+                self.read_ts,
+                &mut self.uncertainty,
+                start,
+                end,
+                limit,
+                track,
+            ) {
+                Err(Error::Uncertain { ts, .. }) if !self.has_read && !self.has_writes() => {
+                    tracing::debug!(from = %self.read_ts, to = %ts, "restarting above an uncertain write");
+                    self.store.move_read_ts(self.id, self.read_ts, ts);
+                    self.read_ts = ts;
+                }
+                Ok(rows) => {
+                    self.has_read = true;
+                    return Ok(rows);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Buffer a write of `value` at `key`.

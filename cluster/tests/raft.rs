@@ -3,207 +3,11 @@
 //! states its claim first. A step is one tick on every live node; with the default
 //! configuration an election takes 10–20 steps.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
 
-use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
-use tessera_cluster::replication::{
-    Applied, Command, GroupDesc, MemNetwork, ProposeError, RaftConfig, RaftStore,
-};
-use tessera_storage::{Cf, Engine, MemoryEngine, Visit, WriteBatch};
-
-struct Cluster {
-    net: MemNetwork,
-    engines: BTreeMap<u64, Arc<MemoryEngine>>,
-    stores: BTreeMap<u64, RaftStore>,
-    applied: BTreeMap<u64, Vec<Applied>>,
-}
-
-fn group(id: u64) -> GroupDesc {
-    GroupDesc {
-        id,
-        start: vec![id as u8],
-        end: vec![id as u8 + 1],
-    }
-}
-
-fn key(g: u64, i: u64) -> Vec<u8> {
-    let mut k = vec![g as u8];
-    k.extend_from_slice(format!("key{i:04}").as_bytes());
-    k
-}
-
-fn put_cmd(g: u64, i: u64) -> Command {
-    let mut writes = WriteBatch::new();
-    writes.put(Cf::Data, key(g, i), format!("value{i}").into_bytes());
-    Command { id: i, writes }
-}
-
-impl Cluster {
-    /// `nodes` nodes, each with a replica of every group in `groups` (all voters).
-    fn new(nodes: u64, groups: &[u64], seed: u64) -> Self {
-        let net = MemNetwork::new(seed);
-        let mut c = Cluster {
-            net,
-            engines: BTreeMap::new(),
-            stores: BTreeMap::new(),
-            applied: BTreeMap::new(),
-        };
-        let voters: Vec<u64> = (1..=nodes).collect();
-        for n in 1..=nodes {
-            c.add_node(n);
-            for &g in groups {
-                c.stores
-                    .get_mut(&n)
-                    .unwrap()
-                    .create_group(group(g), &voters)
-                    .unwrap();
-            }
-        }
-        c
-    }
-
-    fn add_node(&mut self, n: u64) {
-        let engine = Arc::new(MemoryEngine::new());
-        self.engines.insert(n, engine);
-        self.start(n);
-    }
-
-    fn start(&mut self, n: u64) {
-        let engine: Arc<dyn Engine> = self.engines[&n].clone();
-        let store =
-            RaftStore::open(n, engine, self.net.transport(), RaftConfig::default()).unwrap();
-        self.stores.insert(n, store);
-    }
-
-    /// Crash a node: its process state is gone, its engine stays.
-    fn stop(&mut self, n: u64) {
-        self.stores.remove(&n);
-    }
-
-    fn step(&mut self) {
-        let nodes: Vec<u64> = self.engines.keys().copied().collect();
-        for n in nodes {
-            let msgs = self.net.take(n);
-            let Some(store) = self.stores.get_mut(&n) else {
-                continue; // a down node loses what was sent to it
-            };
-            for m in msgs {
-                store.step(m);
-            }
-            store.tick();
-            let done = store.handle_ready().unwrap();
-            self.applied.entry(n).or_default().extend(done);
-        }
-    }
-
-    fn run(&mut self, steps: usize) {
-        for _ in 0..steps {
-            self.step();
-        }
-    }
-
-    fn run_until(&mut self, max_steps: usize, done: impl Fn(&Cluster) -> bool) -> bool {
-        for _ in 0..max_steps {
-            if done(self) {
-                return true;
-            }
-            self.step();
-        }
-        done(self)
-    }
-
-    /// The node that leads `g`, if exactly one live node claims it.
-    fn leader(&self, g: u64) -> Option<u64> {
-        let leaders: Vec<u64> = self
-            .stores
-            .iter()
-            .filter(|(_, s)| s.is_leader(g))
-            .map(|(n, _)| *n)
-            .collect();
-        (leaders.len() == 1).then(|| leaders[0])
-    }
-
-    fn elect(&mut self, g: u64) -> u64 {
-        assert!(
-            self.run_until(300, |c| c.leader(g).is_some()),
-            "no leader for group {g}"
-        );
-        self.leader(g).unwrap()
-    }
-
-    /// A new node with an empty replica of `g`, waiting to be added.
-    fn add_empty_replica(&mut self, n: u64, g: u64) {
-        self.add_node(n);
-        self.stores
-            .get_mut(&n)
-            .unwrap()
-            .create_group(group(g), &[])
-            .unwrap();
-    }
-
-    /// Propose a membership change of `g` on its leader (several changes: joint
-    /// consensus); returns that leader.
-    fn change_members(&mut self, g: u64, changes: &[(ConfChangeType, u64)]) -> u64 {
-        let singles: Vec<ConfChangeSingle> = changes
-            .iter()
-            .map(|&(t, node)| {
-                let mut s = ConfChangeSingle::default();
-                s.set_change_type(t);
-                s.node_id = node;
-                s
-            })
-            .collect();
-        let mut cc = ConfChangeV2::default();
-        cc.set_changes(singles.into());
-        let leader = self.elect(g);
-        self.stores
-            .get_mut(&leader)
-            .unwrap()
-            .propose_conf_change(g, cc)
-            .unwrap();
-        leader
-    }
-
-    fn propose(&mut self, g: u64, cmd: &Command) -> Result<(), ProposeError> {
-        let leader = self.leader(g).ok_or(ProposeError::NotLeader {
-            group: g,
-            leader: None,
-        })?;
-        self.stores.get_mut(&leader).unwrap().propose(g, cmd)
-    }
-
-    fn value(&self, n: u64, k: &[u8]) -> Option<Vec<u8>> {
-        self.engines[&n].get(Cf::Data, k).unwrap()
-    }
-
-    fn data(&self, n: u64, g: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let d = group(g);
-        let mut out = Vec::new();
-        self.engines[&n]
-            .scan(Cf::Data, &d.start, Some(&d.end), &mut |k, v| {
-                out.push((k.to_vec(), v.to_vec()));
-                Ok(Visit::Continue)
-            })
-            .unwrap();
-        out
-    }
-
-    fn applied_ids(&self, n: u64, g: u64) -> Vec<u64> {
-        self.applied
-            .get(&n)
-            .map(|v| v.iter().filter(|a| a.group == g).map(|a| a.id).collect())
-            .unwrap_or_default()
-    }
-
-    fn all_have(&self, nodes: &[u64], g: u64, ids: impl IntoIterator<Item = u64> + Clone) -> bool {
-        nodes.iter().all(|&n| {
-            ids.clone()
-                .into_iter()
-                .all(|i| self.value(n, &key(g, i)).is_some())
-        })
-    }
-}
+use common::{key, put_cmd, Cluster};
+use raft::prelude::ConfChangeType;
+use tessera_cluster::replication::ProposeError;
 
 /// Claim: a fresh group elects exactly one leader, and a command proposed there is applied,
 /// byte for byte, on every replica; followers refuse proposals and name the leader.
@@ -500,6 +304,35 @@ fn reads_are_confirmed_only_with_a_quorum() {
     assert!(
         index >= written_at,
         "read index {index} misses the write at {written_at}"
+    );
+}
+
+/// Claim: a read asked of a new leader before it has committed an entry of its own term
+/// (which raft-rs would drop) is held and confirmed once that entry commits.
+#[test]
+fn a_read_asked_right_after_election_is_confirmed() {
+    let mut c = Cluster::new(3, &[1], 13);
+    let leader = c.elect(1);
+    let first_of_term = c.stores[&leader].last_index(1).unwrap();
+    assert!(
+        c.stores[&leader].commit_index(1).unwrap() < first_of_term,
+        "the scenario needs the leader's first entry still uncommitted"
+    );
+    c.stores.get_mut(&leader).unwrap().read_index(1, 5).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        c.step();
+        got.extend(c.stores.get_mut(&leader).unwrap().take_read_states());
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1, "the read was dropped");
+    assert_eq!((got[0].0, got[0].1), (1, 5));
+    assert!(
+        got[0].2 >= first_of_term,
+        "confirmed at {} before the leader's own entry {first_of_term}",
+        got[0].2
     );
 }
 

@@ -9,6 +9,15 @@ pub enum Error {
     /// Stored bytes could not be decoded: a bug or corruption.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A read met a write committed above its timestamp but within its uncertainty
+    /// interval: the reader must restart at `ts` or above.
+    #[error("read within the uncertainty interval: a write at {ts} on key {key:?}")]
+    Uncertain {
+        /// The user key written.
+        key: Vec<u8>,
+        /// The write's commit timestamp.
+        ts: crate::Timestamp,
+    },
 }
 
 /// Result alias of the storage layer.

@@ -4,9 +4,10 @@
 //!
 //! Every user key has a history of versions `key @ ts`; a version holds a value or a
 //! tombstone. A transaction that has not committed yet may own an *intent* on a key: a
-//! provisional value that names its transaction. The transaction's record (in
-//! [`Cf::Local`], see [`TxnRecord`]) says whether the intent is pending, committed at
-//! some timestamp, or aborted.
+//! provisional value that names its transaction. The transaction's record (see
+//! [`TxnRecord`]) says whether the intent is pending, committed at some timestamp, or
+//! aborted. Records live in [`Cf::Data`] below [`MVCC_START`], inside the tablet's span,
+//! so that they are replicated, snapshotted and moved with the tablet's data.
 //!
 //! ## Layout in [`Cf::Data`]
 //!
@@ -25,6 +26,10 @@
 //! - A read at `read_ts` by transaction `T` sees, per key: `T`'s own intent if any;
 //!   else a foreign intent whose transaction committed at or below `read_ts`; else the
 //!   newest version at or below `read_ts`. Tombstones read as absent.
+//! - A read at `read_ts` with an uncertainty limit `u > read_ts` that meets a committed
+//!   version (or an intent committed) in `(read_ts, u]` fails with
+//!   [`Error::Uncertain`]: that write may have happened before the read began, on a node
+//!   whose clock is ahead, so the reader must restart above it.
 //! - A read span is *valid* over `(read_ts, commit_ts]` when no committed version and no
 //!   live foreign intent lies in that window ([`find_conflict`]).
 //! - A write by `T` conflicts when a version newer than `T`'s `read_ts`, or a live foreign
@@ -50,14 +55,21 @@ pub enum TxnStatus {
     Aborted,
 }
 
-/// A transaction record, stored in [`Cf::Local`] under [`TxnRecord::key`].
+/// Where MVCC-encoded keys begin. Below lies the system region of raw keys that the
+/// cluster writes itself: transaction records and node addresses.
+pub const MVCC_START: &[u8] = &[0x02];
+
+/// A transaction record, stored in [`Cf::Data`] under [`TxnRecord::key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnRecord;
 
 impl TxnRecord {
+    /// The prefix of every record's key (in the system region, below [`MVCC_START`]).
+    pub const PREFIX: &'static [u8] = b"\x01txn/";
+
     /// The record's key.
     pub fn key(txn: TxnId) -> Vec<u8> {
-        [&b"txn/"[..], &txn.to_be_bytes()].concat()
+        [Self::PREFIX, &txn.to_be_bytes()].concat()
     }
 
     /// Encode a status.
@@ -71,7 +83,7 @@ impl TxnRecord {
 
     /// Read a transaction's status; no record means pending.
     pub fn read(engine: &dyn Engine, txn: TxnId) -> Result<TxnStatus> {
-        match engine.get(Cf::Local, &Self::key(txn))? {
+        match engine.get(Cf::Data, &Self::key(txn))? {
             None => Ok(TxnStatus::Pending),
             Some(v) => match v.split_first() {
                 Some((0, _)) => Ok(TxnStatus::Pending),
@@ -263,6 +275,9 @@ pub struct ReadView<'a> {
     pub read_ts: Timestamp,
     /// The reading transaction, whose own intents are visible to it.
     pub txn: Option<TxnId>,
+    /// Committed writes in `(read_ts, uncertainty_limit]` make the read uncertain (a
+    /// limit at or below `read_ts`: no uncertainty).
+    pub uncertainty_limit: Timestamp,
     /// Looks up the status of a transaction that owns a foreign intent.
     pub status: &'a dyn Fn(TxnId) -> Result<TxnStatus>,
 }
@@ -270,14 +285,29 @@ pub struct ReadView<'a> {
 impl ReadView<'_> {
     /// The value an intent contributes to this view: `Some(v)` when visible (where
     /// `v = None` is a delete), `None` when the reader must look at versions instead.
-    fn intent_value(&self, intent: Intent) -> Result<Option<Option<Vec<u8>>>> {
+    fn intent_value(&self, key: &[u8], intent: Intent) -> Result<Option<Option<Vec<u8>>>> {
         if Some(intent.txn) == self.txn {
             return Ok(Some(intent.value));
         }
         match (self.status)(intent.txn)? {
             TxnStatus::Committed(ts) if ts <= self.read_ts => Ok(Some(intent.value)),
+            TxnStatus::Committed(ts) => {
+                self.check_uncertain(key, ts)?;
+                Ok(None)
+            }
             _ => Ok(None),
         }
+    }
+
+    /// A committed write at `ts` above `read_ts` is uncertain when it is within the limit.
+    fn check_uncertain(&self, key: &[u8], ts: Timestamp) -> Result<()> {
+        if ts > self.read_ts && ts <= self.uncertainty_limit {
+            return Err(Error::Uncertain {
+                key: key.to_vec(),
+                ts,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -311,9 +341,12 @@ pub fn scan(
             return Ok(Visit::Continue);
         }
         let visible = match ts {
-            None => view.intent_value(decode_intent(v)?)?,
+            None => view.intent_value(&user, decode_intent(v)?)?,
             Some(ts) if ts <= view.read_ts => Some(decode_value(v)?),
-            Some(_) => None,
+            Some(ts) => {
+                view.check_uncertain(&user, ts)?;
+                None
+            }
         };
         if let Some(value) = visible {
             done = true;

@@ -9,8 +9,8 @@
 //! intent KEY VALUE|- txn=N @TS intent of txn N (`-` deletes)
 //! status txn=N pending|aborted|committed@TS
 //! resolve KEY txn=N commit@TS|abort
-//! get KEY @TS [txn=N]
-//! scan START END @TS [txn=N] [limit=N]
+//! get KEY @TS [txn=N] [uncertain=TS]
+//! scan START END @TS [txn=N] [limit=N] [uncertain=TS]
 //! conflict START END read@TS commit@TS [txn=N]
 //! write KEY read@TS [txn=N]    would a write conflict?
 //! gc @TS                       collect versions below TS
@@ -56,6 +56,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
         }
         let txn: Option<u128> = opts.get("txn").map(|t| t.parse().unwrap());
         let status = |id: u128| TxnRecord::read(engine, id);
+        let uncertain = |read_ts| opts.get("uncertain").map_or(read_ts, |u| ts(u));
         let mut batch = WriteBatch::new();
         let result = match words[0] {
             "put" => {
@@ -87,11 +88,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                     "aborted" => TxnStatus::Aborted,
                     c => TxnStatus::Committed(ts(c)),
                 };
-                batch.put(
-                    Cf::Local,
-                    TxnRecord::key(txn.unwrap()),
-                    TxnRecord::encode(s),
-                );
+                batch.put(Cf::Data, TxnRecord::key(txn.unwrap()), TxnRecord::encode(s));
                 String::new()
             }
             "resolve" => {
@@ -105,10 +102,12 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                     read_ts: ts(args[1]),
                     txn,
                     status: &status,
+                    uncertainty_limit: uncertain(ts(args[1])),
                 };
-                match mvcc::get(engine, args[0].as_bytes(), &view).unwrap() {
-                    Some(v) => show(&v),
-                    None => "<none>".into(),
+                match mvcc::get(engine, args[0].as_bytes(), &view) {
+                    Ok(Some(v)) => show(&v),
+                    Ok(None) => "<none>".into(),
+                    Err(e) => format!("error: {e}"),
                 }
             }
             "scan" => {
@@ -116,26 +115,30 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                     read_ts: ts(args[2]),
                     txn,
                     status: &status,
+                    uncertainty_limit: uncertain(ts(args[2])),
                 };
                 let limit = opts.get("limit").map_or(usize::MAX, |l| l.parse().unwrap());
-                let rows = mvcc::scan(
+                match mvcc::scan(
                     engine,
                     args[0].as_bytes(),
                     Some(args[1].as_bytes()),
                     &view,
                     limit,
-                )
-                .unwrap();
-                rows.iter()
-                    .map(|(k, v)| format!("{}={}", show(k), show(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                ) {
+                    Ok(rows) => rows
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", show(k), show(v)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    Err(e) => format!("error: {e}"),
+                }
             }
             "conflict" => {
                 let view = ReadView {
                     read_ts: ts(args[2]),
                     txn,
                     status: &status,
+                    uncertainty_limit: Timestamp::ZERO,
                 };
                 let c = mvcc::find_conflict(
                     engine,
@@ -152,6 +155,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                     read_ts: ts(args[1]),
                     txn,
                     status: &status,
+                    uncertainty_limit: Timestamp::ZERO,
                 };
                 format!(
                     "{:?}",
@@ -159,13 +163,13 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                 )
             }
             "gc" => {
-                let n = mvcc::gc(engine, &mut batch, b"", None, ts(args[0])).unwrap();
+                let n = mvcc::gc(engine, &mut batch, mvcc::MVCC_START, None, ts(args[0])).unwrap();
                 format!("removed {n}")
             }
             "dump" => {
                 let mut rows = Vec::new();
                 engine
-                    .scan(Cf::Data, &[], None, &mut |k, v| {
+                    .scan(Cf::Data, mvcc::MVCC_START, None, &mut |k, v| {
                         let (user, t) = mvcc::decode_key(k).unwrap();
                         let what = match t {
                             Some(t) => format!("@{}", t.wall),

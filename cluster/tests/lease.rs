@@ -1,0 +1,429 @@
+//! Deterministic scenarios for leases and clocks: three full `Store`s, each over its
+//! replica of one Raft group on the in-memory network, each with its own skewed clock
+//! over one simulated time. Raft advances only when a store waits for it (a proposal
+//! to apply, a read to be confirmed), by stepping the whole cluster in the caller's
+//! thread; KV requests between nodes are direct calls; time moves only when a clock is
+//! asked to sleep. Every scenario states its claim first.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use common::Cluster;
+use parking_lot::Mutex;
+use tessera_cluster::replication::{Command, GroupDesc, ProposeError};
+use tessera_cluster::{
+    Db, Error, Hlc, KvPeers, PhysicalClock, Replicator, Result, Store, StoreConfig, TxnOptions,
+};
+use tessera_storage::mvcc::TxnRecord;
+use tessera_storage::{Cf, Engine, Timestamp, Visit, WriteBatch};
+
+const GROUP: u64 = 1;
+const MS: u64 = 1_000_000;
+const MAX_OFFSET: u64 = 500 * MS;
+/// Steps a store waits for Raft before it gives up (an election takes 10–20).
+const PATIENCE: usize = 300;
+
+/// Simulated real time, shared by every node's clock.
+#[derive(Default)]
+struct Truth(AtomicU64);
+
+/// A node's physical clock: real time plus a skew. Sleeping moves real time.
+struct SkewedClock {
+    truth: Arc<Truth>,
+    skew: AtomicI64,
+}
+
+impl PhysicalClock for SkewedClock {
+    fn now_nanos(&self) -> u64 {
+        (self.truth.0.load(Ordering::SeqCst) as i64 + self.skew.load(Ordering::SeqCst)) as u64
+    }
+
+    fn sleep_until(&self, nanos: u64) {
+        let target = (nanos as i64 + 1 - self.skew.load(Ordering::SeqCst)) as u64;
+        self.truth.0.fetch_max(target, Ordering::SeqCst);
+    }
+}
+
+type Sim = Arc<Mutex<Cluster>>;
+
+/// A node's writes go through its replica in the stepped cluster.
+struct SimReplicator {
+    sim: Sim,
+    node: u64,
+    next: AtomicU64,
+}
+
+impl SimReplicator {
+    fn id(&self) -> u64 {
+        (self.node << 48) | self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn not_leader(e: ProposeError) -> Error {
+    match e {
+        ProposeError::NotLeader { leader, .. } => Error::NotLeaseholder { leader },
+        other => Error::Raft(other.to_string()),
+    }
+}
+
+impl Replicator for SimReplicator {
+    fn replicate(&self, writes: WriteBatch) -> Result<()> {
+        let id = self.id();
+        let mut c = self.sim.lock();
+        c.stores
+            .get_mut(&self.node)
+            .unwrap()
+            .propose(GROUP, &Command { id, writes })
+            .map_err(not_leader)?;
+        let node = self.node;
+        if c.run_until(PATIENCE, |c| c.applied_ids(node, GROUP).contains(&id)) {
+            Ok(())
+        } else {
+            Err(Error::Ambiguous(format!("command {id} not applied")))
+        }
+    }
+
+    fn lease_term(&self) -> u64 {
+        let c = self.sim.lock();
+        let s = &c.stores[&self.node];
+        if s.is_leader(GROUP) {
+            s.term(GROUP).unwrap()
+        } else {
+            0
+        }
+    }
+
+    fn node_id(&self) -> u64 {
+        self.node
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.sim.lock().stores[&self.node].leader(GROUP)
+    }
+
+    fn read_barrier(&self) -> Result<()> {
+        let id = self.id();
+        let mut c = self.sim.lock();
+        c.stores
+            .get_mut(&self.node)
+            .unwrap()
+            .read_index(GROUP, id)
+            .map_err(not_leader)?;
+        let mut confirmed = None;
+        for _ in 0..PATIENCE {
+            c.step();
+            let s = c.stores.get_mut(&self.node).unwrap();
+            if let Some((_, _, index)) = s.take_read_states().into_iter().find(|r| r.1 == id) {
+                confirmed = Some(index);
+            }
+            if let Some(index) = confirmed {
+                if s.applied_index(GROUP).unwrap() >= index {
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::Raft("no quorum confirmed the read".into()))
+    }
+}
+
+/// KV requests between the stores, as direct calls; a cut-off node reaches no one.
+#[derive(Default)]
+struct SimPeers {
+    stores: Mutex<BTreeMap<u64, Weak<Store>>>,
+    cut: Mutex<BTreeSet<u64>>,
+    from: u64,
+}
+
+impl KvPeers for SimPeers {
+    fn call(&self, node: u64, message: &[u8]) -> std::io::Result<Vec<u8>> {
+        let cut = self.cut.lock();
+        if cut.contains(&node) || cut.contains(&self.from) {
+            return Err(std::io::ErrorKind::ConnectionRefused.into());
+        }
+        drop(cut);
+        let store = self.stores.lock()[&node].upgrade().unwrap();
+        Ok(store.serve_remote(message))
+    }
+}
+
+struct World {
+    sim: Sim,
+    dbs: BTreeMap<u64, Db>,
+    peers: BTreeMap<u64, Arc<SimPeers>>,
+    clocks: BTreeMap<u64, Arc<SkewedClock>>,
+}
+
+impl World {
+    /// Three nodes whose clocks agree, until [`World::skew`] says otherwise.
+    fn new(seed: u64) -> World {
+        let whole = GroupDesc {
+            id: GROUP,
+            start: Vec::new(),
+            end: vec![0xFF, 0xFF, 0xFF, 0xFF],
+        };
+        let sim: Sim = Arc::new(Mutex::new(Cluster::with_groups(3, vec![whole], seed)));
+        let truth = Arc::new(Truth(AtomicU64::new(1_000_000 * MS)));
+        let config = StoreConfig {
+            max_clock_offset_nanos: MAX_OFFSET,
+            ..StoreConfig::default()
+        };
+        let mut w = World {
+            sim: sim.clone(),
+            dbs: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            clocks: BTreeMap::new(),
+        };
+        let mut all = Vec::new();
+        for n in 1..=3u64 {
+            let engine: Arc<dyn Engine> = sim.lock().engines[&n].clone();
+            let physical = Arc::new(SkewedClock {
+                truth: truth.clone(),
+                skew: AtomicI64::new(0),
+            });
+            w.clocks.insert(n, physical.clone());
+            let clock = Arc::new(Hlc::new(physical));
+            let replicator = Arc::new(SimReplicator {
+                sim: sim.clone(),
+                node: n,
+                next: AtomicU64::new(1),
+            });
+            let store =
+                Store::open_replicated(engine, clock, config.clone(), Some(replicator)).unwrap();
+            let peers = Arc::new(SimPeers {
+                from: n,
+                ..SimPeers::default()
+            });
+            store.set_peers(peers.clone());
+            all.push((n, Arc::downgrade(&store)));
+            w.peers.insert(n, peers);
+            w.dbs.insert(n, Db::new(store));
+        }
+        for p in w.peers.values() {
+            p.stores.lock().extend(all.iter().cloned());
+        }
+        w
+    }
+
+    /// Set `node`'s clock `ms` milliseconds ahead of real time (behind when negative).
+    fn skew(&self, node: u64, ms: i64) {
+        self.clocks[&node]
+            .skew
+            .store(ms * MS as i64, Ordering::SeqCst);
+    }
+
+    /// Elect a leader and let every node learn who it is.
+    fn leader(&self) -> u64 {
+        let mut c = self.sim.lock();
+        let leader = c.elect(GROUP);
+        assert!(c.run_until(PATIENCE, |c| c
+            .stores
+            .values()
+            .all(|s| s.leader(GROUP) == Some(leader))));
+        leader
+    }
+
+    /// Cut `node` off from the others, in Raft and for KV requests.
+    fn isolate(&self, node: u64) {
+        let others: Vec<u64> = (1..=3).filter(|n| *n != node).collect();
+        self.sim.lock().net.isolate(node, &others);
+        for p in self.peers.values() {
+            p.cut.lock().insert(node);
+        }
+    }
+
+    fn heal(&self) {
+        self.sim.lock().net.heal();
+        for p in self.peers.values() {
+            p.cut.lock().clear();
+        }
+    }
+
+    /// Read and then write `key = value` through `node` (as an UPDATE does); the
+    /// commit timestamp.
+    fn write(&self, node: u64, key: &[u8], value: &[u8]) -> Result<Timestamp> {
+        let mut t = self.dbs[&node].begin(TxnOptions::default());
+        t.get(key)?;
+        t.put(key.to_vec(), value.to_vec())?;
+        t.commit()
+    }
+
+    /// Read `key` through `node` in a transaction of its own; the value and the
+    /// transaction's read timestamp.
+    fn read(&self, node: u64, key: &[u8]) -> Result<(Option<Vec<u8>>, Timestamp)> {
+        let mut t = self.dbs[&node].begin(TxnOptions::default());
+        let v = t.get(key)?;
+        let ts = t.read_ts();
+        t.commit()?;
+        Ok((v, ts))
+    }
+}
+
+fn follower_of(leader: u64) -> u64 {
+    (1..=3).find(|n| *n != leader).unwrap()
+}
+
+/// Claim: a write acknowledged before a transaction began is visible to it, even when
+/// the transaction's gateway clock is behind the leaseholder's by almost the maximum
+/// offset (so the write's timestamp is above the transaction's `read_ts`): the read is
+/// uncertain and restarts above the write instead of missing it.
+#[test]
+fn a_lagging_gateway_still_sees_acknowledged_writes() {
+    let w = World::new(1);
+    let leader = w.leader();
+    w.skew(leader, 400);
+    let gateway = follower_of(leader);
+    let written = w.write(leader, b"\x10k", b"v1").unwrap();
+    let mut t = w.dbs[&gateway].begin(TxnOptions::default());
+    let began_at = t.read_ts();
+    assert!(
+        began_at < written,
+        "the scenario needs a read_ts below the write"
+    );
+    assert_eq!(t.get(b"\x10k").unwrap().as_deref(), Some(&b"v1"[..]));
+    assert!(t.read_ts() >= written, "restarted at {}", t.read_ts());
+    t.commit().unwrap();
+}
+
+/// Claim: a transaction that began on the leaseholder itself has no uncertainty there:
+/// a write committed after it began, even within the offset, is not in its snapshot
+/// and does not restart it.
+#[test]
+fn a_transaction_begun_on_the_leaseholder_keeps_its_snapshot() {
+    let w = World::new(2);
+    let leader = w.leader();
+    w.write(leader, b"\x10k", b"old").unwrap();
+    let mut reader = w.dbs[&leader].begin(TxnOptions::default());
+    let read_ts = reader.read_ts();
+    let later = w.write(leader, b"\x10k", b"new").unwrap();
+    assert!(later > read_ts && later.wall <= read_ts.wall + MAX_OFFSET);
+    assert_eq!(reader.get(b"\x10k").unwrap().as_deref(), Some(&b"old"[..]));
+    assert_eq!(reader.read_ts(), read_ts);
+}
+
+/// Claim: when the leaseholder is cut off, a new leaseholder takes over; the old one
+/// then serves no reads (it answers with errors, not stale data); the new one writes no
+/// value at or below a timestamp at which the old one served a read, even though the
+/// old one's clock was ahead by most of the maximum offset; after the partition heals,
+/// the old node forwards to the new leaseholder and sees its writes.
+#[test]
+fn lease_handover_without_stale_reads() {
+    let w = World::new(3);
+    let old = w.leader();
+    w.skew(old, 450);
+    w.write(old, b"\x10k", b"v1").unwrap();
+    let (seen, read_at) = w.read(old, b"\x10k").unwrap();
+    assert_eq!(seen.as_deref(), Some(&b"v1"[..]));
+
+    w.isolate(old);
+    let stale = w.read(old, b"\x10k");
+    assert!(stale.is_err(), "a cut-off leaseholder served {stale:?}");
+    let new = {
+        let mut c = w.sim.lock();
+        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+        assert!(c.run_until(PATIENCE, |c| others
+            .iter()
+            .any(|n| c.stores[n].is_leader(GROUP))));
+        *others
+            .iter()
+            .find(|n| c.stores[n].is_leader(GROUP))
+            .unwrap()
+    };
+    let written = w.write(new, b"\x10k", b"v2").unwrap();
+    assert!(
+        written > read_at,
+        "new leaseholder wrote at {written}, at or below the old one's read at {read_at}"
+    );
+    assert!(w.read(old, b"\x10k").is_err());
+    assert_eq!(
+        w.read(new, b"\x10k").unwrap().0.as_deref(),
+        Some(&b"v2"[..])
+    );
+
+    w.heal();
+    {
+        let mut c = w.sim.lock();
+        assert!(c.run_until(PATIENCE, |c| c.stores[&old].leader(GROUP) == Some(new)));
+    }
+    assert_eq!(
+        w.read(old, b"\x10k").unwrap().0.as_deref(),
+        Some(&b"v2"[..])
+    );
+}
+
+/// Claim: a node refuses a request from a node whose clock is ahead of its own by more
+/// than the maximum offset, and the request changes nothing.
+#[test]
+fn a_clock_beyond_the_maximum_offset_is_refused() {
+    let w = World::new(4);
+    let leader = w.leader();
+    let fast = follower_of(leader);
+    w.skew(fast, 2_000);
+    let err = w.write(fast, b"\x10k", b"v").unwrap_err();
+    assert!(err.to_string().contains("ahead"), "{err}");
+    assert_eq!(w.read(leader, b"\x10k").unwrap().0, None);
+}
+
+/// Claim: transaction records live in the tablet's data span: a replica that catches
+/// up from a snapshot has the records of transactions that committed through one.
+#[test]
+fn transaction_records_travel_in_snapshots() {
+    let w = World::new(5);
+    let leader = w.leader();
+    let lagging = follower_of(leader);
+    w.isolate(lagging);
+    // Past the write buffer: the writes go out as intents and commit by their record.
+    let store = w.dbs[&leader].store().clone();
+    let mut t = w.dbs[&leader].begin(TxnOptions::default());
+    let big = vec![7u8; 1024];
+    let rows = store.config().write_buffer_bytes / big.len() + 10;
+    for i in 0..rows {
+        t.put(format!("\x10row{i:06}").into_bytes(), big.clone())
+            .unwrap();
+    }
+    let id = t.id();
+    let ts = t.commit().unwrap();
+    let compacted = {
+        let mut c = w.sim.lock();
+        let applied = c.stores[&leader].applied_index(GROUP).unwrap();
+        for n in c.stores.keys().copied().collect::<Vec<_>>() {
+            if n != lagging {
+                c.stores
+                    .get_mut(&n)
+                    .unwrap()
+                    .compact(GROUP, applied)
+                    .unwrap();
+            }
+        }
+        applied
+    };
+    w.heal();
+    let mut c = w.sim.lock();
+    assert!(
+        c.run_until(PATIENCE, |c| c.stores[&lagging].applied_index(GROUP)
+            >= Some(compacted))
+    );
+    assert!(
+        c.stores[&lagging].truncated_index(GROUP).unwrap() >= compacted,
+        "caught up from the log, not from a snapshot"
+    );
+    let engine = c.engines[&lagging].clone();
+    drop(c);
+    let status = TxnRecord::read(&*engine, id).unwrap();
+    assert_eq!(status, tessera_storage::mvcc::TxnStatus::Committed(ts));
+    let mut records = 0;
+    engine
+        .scan(
+            Cf::Data,
+            TxnRecord::PREFIX,
+            Some(b"\x01txn0"),
+            &mut |_, _| {
+                records += 1;
+                Ok(Visit::Continue)
+            },
+        )
+        .unwrap();
+    assert_eq!(records, 1);
+}
