@@ -25,6 +25,7 @@ use crate::types::SqlType;
 
 const DML_TARGET: &str = "__tessera_dml_target";
 const RETURNING: &str = "__tessera_returning";
+const COPY_SOURCE: &str = "__tessera_copy";
 
 /// Quote an identifier for generated SQL.
 pub(crate) fn quote(name: &str) -> String {
@@ -496,6 +497,38 @@ async fn upsert_update(
 }
 
 /// INSERT.
+/// Positions of the named columns of `t` (all visible columns when none are named).
+pub(crate) fn column_positions(t: &TableDesc, names: &[String]) -> Result<Vec<usize>> {
+    if names.is_empty() {
+        return Ok((0..t.columns.len())
+            .filter(|p| !t.columns[*p].hidden)
+            .collect());
+    }
+    let mut seen = HashSet::new();
+    names
+        .iter()
+        .map(|n| {
+            let pos = t
+                .columns
+                .iter()
+                .position(|col| col.name == *n && !col.hidden)
+                .ok_or_else(|| {
+                    Error::new(
+                        SqlState::UndefinedColumn,
+                        format!("column \"{n}\" of relation \"{}\" does not exist", t.name),
+                    )
+                })?;
+            if !seen.insert(pos) {
+                return Err(Error::new(
+                    SqlState::DuplicateColumn,
+                    format!("column \"{n}\" specified more than once"),
+                ));
+            }
+            Ok(pos)
+        })
+        .collect()
+}
+
 pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert) -> Result<Output> {
     let TableObject::TableName(name) = &ins.table else {
         return Err(Error::unsupported("INSERT into a table function"));
@@ -506,36 +539,8 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         .as_ref()
         .map(|a| ident(&a.alias))
         .unwrap_or_else(|| t.name.clone());
-    let targets: Vec<usize> = if ins.columns.is_empty() {
-        (0..t.columns.len())
-            .filter(|p| !t.columns[*p].hidden)
-            .collect()
-    } else {
-        let mut seen = HashSet::new();
-        ins.columns
-            .iter()
-            .map(|c| {
-                let n = object_name(c);
-                let pos = t
-                    .columns
-                    .iter()
-                    .position(|col| col.name == n && !col.hidden)
-                    .ok_or_else(|| {
-                        Error::new(
-                            SqlState::UndefinedColumn,
-                            format!("column \"{n}\" of relation \"{}\" does not exist", t.name),
-                        )
-                    })?;
-                if !seen.insert(pos) {
-                    return Err(Error::new(
-                        SqlState::DuplicateColumn,
-                        format!("column \"{n}\" specified more than once"),
-                    ));
-                }
-                Ok(pos)
-            })
-            .collect::<Result<_>>()?
-    };
+    let names: Vec<String> = ins.columns.iter().map(object_name).collect();
+    let targets = column_positions(&t, &names)?;
     let on_conflict = match &ins.on {
         None => OnConflict::Error,
         Some(ast::OnInsert::OnConflict(c)) => {
@@ -678,6 +683,94 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         Some(items) => returning(session, &t, &alias, items, written, tag).await,
         None => Ok(Output::Command(tag)),
     }
+}
+
+/// Insert rows given as text (COPY FROM): `targets` are the positions of the columns
+/// the values are for; the other columns get their defaults. Values go through the
+/// same assignment casts and checks as INSERT. Returns how many rows were written; an
+/// error comes with the index of the row that caused it, where known. Nothing of this
+/// call is undone on error (the caller fails the transaction).
+pub(crate) async fn insert_text_rows(
+    session: &mut Session,
+    t: &Arc<TableDesc>,
+    targets: &[usize],
+    rows: &[Vec<Option<String>>],
+) -> std::result::Result<u64, (Option<usize>, Error)> {
+    let converted = text_rows(session, t, targets, rows)
+        .await
+        .map_err(|e| (first_bad_row(t, targets, rows), e))?;
+    let mut n = 0;
+    for (i, partial) in converted.into_iter().enumerate() {
+        let row = complete(t, partial).map_err(|e| (Some(i), e))?;
+        write_new_row(session, t, &row, false).map_err(|e| (Some(i), e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The first row with a value its column cannot take.
+fn first_bad_row(t: &TableDesc, targets: &[usize], rows: &[Vec<Option<String>>]) -> Option<usize> {
+    use datafusion::arrow::array::StringArray;
+    rows.iter().position(|r| {
+        targets.iter().zip(r).any(|(p, v)| {
+            let col = &t.columns[*p];
+            let one: ArrayRef = Arc::new(StringArray::from(vec![v.as_deref()]));
+            cast_column(&one, col.ty, t, &col.name).is_err()
+        })
+    })
+}
+
+/// Text rows cast to the table's columns, defaults filled in.
+async fn text_rows(
+    session: &mut Session,
+    t: &Arc<TableDesc>,
+    targets: &[usize],
+    rows: &[Vec<Option<String>>],
+) -> Result<Vec<Vec<(usize, ScalarValue)>>> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(
+        (0..targets.len())
+            .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..targets.len())
+        .map(|i| Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref()))) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?;
+    let missing: Vec<usize> = (0..t.columns.len())
+        .filter(|p| !targets.contains(p) && t.columns[*p].default.is_some())
+        .collect();
+    let batches = if missing.is_empty() {
+        vec![batch]
+    } else {
+        let defaults: Vec<String> = missing
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{} AS __default_{i}", default_sql(t, *p)))
+            .collect();
+        session.ctx.register_table(
+            COPY_SOURCE,
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        )?;
+        let r = session
+            .query_sql(&format!(
+                "SELECT *, {} FROM {COPY_SOURCE}",
+                defaults.join(", ")
+            ))
+            .await;
+        session.ctx.deregister_table(COPY_SOURCE)?;
+        r?.1
+    };
+    let mut mapping: Vec<(usize, usize)> =
+        targets.iter().enumerate().map(|(i, p)| (i, *p)).collect();
+    mapping.extend(
+        missing
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (targets.len() + i, *p)),
+    );
+    rows_of(&batches, t, &mapping)
 }
 
 /// The target table and RETURNING items of a DML statement.

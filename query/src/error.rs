@@ -41,6 +41,8 @@ pub enum SqlState {
     InvalidSavepointSpecification,
     ProtocolViolation,
     QueryCanceled,
+    BadCopyFileFormat,
+    CharacterNotInRepertoire,
     Internal,
 }
 
@@ -83,6 +85,8 @@ impl SqlState {
             InvalidSavepointSpecification => "3B001",
             ProtocolViolation => "08P01",
             QueryCanceled => "57014",
+            BadCopyFileFormat => "22P04",
+            CharacterNotInRepertoire => "22021",
             Internal => "XX000",
         }
     }
@@ -194,6 +198,15 @@ impl From<tessera_cluster::Error> for Error {
                 SqlState::SerializationFailure,
                 format!("could not serialize access: {e}"),
             ),
+            E::Uncertain { ref key, .. } => {
+                let key = key.clone();
+                let mut err = Error::new(
+                    SqlState::SerializationFailure,
+                    format!("could not serialize access: {e}"),
+                );
+                err.extra.conflict_key = Some(key);
+                err.with_detail("The transaction can be retried.")
+            }
             E::Ambiguous(m) => Error::new(SqlState::StatementCompletionUnknown, m),
             E::Finished(s) => Error::new(
                 SqlState::InvalidTransactionState,

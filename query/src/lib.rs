@@ -16,6 +16,7 @@
 mod assign;
 mod catalog;
 mod codec;
+mod copy;
 mod ddl;
 mod dml;
 mod error;
@@ -29,6 +30,7 @@ mod txn_slot;
 mod types;
 
 pub use catalog::{Catalog, ColumnDesc, IndexDesc, TableDesc};
+pub use copy::CopyFormat;
 pub use datafusion::arrow;
 pub use datafusion::common::ScalarValue;
 pub use datafusion::sql::sqlparser::ast::Statement;

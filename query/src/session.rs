@@ -74,6 +74,21 @@ pub enum Output {
     Command(String),
     /// An empty query string.
     Empty,
+    /// COPY FROM STDIN has begun: the client sends the data for `columns` columns next,
+    /// through [`Session::copy_data`] and [`Session::copy_done`].
+    CopyIn {
+        /// How many columns each row holds.
+        columns: usize,
+    },
+    /// COPY TO STDOUT: rows to send as COPY data in `format`; the tag is `COPY n`.
+    CopyOut {
+        /// Result schema.
+        schema: SchemaRef,
+        /// Result rows.
+        batches: Vec<RecordBatch>,
+        /// How to lay the rows out.
+        format: crate::copy::CopyFormat,
+    },
 }
 
 impl Output {
@@ -81,7 +96,7 @@ impl Output {
     pub fn tag(&self) -> &str {
         match self {
             Output::Rows { tag, .. } | Output::Command(tag) => tag,
-            Output::Empty => "",
+            Output::Empty | Output::CopyIn { .. } | Output::CopyOut { .. } => "",
         }
     }
 }
@@ -117,6 +132,8 @@ pub struct Session {
     pub(crate) seq: Arc<SequenceContext>,
     settings: BTreeMap<String, String>,
     notices: Vec<String>,
+    /// The COPY FROM STDIN in progress.
+    copy: Option<crate::copy::CopyIn>,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,7 +146,8 @@ impl std::fmt::Debug for Session {
 
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+    let sql = copy_booleans(sql);
+    Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.trim_start_matches("sql parser error: ");
         Error::new(SqlState::SyntaxError, format!("syntax error: {msg}"))
@@ -179,6 +197,7 @@ impl Session {
             seq,
             settings,
             notices: Vec::new(),
+            copy: None,
         }
     }
 
@@ -204,6 +223,9 @@ impl Session {
     /// Run every statement of a simple-protocol query string. Execution stops at the
     /// first error, which is the last element.
     pub async fn execute_sql(&mut self, sql: &str) -> Vec<Result<Output>> {
+        if let Some(r) = self.maintenance(sql) {
+            return vec![r];
+        }
         let stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -215,6 +237,11 @@ impl Session {
         };
         if stmts.is_empty() {
             return vec![Ok(Output::Empty)];
+        }
+        if stmts.len() > 1 && stmts.iter().any(is_copy_from_stdin) {
+            return vec![Err(Error::unsupported(
+                "COPY FROM STDIN together with other statements in one query",
+            ))];
         }
         // As in PostgreSQL, several statements sent in one query string run as one
         // implicit transaction unless they manage transactions themselves: an error in
@@ -303,6 +330,9 @@ impl Session {
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
+        if is_copy_from_stdin(&stmt) {
+            return self.copy_from(&stmt);
+        }
         match &stmt {
             Statement::StartTransaction { .. } => return self.begin(),
             Statement::Commit { .. } => return self.commit(),
@@ -353,6 +383,287 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// VACUUM and ANALYZE: accepted for the tables they name (which must exist), with
+    /// nothing to do. MVCC garbage is collected in the background, and the planner keeps
+    /// no statistics yet. `None` for any other statement.
+    fn maintenance(&mut self, sql: &str) -> Option<Result<Output>> {
+        let text = sql.trim().trim_end_matches(';').trim();
+        let mut words = text.split_whitespace();
+        let verb = words.next()?.to_lowercase();
+        if verb != "vacuum" && verb != "analyze" && verb != "analyse" {
+            return None;
+        }
+        if text.contains(';') {
+            return None;
+        }
+        let tag = if verb == "vacuum" {
+            "VACUUM"
+        } else {
+            "ANALYZE"
+        };
+        if self.state == TxnState::Failed {
+            return Some(Err(Error::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )));
+        }
+        if verb == "vacuum" && self.state != TxnState::Idle {
+            return Some(Err(Error::new(
+                SqlState::ActiveSqlTransaction,
+                "VACUUM cannot run inside a transaction block",
+            )));
+        }
+        let mut rest = text[verb.len()..].trim_start();
+        if rest.starts_with('(') {
+            // The parenthesised option list.
+            rest = rest.split_once(')').map_or("", |(_, r)| r);
+        }
+        let mut tables = Vec::new();
+        for part in rest.split(',') {
+            let mut ws = part.split_whitespace().peekable();
+            while let Some(w) = ws.peek() {
+                let lw = w.to_lowercase();
+                if [
+                    "full",
+                    "freeze",
+                    "verbose",
+                    "analyze",
+                    "analyse",
+                    "skip_locked",
+                ]
+                .contains(&lw.as_str())
+                {
+                    ws.next();
+                } else {
+                    break;
+                }
+            }
+            if let Some(name) = ws.next() {
+                let name = name.split('(').next().unwrap_or(name);
+                tables.push(name.to_string());
+            }
+        }
+        let check = || -> Result<()> {
+            let catalog = self.slot.with(|txn| self.node.catalogs.load(txn))?;
+            for name in &tables {
+                let obj = parse(&format!("SELECT * FROM {name}"))?;
+                let Some(Statement::Query(q)) = obj.first() else {
+                    return Err(Error::new(
+                        SqlState::SyntaxError,
+                        format!("syntax error at {name}"),
+                    ));
+                };
+                let ast::SetExpr::Select(sel) = q.body.as_ref() else {
+                    return Err(Error::new(
+                        SqlState::SyntaxError,
+                        format!("syntax error at {name}"),
+                    ));
+                };
+                let Some(ast::TableFactor::Table { name, .. }) =
+                    sel.from.first().map(|f| &f.relation)
+                else {
+                    return Err(Error::new(
+                        SqlState::SyntaxError,
+                        format!("syntax error at {name}"),
+                    ));
+                };
+                catalog.table(&crate::dml::object_name(name))?;
+            }
+            Ok(())
+        };
+        let r = if self.slot.is_open() {
+            check()
+        } else {
+            self.slot.set(self.node.db.begin(TxnOptions::default()));
+            let r = check();
+            if let Some(mut t) = self.slot.take() {
+                let _ = t.rollback();
+            }
+            r
+        };
+        Some(r.map(|()| Output::Command(tag.into())))
+    }
+
+    /// Start a COPY FROM STDIN: in the open transaction, or in one of its own.
+    fn copy_from(&mut self, stmt: &Statement) -> Result<Output> {
+        let Statement::Copy {
+            source,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Err(Error::internal("not a COPY"));
+        };
+        if self.state == TxnState::Failed {
+            return Err(Error::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let ast::CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "COPY FROM needs a table, not a query",
+            ));
+        };
+        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
+        let implicit = self.state == TxnState::Idle;
+        if implicit {
+            self.slot.set(self.node.db.begin(TxnOptions::default()));
+        }
+        let started = (|| {
+            let catalog = self.sync_catalog()?;
+            let t = catalog.table(&crate::dml::object_name(table_name))?.clone();
+            let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
+            let targets = crate::dml::column_positions(&t, &names)?;
+            Ok((t, targets))
+        })();
+        let (t, targets) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                self.copy_failed(implicit);
+                return Err(e);
+            }
+        };
+        let columns = targets.len();
+        self.copy = Some(crate::copy::CopyIn::new(t, targets, format, implicit));
+        Ok(Output::CopyIn { columns })
+    }
+
+    /// A failed COPY FROM: its own transaction is rolled back, an explicit one fails.
+    fn copy_failed(&mut self, implicit: bool) {
+        self.copy = None;
+        if implicit {
+            self.end_txn();
+        } else {
+            self.state = TxnState::Failed;
+        }
+    }
+
+    /// Data of the COPY FROM in progress. Errors are kept for [`Session::copy_done`].
+    pub async fn copy_data(&mut self, data: &[u8]) {
+        let Some(copy) = self.copy.as_mut() else {
+            return;
+        };
+        copy.feed(data);
+        if copy.rows.len() >= crate::copy::BATCH_ROWS {
+            self.write_copy_rows().await;
+        }
+    }
+
+    async fn write_copy_rows(&mut self) {
+        let Some(mut copy) = self.copy.take() else {
+            return;
+        };
+        if copy.error.is_none() && !copy.rows.is_empty() {
+            let rows = std::mem::take(&mut copy.rows);
+            let (lines, values): (Vec<u64>, Vec<Vec<Option<String>>>) = rows.into_iter().unzip();
+            match crate::dml::insert_text_rows(self, &copy.table, &copy.targets, &values).await {
+                Ok(n) => copy.written += n,
+                Err((at, e)) => {
+                    let line = at.map_or(lines[0], |i| lines[i]);
+                    copy.error = Some(copy.line_error(line, e));
+                }
+            }
+        }
+        self.copy = Some(copy);
+    }
+
+    /// The client's end of the COPY data: write the rest and finish. `COPY n`.
+    pub async fn copy_done(&mut self) -> Result<Output> {
+        let Some(copy) = self.copy.as_mut() else {
+            return Err(Error::new(
+                SqlState::ProtocolViolation,
+                "CopyDone without a COPY in progress",
+            ));
+        };
+        copy.finish_input();
+        self.write_copy_rows().await;
+        let copy = self.copy.take().expect("copy in progress");
+        if let Some(e) = copy.error {
+            self.copy_failed(copy.implicit);
+            return Err(e);
+        }
+        if copy.implicit {
+            let r = self.slot.take().map(|mut t| t.commit());
+            self.end_txn();
+            if let Some(Err(e)) = r {
+                return Err(e.into());
+            }
+        }
+        Ok(Output::Command(format!("COPY {}", copy.written)))
+    }
+
+    /// The client gave up on the COPY (CopyFail): nothing of it stays.
+    pub fn copy_fail(&mut self, message: &str) -> Error {
+        if let Some(copy) = self.copy.take() {
+            self.copy_failed(copy.implicit);
+        }
+        Error::new(
+            SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {message}"),
+        )
+    }
+
+    /// COPY TO STDOUT: the rows of a table or a query.
+    async fn copy_to(&mut self, catalog: &Catalog, stmt: &Statement) -> Result<Output> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Err(Error::internal("not a COPY"));
+        };
+        if !*to || *target != ast::CopyTarget::Stdout {
+            return Err(Error::unsupported(
+                "COPY to or from a file or program (use STDIN/STDOUT, or psql's \\copy)",
+            ));
+        }
+        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
+        let sql = match source {
+            ast::CopySource::Query(q) => q.to_string(),
+            ast::CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let t = catalog.table(&crate::dml::object_name(table_name))?;
+                let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
+                let cols = crate::dml::column_positions(t, &names)?
+                    .into_iter()
+                    .map(|p| crate::dml::quote(&t.columns[p].name))
+                    .collect::<Vec<_>>();
+                format!(
+                    "SELECT {} FROM {}",
+                    cols.join(", "),
+                    crate::dml::quote(&t.name)
+                )
+            }
+        };
+        let stmt = parse(&sql)?
+            .pop()
+            .ok_or_else(|| Error::internal("empty COPY query"))?;
+        let Output::Rows {
+            schema, batches, ..
+        } = self.query(&stmt).await?
+        else {
+            return Err(Error::internal("COPY query returned no rows"));
+        };
+        Ok(Output::CopyOut {
+            schema,
+            batches,
+            format,
+        })
     }
 
     /// Describe a statement: its parameter types and result columns.
@@ -529,6 +840,7 @@ impl Session {
         let catalog = self.sync_catalog()?;
         match stmt {
             Statement::Query(_) | Statement::Explain { .. } => self.query(stmt).await,
+            Statement::Copy { .. } => self.copy_to(&catalog, stmt).await,
             Statement::Insert(ins) => crate::dml::insert(self, &catalog, ins).await,
             Statement::Update(upd) => crate::dml::update(self, &catalog, upd).await,
             Statement::Delete(del) => crate::dml::delete(self, &catalog, del).await,
@@ -826,6 +1138,49 @@ fn is_transaction_control(stmt: &Statement) -> bool {
     )
 }
 
+/// PostgreSQL takes `on`/`off`/`1`/`0` for COPY's boolean options (`WITH (FREEZE ON)`,
+/// which pgbench sends); the parser takes only `true`/`false`. Rewrite them in a COPY.
+fn copy_booleans(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
+        return sql.into();
+    }
+    let words: Vec<&str> = sql
+        .split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut after_option = false;
+    for w in words {
+        let (word, sep) = w.split_at(
+            w.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+                .len(),
+        );
+        let lower = word.to_ascii_lowercase();
+        let replaced = match lower.as_str() {
+            "on" | "1" if after_option => "true",
+            "off" | "0" if after_option => "false",
+            _ => word,
+        };
+        out.push_str(replaced);
+        out.push_str(sep);
+        if !word.is_empty() {
+            after_option = matches!(lower.as_str(), "freeze" | "header");
+        }
+    }
+    out.into()
+}
+
+fn is_copy_from_stdin(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Copy {
+            to: false,
+            target: ast::CopyTarget::Stdin,
+            ..
+        }
+    )
+}
+
 /// Statements that never touch the key space.
 fn is_non_transactional(stmt: &Statement) -> bool {
     matches!(stmt, Statement::Set(_) | Statement::ShowVariable { .. })
@@ -839,4 +1194,20 @@ pub fn statement_name(stmt: &Statement) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_boolean_options_are_rewritten() {
+        assert_eq!(
+            super::copy_booleans("copy pgbench_accounts from stdin with (freeze on)"),
+            "copy pgbench_accounts from stdin with (freeze true)"
+        );
+        assert_eq!(
+            super::copy_booleans("COPY t FROM STDIN (FORMAT csv, HEADER 0, FREEZE)"),
+            "COPY t FROM STDIN (FORMAT csv, HEADER false, FREEZE)"
+        );
+        assert_eq!(super::copy_booleans("select 'on'"), "select 'on'");
+    }
 }

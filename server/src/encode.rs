@@ -389,6 +389,49 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
     }
 }
 
+/// Every row of the batches as a line of COPY data, values in their text form. A header
+/// line travels in the first message, so that one message is one row.
+pub fn copy_lines(
+    schema: &Schema,
+    batches: &[RecordBatch],
+    format: &tessera_query::CopyFormat,
+) -> Vec<Vec<u8>> {
+    let opts = FormatOptions::default();
+    let mut out = Vec::new();
+    if format.header {
+        let names: Vec<Option<String>> = schema
+            .fields()
+            .iter()
+            .map(|f| Some(f.name().clone()))
+            .collect();
+        out.push(format.encode_row(&names));
+    }
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let values: Vec<Option<String>> = b
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(c, col)| {
+                    let field = schema.field(c);
+                    let v = value(col.as_ref(), r, field);
+                    let mut buf = BytesMut::new();
+                    match v.to_sql_text(&pg_type(field), &mut buf, &opts) {
+                        Ok(IsNull::No) => Some(String::from_utf8_lossy(&buf).into_owned()),
+                        _ => None,
+                    }
+                })
+                .collect();
+            out.push(format.encode_row(&values));
+        }
+    }
+    if format.header && out.len() > 1 {
+        let header = out.remove(0);
+        out[0].splice(0..0, header);
+    }
+    out
+}
+
 /// Encode every row of the batches.
 pub fn rows(
     fields: Arc<Vec<FieldInfo>>,

@@ -16,17 +16,19 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_query_response, send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler,
 };
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
@@ -80,6 +82,12 @@ impl PgWireServerHandlers for Connection {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(Startup)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(CopyIn {
+            session: self.session.clone(),
+        })
     }
 }
 
@@ -241,6 +249,47 @@ impl SimpleQueryHandler for SimpleHandler {
                         .feed(PgWireBackendMessage::CommandComplete(Tag::new(&tag).into()))
                         .await?
                 }
+                Ok(Output::CopyIn { columns }) => {
+                    // The data comes next; ReadyForQuery follows the COPY's end.
+                    client.set_transaction_status(wire_status(session.txn_state()));
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    client
+                        .send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+                            0,
+                            columns as i16,
+                            vec![0; columns],
+                        )))
+                        .await?;
+                    return Ok(());
+                }
+                Ok(Output::CopyOut {
+                    schema,
+                    batches,
+                    format,
+                }) => {
+                    let columns = schema.fields().len();
+                    client
+                        .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                            0,
+                            columns as i16,
+                            vec![0; columns],
+                        )))
+                        .await?;
+                    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    for line in encode::copy_lines(&schema, &batches, &format) {
+                        client
+                            .feed(PgWireBackendMessage::CopyData(CopyData::new(line.into())))
+                            .await?;
+                    }
+                    client
+                        .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+                        .await?;
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(
+                            Tag::new(&format!("COPY {n}")).into(),
+                        ))
+                        .await?
+                }
                 Err(e) => {
                     client
                         .feed(PgWireBackendMessage::ErrorResponse(error_info(&e).into()))
@@ -268,6 +317,58 @@ impl SimpleQueryHandler for SimpleHandler {
         Err(PgWireError::UserError(Box::new(error_info(
             &Error::internal("simple queries go through on_query"),
         ))))
+    }
+}
+
+/// Receives the data of a COPY FROM STDIN started by a simple query.
+struct CopyIn {
+    session: Arc<Mutex<Session>>,
+}
+
+#[async_trait]
+impl CopyHandler for CopyIn {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.lock().await.copy_data(&copy_data.data).await;
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let result = session.copy_done().await;
+        client.set_transaction_status(wire_status(session.txn_state()));
+        match result {
+            Ok(out) => {
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new(out.tag()).into(),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(user_error(e)),
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let e = session.copy_fail(&fail.message);
+        client.set_transaction_status(wire_status(session.txn_state()));
+        user_error(e)
     }
 }
 
@@ -408,6 +509,28 @@ impl ExtendedQueryHandler for ExtendedHandler {
         }
         match result {
             Ok(Output::Empty) => Ok(Response::EmptyQuery),
+            Ok(Output::CopyIn { columns }) => Ok(Response::CopyIn(CopyResponse::new(
+                0,
+                columns,
+                stream::empty(),
+            ))),
+            Ok(Output::CopyOut {
+                schema,
+                batches,
+                format,
+            }) => {
+                let lines = encode::copy_lines(&schema, &batches, &format);
+                Ok(Response::CopyOut(CopyResponse::new(
+                    0,
+                    schema.fields().len(),
+                    stream::iter(
+                        lines
+                            .into_iter()
+                            .map(|l| Ok(CopyData::new(l.into())))
+                            .collect::<Vec<_>>(),
+                    ),
+                )))
+            }
             Ok(Output::Rows {
                 schema,
                 batches,

@@ -1,0 +1,131 @@
+//! pgbench 15, unmodified, against a real node: initialisation with the default steps
+//! (the accounts arrive by COPY), then TPC-B runs in each query mode with retries.
+//! Conflicts must surface only as retries (pgbench aborts a client on any other error),
+//! and the TPC-B invariant must hold afterwards. At scale 1 every transaction updates
+//! the one branch row, so some transactions use up their tries: the test checks that
+//! every transaction is accounted for, not a failure rate.
+
+use std::process::Command;
+
+use tessera_tests::Node;
+
+/// Four clients on two threads, 25 transactions each.
+const LOAD: [&str; 6] = ["-c", "4", "-j", "2", "-t", "25"];
+
+fn pgbench(node: &Node, args: &[&str]) -> String {
+    let out = Command::new("pgbench")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-p",
+            &node.port.to_string(),
+        ])
+        .args(args)
+        .arg("tessera")
+        .output()
+        .expect("pgbench runs (postgresql-client is installed)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "pgbench {args:?} failed:\n{stdout}\n{stderr}\n--- node log ---\n{}",
+        node.log()
+    );
+    stdout + &stderr
+}
+
+/// The number after `label` in pgbench's report.
+fn report_number(report: &str, label: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no \"{label}\" in:\n{report}"));
+    line.split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {line}"))
+}
+
+/// sum(abalance), sum(tbalance), sum(bbalance), sum(delta).
+async fn sums(c: &tokio_postgres::Client) -> [i64; 4] {
+    let r = c
+        .query_one(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts), \
+                    (SELECT sum(tbalance) FROM pgbench_tellers), \
+                    (SELECT sum(bbalance) FROM pgbench_branches), \
+                    (SELECT sum(delta) FROM pgbench_history)",
+            &[],
+        )
+        .await
+        .unwrap();
+    std::array::from_fn(|i| r.get(i))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_init_and_tpcb_runs_keep_the_invariant() {
+    let node = Node::start();
+    let init = pgbench(&node, &["-i", "-s", "1"]);
+    assert!(init.contains("done in"), "{init}");
+    let c = node.connect().await;
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM pgbench_accounts").await,
+        100_000
+    );
+    assert_eq!(count("SELECT count(*) FROM pgbench_tellers").await, 10);
+    assert_eq!(count("SELECT count(*) FROM pgbench_branches").await, 1);
+    // The primary keys were added (`p` step): a duplicate is refused.
+    let dup = c
+        .execute(
+            "INSERT INTO pgbench_branches (bid, bbalance) VALUES (1, 0)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code().map(|c| c.code()), Some("23505"));
+
+    let mut transactions = 0;
+    for mode in ["simple", "extended", "prepared"] {
+        // The first run vacuums and truncates the (empty) history as usual; the others
+        // keep the history (`-n`) so that the invariant covers all of them.
+        let mut args = vec!["-M", mode, "--max-tries=10"];
+        args.extend(LOAD);
+        if mode != "simple" {
+            args.push("-n");
+        }
+        let report = pgbench(&node, &args);
+        let processed = report_number(&report, "number of transactions actually processed");
+        let failed = if report.contains("number of failed transactions") {
+            report_number(&report, "number of failed transactions")
+        } else {
+            0
+        };
+        assert_eq!(processed + failed, 100, "{mode}:\n{report}");
+        transactions += processed;
+    }
+    let history = count("SELECT count(*) FROM pgbench_history").await;
+    assert_eq!(history as u64, transactions);
+    let [a, t, b, d] = sums(&c).await;
+    assert!(
+        a == t && t == b && b == d,
+        "TPC-B sums differ: {a} {t} {b} {d}"
+    );
+
+    // Select-only and the simple update (no tellers or branches) keep their parts.
+    for script in [["-S", "-M", "prepared"], ["-N", "-M", "extended"]] {
+        let mut args = script.to_vec();
+        args.extend(LOAD);
+        args.extend(["-n", "--max-tries=10"]);
+        pgbench(&node, &args);
+    }
+    let [a2, t2, b2, d2] = sums(&c).await;
+    assert_eq!(a2, d2, "sum(abalance) = sum(delta)");
+    assert_eq!((t2, b2), (t, b), "-N leaves tellers and branches alone");
+}
