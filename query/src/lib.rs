@@ -14,6 +14,7 @@
 //! `tessera_cluster::Txn`. Errors carry PostgreSQL SQLSTATEs ([`SqlState`]).
 
 mod assign;
+mod builtins;
 mod catalog;
 mod codec;
 mod copy;
@@ -29,6 +30,7 @@ mod session;
 mod txn_slot;
 mod types;
 
+pub use builtins::SERVER_VERSION;
 pub use catalog::{Catalog, ColumnDesc, IndexDesc, TableDesc};
 pub use copy::CopyFormat;
 pub use datafusion::arrow;

@@ -130,8 +130,12 @@ pub struct Session {
     state: TxnState,
     registered: Option<Arc<Catalog>>,
     pub(crate) seq: Arc<SequenceContext>,
-    settings: BTreeMap<String, String>,
+    info: Arc<crate::builtins::SessionInfo>,
     notices: Vec<String>,
+    /// Open savepoints, innermost last.
+    savepoints: Vec<(String, tessera_cluster::Savepoint)>,
+    /// Whether [`Session::set_client`] has run.
+    client_known: bool,
     /// The COPY FROM STDIN in progress.
     copy: Option<crate::copy::CopyIn>,
 }
@@ -172,6 +176,10 @@ impl Session {
         for f in sequence::functions(seq.clone()) {
             ctx.register_udf(f);
         }
+        let info = Arc::new(crate::builtins::SessionInfo::default());
+        for f in crate::builtins::functions(info.clone()) {
+            ctx.register_udf(f);
+        }
         let mut settings = BTreeMap::new();
         for (k, v) in [
             ("application_name", ""),
@@ -180,7 +188,7 @@ impl Session {
             ("default_transaction_isolation", "serializable"),
             ("extra_float_digits", "1"),
             ("search_path", "\"$user\", public"),
-            ("server_version", "15.0"),
+            ("server_version", crate::builtins::SERVER_VERSION),
             ("standard_conforming_strings", "on"),
             ("statement_timeout", "0"),
             ("timezone", "UTC"),
@@ -188,6 +196,10 @@ impl Session {
         ] {
             settings.insert(k.to_string(), v.to_string());
         }
+        *info.defaults.lock() = settings.clone();
+        *info.settings.lock() = settings;
+        *info.user.lock() = "root".into();
+        *info.database.lock() = "tessera".into();
         Session {
             node,
             ctx,
@@ -195,9 +207,11 @@ impl Session {
             state: TxnState::Idle,
             registered: None,
             seq,
-            settings,
+            info,
             notices: Vec::new(),
+            savepoints: Vec::new(),
             copy: None,
+            client_known: false,
         }
     }
 
@@ -216,8 +230,67 @@ impl Session {
     }
 
     /// A session setting (lower-case name).
-    pub fn setting(&self, name: &str) -> Option<&str> {
-        self.settings.get(&name.to_lowercase()).map(|s| s.as_str())
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.info.get(name)
+    }
+
+    /// What the client said at startup: its user, database, `application_name` and
+    /// any `options=-c name=value` settings. These become the session's defaults.
+    pub fn set_client(&mut self, params: &std::collections::HashMap<String, String>) {
+        self.client_known = true;
+        if let Some(u) = params.get("user") {
+            *self.info.user.lock() = u.clone();
+        }
+        match params.get("database") {
+            Some(d) => *self.info.database.lock() = d.clone(),
+            None => {
+                if let Some(u) = params.get("user") {
+                    *self.info.database.lock() = u.clone();
+                }
+            }
+        }
+        for (k, v) in params {
+            let k = k.to_lowercase();
+            if [
+                "application_name",
+                "client_encoding",
+                "datestyle",
+                "timezone",
+            ]
+            .contains(&k.as_str())
+            {
+                self.info.set(&k, v.clone());
+            }
+        }
+        if let Some(options) = params.get("options") {
+            // `-c name=value` pairs (PGOPTIONS); `--name=value` is the same.
+            let words: Vec<&str> = options.split_whitespace().collect();
+            let mut i = 0;
+            while i < words.len() {
+                let pair = match words[i] {
+                    "-c" => {
+                        i += 1;
+                        words.get(i).copied()
+                    }
+                    w => w.strip_prefix("-c").or_else(|| w.strip_prefix("--")),
+                };
+                if let Some((k, v)) = pair.and_then(|p| p.split_once('=')) {
+                    self.info.set(&k.replace('-', "_"), v.to_string());
+                }
+                i += 1;
+            }
+        }
+        *self.info.defaults.lock() = self.info.settings.lock().clone();
+    }
+
+    /// Whether the client's startup parameters are known yet.
+    pub fn knows_client(&self) -> bool {
+        self.client_known
+    }
+
+    /// The process id the client was told (BackendKeyData), for `pg_backend_pid()`.
+    pub fn set_backend_pid(&mut self, pid: i32) {
+        *self.info.pid.lock() = pid;
     }
 
     /// Run every statement of a simple-protocol query string. Execution stops at the
@@ -339,6 +412,14 @@ impl Session {
             Statement::Rollback {
                 savepoint: None, ..
             } => return self.rollback(),
+            Statement::Savepoint { name } => return self.savepoint(crate::dml::ident(name)),
+            Statement::ReleaseSavepoint { name } => {
+                return self.release_savepoint(&crate::dml::ident(name))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => return self.rollback_to_savepoint(&crate::dml::ident(name)),
             _ => {}
         }
         match self.state {
@@ -792,7 +873,84 @@ impl Session {
         Ok(Output::Command("ROLLBACK".into()))
     }
 
+    fn no_such_savepoint(name: &str) -> Error {
+        Error::new(
+            SqlState::InvalidSavepointSpecification,
+            format!("savepoint \"{name}\" does not exist"),
+        )
+    }
+
+    /// SAVEPOINT: remember the transaction's writes so far.
+    fn savepoint(&mut self, name: String) -> Result<Output> {
+        match self.state {
+            TxnState::Idle => Err(Error::new(
+                SqlState::NoActiveSqlTransaction,
+                "SAVEPOINT can only be used in transaction blocks",
+            )),
+            TxnState::Failed => Err(Error::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            TxnState::Open => {
+                let sp = self.slot.with(|t| Ok(t.savepoint()?))?;
+                self.savepoints.push((name, sp));
+                Ok(Output::Command("SAVEPOINT".into()))
+            }
+        }
+    }
+
+    /// RELEASE SAVEPOINT: forget it and every savepoint after it; the writes stay.
+    fn release_savepoint(&mut self, name: &str) -> Result<Output> {
+        match self.state {
+            TxnState::Idle => Err(Error::new(
+                SqlState::NoActiveSqlTransaction,
+                "RELEASE SAVEPOINT can only be used in transaction blocks",
+            )),
+            TxnState::Failed => Err(Error::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            TxnState::Open => {
+                let Some(at) = self.savepoints.iter().rposition(|(n, _)| n == name) else {
+                    self.state = TxnState::Failed;
+                    return Err(Self::no_such_savepoint(name));
+                };
+                self.savepoints.truncate(at);
+                Ok(Output::Command("RELEASE".into()))
+            }
+        }
+    }
+
+    /// ROLLBACK TO SAVEPOINT: undo the writes made since, keep the savepoint, and leave
+    /// a failed transaction usable again.
+    fn rollback_to_savepoint(&mut self, name: &str) -> Result<Output> {
+        if self.state == TxnState::Idle {
+            return Err(Error::new(
+                SqlState::NoActiveSqlTransaction,
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        let Some(at) = self.savepoints.iter().rposition(|(n, _)| n == name) else {
+            self.state = TxnState::Failed;
+            return Err(Self::no_such_savepoint(name));
+        };
+        self.savepoints.truncate(at + 1);
+        let sp = self.savepoints[at].1.clone();
+        let undone = self.slot.with(|t| Ok(t.rollback_to(&sp)?))?;
+        if !undone {
+            self.state = TxnState::Failed;
+            return Err(Error::unsupported(
+                "ROLLBACK TO SAVEPOINT after the transaction wrote more than its write buffer holds",
+            ));
+        }
+        self.state = TxnState::Open;
+        // A schema change undone must not stay registered.
+        self.registered = None;
+        Ok(Output::Command("ROLLBACK".into()))
+    }
+
     fn end_txn(&mut self) {
+        self.savepoints.clear();
         if let Some(mut t) = self.slot.take() {
             let _ = t.rollback();
         }
@@ -889,6 +1047,7 @@ impl Session {
     pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
         let mut stmt = stmt.clone();
+        let _ = ast::VisitMut::visit(&mut stmt, &mut crate::builtins::PgSpellings);
         let _ = ast::VisitMut::visit(&mut stmt, &mut UniqueOutputNames);
         Ok(state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
@@ -921,7 +1080,7 @@ impl Session {
                     "time zone" => "timezone".to_string(),
                     _ => name,
                 };
-                let value = self.settings.get(&name).cloned().ok_or_else(|| {
+                let value = self.info.get(&name).ok_or_else(|| {
                     Error::new(
                         SqlState::UndefinedObject,
                         format!("unrecognized configuration parameter \"{name}\""),
@@ -939,6 +1098,36 @@ impl Session {
                     tag: "SHOW".into(),
                 })
             }
+            Statement::Reset(r) => {
+                match &r.reset {
+                    ast::Reset::ALL => self.info.reset_all(),
+                    ast::Reset::ConfigurationParameter(name) => {
+                        self.info.reset(&name.to_string().to_lowercase())
+                    }
+                }
+                Ok(Output::Command("RESET".into()))
+            }
+            Statement::Discard { object_type } => {
+                if *object_type == ast::DiscardObject::ALL {
+                    if self.state != TxnState::Idle {
+                        return Err(Error::new(
+                            SqlState::ActiveSqlTransaction,
+                            "DISCARD ALL cannot run inside a transaction block",
+                        ));
+                    }
+                    self.info.reset_all();
+                }
+                Ok(Output::Command(format!("DISCARD {object_type}")))
+            }
+            // Prepared statements live in the protocol layer, which keeps them per
+            // connection; the statement is acknowledged as PostgreSQL does.
+            Statement::Deallocate { name, .. } => Ok(Output::Command(
+                if name.value.eq_ignore_ascii_case("all") && name.quote_style.is_none() {
+                    "DEALLOCATE ALL".into()
+                } else {
+                    "DEALLOCATE".into()
+                },
+            )),
             other => Err(Error::unsupported(format!(
                 "statement \"{}\"",
                 statement_name(other)
@@ -963,7 +1152,7 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                self.settings.insert(name, value);
+                self.info.set(&name, value);
             }
             ast::Set::SetTimeZone { value, .. } => {
                 let v = match value {
@@ -973,7 +1162,7 @@ impl Session {
                     },
                     other => other.to_string(),
                 };
-                self.settings.insert("timezone".into(), v);
+                self.info.set("timezone", v);
             }
             ast::Set::SetTransaction { .. }
             | ast::Set::SetNames { .. }
@@ -1183,7 +1372,14 @@ fn is_copy_from_stdin(stmt: &Statement) -> bool {
 
 /// Statements that never touch the key space.
 fn is_non_transactional(stmt: &Statement) -> bool {
-    matches!(stmt, Statement::Set(_) | Statement::ShowVariable { .. })
+    matches!(
+        stmt,
+        Statement::Set(_)
+            | Statement::ShowVariable { .. }
+            | Statement::Reset(_)
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+    )
 }
 
 /// A short name for a statement kind, for error messages.

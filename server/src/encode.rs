@@ -66,8 +66,55 @@ pub fn pg_type(field: &Field) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Interval(_) => Type::INTERVAL,
+        DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f)),
         _ => Type::TEXT,
     }
+}
+
+/// The array type whose elements are of type `t`.
+fn array_type(t: &Type) -> Type {
+    match *t {
+        Type::BOOL => Type::BOOL_ARRAY,
+        Type::INT2 => Type::INT2_ARRAY,
+        Type::INT4 => Type::INT4_ARRAY,
+        Type::INT8 => Type::INT8_ARRAY,
+        Type::FLOAT4 => Type::FLOAT4_ARRAY,
+        Type::FLOAT8 => Type::FLOAT8_ARRAY,
+        Type::NUMERIC => Type::NUMERIC_ARRAY,
+        Type::VARCHAR => Type::VARCHAR_ARRAY,
+        Type::BPCHAR => Type::BPCHAR_ARRAY,
+        Type::BYTEA => Type::BYTEA_ARRAY,
+        Type::DATE => Type::DATE_ARRAY,
+        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+        Type::INTERVAL => Type::INTERVAL_ARRAY,
+        Type::UUID => Type::UUID_ARRAY,
+        Type::JSONB => Type::JSONB_ARRAY,
+        _ => Type::TEXT_ARRAY,
+    }
+}
+
+/// An array element's text as PostgreSQL writes it inside `{...}`: quoted when empty,
+/// `NULL`-like, or holding a delimiter, brace, quote, backslash or white space.
+fn array_element_text(text: &str) -> String {
+    let plain = !text.is_empty()
+        && !text.eq_ignore_ascii_case("null")
+        && !text
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Field descriptions for a result schema.
@@ -109,6 +156,8 @@ pub enum WireValue {
     Interval(i32, i32, i64),
     Uuid(uuid::Uuid),
     Jsonb(String),
+    /// A one-dimensional array: its element type and elements.
+    Array(Type, Vec<WireValue>),
 }
 
 type BoxErr = Box<dyn StdError + Sync + Send>;
@@ -259,6 +308,29 @@ impl ToSql for WireValue {
                 out.put_slice(u.as_bytes());
                 Ok(IsNull::No)
             }
+            WireValue::Array(elem, items) => {
+                // ndim, has-nulls flag, element type, then (length, lower bound) per
+                // dimension and each element as (length, bytes), -1 for NULL.
+                out.put_i32(if items.is_empty() { 0 } else { 1 });
+                out.put_i32(items.iter().any(|v| matches!(v, WireValue::Null)) as i32);
+                out.put_u32(elem.oid());
+                if !items.is_empty() {
+                    out.put_i32(items.len() as i32);
+                    out.put_i32(1);
+                }
+                for v in items {
+                    let at = out.len();
+                    out.put_i32(0);
+                    match v.to_sql(elem, out)? {
+                        IsNull::Yes => out[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes()),
+                        IsNull::No => {
+                            let n = (out.len() - at - 4) as i32;
+                            out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+                        }
+                    }
+                }
+                Ok(IsNull::No)
+            }
         }
     }
 
@@ -292,6 +364,19 @@ impl ToSqlText for WireValue {
             WireValue::TimestampTz(v) => v.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
             WireValue::Interval(m, d, us) => interval_text(*m, *d, *us),
             WireValue::Uuid(u) => u.hyphenated().to_string(),
+            WireValue::Array(elem, items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for v in items {
+                    let mut buf = BytesMut::new();
+                    match v.to_sql_text(elem, &mut buf, opts)? {
+                        IsNull::Yes => parts.push("NULL".to_string()),
+                        IsNull::No => {
+                            parts.push(array_element_text(&String::from_utf8_lossy(&buf)))
+                        }
+                    }
+                }
+                format!("{{{}}}", parts.join(","))
+            }
         };
         out.put_slice(text.as_bytes());
         Ok(IsNull::No)
@@ -327,6 +412,24 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
         DataType::Float64 => WireValue::F64(array.as_primitive::<Float64Type>().value(i)),
         DataType::Decimal128(_, s) => {
             WireValue::Numeric(array.as_primitive::<Decimal128Type>().value(i), *s)
+        }
+        DataType::List(f) => {
+            let items = array.as_list::<i32>().value(i);
+            WireValue::Array(
+                pg_type(f),
+                (0..items.len())
+                    .map(|j| value(items.as_ref(), j, f))
+                    .collect(),
+            )
+        }
+        DataType::LargeList(f) => {
+            let items = array.as_list::<i64>().value(i);
+            WireValue::Array(
+                pg_type(f),
+                (0..items.len())
+                    .map(|j| value(items.as_ref(), j, f))
+                    .collect(),
+            )
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let s = match array.data_type() {

@@ -99,7 +99,7 @@ impl ServerParameterProvider for Parameters {
         let meta = client.metadata();
         let mut p = HashMap::new();
         for (k, v) in [
-            ("server_version", "15.0 (tessera)"),
+            ("server_version", tessera_query::SERVER_VERSION),
             ("server_encoding", "UTF8"),
             ("client_encoding", "UTF8"),
             ("DateStyle", "ISO, MDY"),
@@ -166,6 +166,14 @@ pub fn error_info(e: &Error) -> ErrorInfo {
     info
 }
 
+/// Tell the session who the client is, once: startup parameters and process id.
+fn know_client<C: ClientInfo>(session: &mut Session, client: &C) {
+    if !session.knows_client() {
+        session.set_client(client.metadata());
+        session.set_backend_pid(client.pid_and_secret_key().0);
+    }
+}
+
 fn notice(msg: String) -> PgWireBackendMessage {
     PgWireBackendMessage::NoticeResponse(
         ErrorInfo::new("NOTICE".into(), "00000".into(), msg).into(),
@@ -219,6 +227,7 @@ impl SimpleQueryHandler for SimpleHandler {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut session = self.session.lock().await;
+        know_client(&mut session, client);
         let results = session.execute_sql(&query.query).await;
         for r in results {
             for n in session.take_notices() {
@@ -503,6 +512,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
         tessera_query::bind_params(&mut stmt, &values).map_err(user_error)?;
         let kind = StatementKind::of(&stmt);
         let mut session = self.session.lock().await;
+        know_client(&mut session, client);
         let result = session.execute(stmt).await;
         for n in session.take_notices() {
             client.feed(notice(n)).await?;

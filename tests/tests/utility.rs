@@ -1,0 +1,154 @@
+//! Session-level statements and functions clients send: settings (SET, SHOW, RESET,
+//! set_config, current_setting, startup `options`), identity functions, savepoints,
+//! DISCARD and DEALLOCATE, and arrays in both wire formats.
+
+use tessera_tests::{sqlstate, Node};
+use tokio_postgres::NoTls;
+
+async fn text(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for m in c.simple_query(sql).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            out.push(r.get(0).map(str::to_string));
+        }
+    }
+    out
+}
+
+/// Startup parameters and `options=-c` become the session's settings and identity;
+/// SET, set_config, RESET and DISCARD ALL move them as in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_identity() {
+    let node = Node::start();
+    let url = format!(
+        "host=127.0.0.1 port={} user=alice dbname=shop application_name=app1 options='-c extra_float_digits=2 -c search_path=public'",
+        node.port
+    );
+    let (c, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let one = |sql: &'static str| {
+        let c = &c;
+        async move { text(c, sql).await.remove(0) }
+    };
+    assert_eq!(one("SHOW extra_float_digits").await.as_deref(), Some("2"));
+    assert_eq!(one("SHOW application_name").await.as_deref(), Some("app1"));
+    assert_eq!(
+        one("SELECT current_user || '@' || current_database() || '/' || current_schema()")
+            .await
+            .as_deref(),
+        Some("alice@shop/public")
+    );
+    let version = one("SELECT pg_catalog.version()").await.unwrap();
+    assert!(version.starts_with("PostgreSQL 15."), "{version}");
+    assert!(version.contains("tessera"), "{version}");
+
+    c.batch_execute("SET application_name = 'other'")
+        .await
+        .unwrap();
+    assert_eq!(
+        one("SELECT current_setting('application_name')")
+            .await
+            .as_deref(),
+        Some("other")
+    );
+    assert_eq!(
+        one("SELECT set_config('application_name', 'third', false)")
+            .await
+            .as_deref(),
+        Some("third")
+    );
+    assert_eq!(one("SHOW application_name").await.as_deref(), Some("third"));
+    c.batch_execute("RESET application_name").await.unwrap();
+    assert_eq!(one("SHOW application_name").await.as_deref(), Some("app1"));
+    c.batch_execute("SET extra_float_digits = 0; DISCARD ALL")
+        .await
+        .unwrap();
+    assert_eq!(one("SHOW extra_float_digits").await.as_deref(), Some("2"));
+    assert_eq!(
+        one("SELECT current_setting('no_such_thing', true)").await,
+        None
+    );
+    let err = c
+        .simple_query("SELECT current_setting('no_such_thing')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42704"));
+    c.batch_execute("DEALLOCATE ALL").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let err = c.batch_execute("DISCARD ALL").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25001"));
+}
+
+/// SAVEPOINT, ROLLBACK TO and RELEASE: writes after a savepoint are undone, a failed
+/// transaction becomes usable again, and an unknown savepoint is 3B001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_undo_what_came_after() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE s (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; INSERT INTO s VALUES (1, 1); SAVEPOINT a; INSERT INTO s VALUES (2, 2)")
+        .await
+        .unwrap();
+    c.batch_execute("SAVEPOINT b; UPDATE s SET v = 10 WHERE k = 1")
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK TO SAVEPOINT b").await.unwrap();
+    assert_eq!(
+        text(
+            &c,
+            "SELECT string_agg(k || ':' || v, ',' ORDER BY k) FROM s"
+        )
+        .await,
+        vec![Some("1:1,2:2".into())]
+    );
+    // A failed statement, then back to `a`: the transaction goes on without row 2.
+    let err = c
+        .batch_execute("INSERT INTO s VALUES (1, 5)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23505"));
+    let err = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    c.batch_execute("ROLLBACK TO a").await.unwrap();
+    c.batch_execute("INSERT INTO s VALUES (3, 3); RELEASE SAVEPOINT a")
+        .await
+        .unwrap();
+    let err = c.batch_execute("ROLLBACK TO a").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("3B001"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("BEGIN; INSERT INTO s VALUES (4, 4); SAVEPOINT x; INSERT INTO s VALUES (5, 5); RELEASE x; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&c, "SELECT string_agg(k::text, ',' ORDER BY k) FROM s").await,
+        vec![Some("4,5".into())]
+    );
+    let err = c.batch_execute("SAVEPOINT outside").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P01"));
+}
+
+/// Arrays come back as PostgreSQL writes them in text (`{...}` with quoting) and decode
+/// from the binary format as arrays of their element type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_in_text_and_binary() {
+    let node = Node::start();
+    let c = node.connect().await;
+    assert_eq!(
+        text(&c, "SELECT make_array('x y', '', 'q\"z', 'NULL', 'plain')").await,
+        vec![Some(r#"{"x y","","q\"z","NULL",plain}"#.into())]
+    );
+    assert_eq!(
+        text(&c, "SELECT current_schemas(true)").await,
+        vec![Some("{pg_catalog,public}".into())]
+    );
+    let row = c
+        .query_one("SELECT make_array(1, NULL, 3), make_array('a', 'b c')", &[])
+        .await
+        .unwrap();
+    let ints: Vec<Option<i64>> = row.get(0);
+    let texts: Vec<String> = row.get(1);
+    assert_eq!(ints, vec![Some(1), None, Some(3)]);
+    assert_eq!(texts, vec!["a".to_string(), "b c".to_string()]);
+}
