@@ -3,6 +3,18 @@
 # process-level tests against real tessera processes.
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# Real clients the process-level tests drive: psql (env.sh), pgbench 15 (Debian ships it
+# in the server package) and sysbench.
+clients=()
+command -v sysbench >/dev/null 2>&1 || clients+=(sysbench)
+pgbench --version 2>/dev/null | grep -q ' 15\.' || clients+=(postgresql-15)
+if [ "${#clients[@]}" -gt 0 ]; then
+  echo "installing ${clients[*]} (clients the tests drive)" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${clients[@]}" >/dev/null
+fi
 set -x
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
