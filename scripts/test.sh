@@ -15,6 +15,14 @@ if [ "${#clients[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${clients[@]}" >/dev/null
 fi
+# Python and Node drivers, into folders of the checkout (not system-wide).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/pip freeze 2>/dev/null | grep -qi '^psycopg2-binary=='; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q -r tests/clients/python/requirements.txt
+fi
+if [ ! -d tests/clients/node/node_modules/pg ]; then
+  (cd tests/clients/node && npm ci --silent --no-audit --no-fund)
+fi
 set -x
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

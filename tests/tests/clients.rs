@@ -1,0 +1,74 @@
+//! Real drivers against a real node, each running its own script of checks:
+//! psycopg 3 and psycopg2 (Python, from `.venv`) and node-postgres (from
+//! `tests/clients/node/node_modules`). `scripts/test.sh` installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tessera_tests::Node;
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("checkout root")
+        .to_path_buf()
+}
+
+/// Run `program script PORT` against a fresh node; the script asserts and prints `ok`.
+fn run_client(program: &Path, script: &Path) {
+    assert!(
+        program.exists(),
+        "{} is missing: run `bash scripts/test.sh` once to install the client drivers",
+        program.display()
+    );
+    let node = Node::start();
+    let out = Command::new(program)
+        .arg(script)
+        .arg(node.port.to_string())
+        .current_dir(script.parent().expect("script folder"))
+        .output()
+        .expect("client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{} failed:\n{stdout}\n{}\n--- node log ---\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+}
+
+fn python_client(name: &str) {
+    let root = checkout();
+    run_client(
+        &root.join(".venv/bin/python"),
+        &root.join("tests/clients/python").join(name),
+    );
+}
+
+#[test]
+fn psycopg3() {
+    python_client("psycopg3_client.py");
+}
+
+#[test]
+fn psycopg2() {
+    python_client("psycopg2_client.py");
+}
+
+#[test]
+fn node_postgres() {
+    let root = checkout();
+    let node = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("node"))
+                .find(|p| p.exists())
+        })
+        .expect("node is on the PATH");
+    assert!(
+        root.join("tests/clients/node/node_modules/pg").exists(),
+        "node-postgres is missing: run `bash scripts/test.sh` once to install it"
+    );
+    run_client(&node, &root.join("tests/clients/node/pg_client.js"));
+}
