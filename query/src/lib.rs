@@ -24,6 +24,7 @@ mod error;
 mod interval;
 mod json;
 mod params;
+mod pg_catalog;
 mod provider;
 mod sequence;
 mod session;

@@ -136,6 +136,8 @@ pub struct Session {
     savepoints: Vec<(String, tessera_cluster::Savepoint)>,
     /// Whether [`Session::set_client`] has run.
     client_known: bool,
+    /// What the catalog functions know of the registered `pg_catalog`.
+    catalog_facts: Arc<Mutex<Arc<crate::pg_catalog::CatalogFacts>>>,
     /// The COPY FROM STDIN in progress.
     copy: Option<crate::copy::CopyIn>,
 }
@@ -165,7 +167,9 @@ impl Session {
             .with_default_catalog_and_schema("tessera", "public")
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
-            .with_target_partitions(1);
+            .with_target_partitions(1)
+            // Text is Utf8 throughout tessera (storage, casts, the wire layer).
+            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
         let ctx = SessionContext::new_with_config(config);
         let seq = Arc::new(SequenceContext {
             db: node.db.clone(),
@@ -178,6 +182,10 @@ impl Session {
         }
         let info = Arc::new(crate::builtins::SessionInfo::default());
         for f in crate::builtins::functions(info.clone()) {
+            ctx.register_udf(f);
+        }
+        let catalog_facts: Arc<Mutex<Arc<crate::pg_catalog::CatalogFacts>>> = Arc::default();
+        for f in crate::pg_catalog::functions(catalog_facts.clone()) {
             ctx.register_udf(f);
         }
         let mut settings = BTreeMap::new();
@@ -212,6 +220,7 @@ impl Session {
             savepoints: Vec::new(),
             copy: None,
             client_known: false,
+            catalog_facts,
         }
     }
 
@@ -989,6 +998,7 @@ impl Session {
                 )
                 .map_err(Error::from)?;
         }
+        crate::pg_catalog::register(&self.ctx, &catalog, &self.info, &self.catalog_facts)?;
         *self.seq.catalog.lock() = catalog.clone();
         self.registered = Some(catalog.clone());
         Ok(catalog)
@@ -1047,6 +1057,7 @@ impl Session {
     pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
         let mut stmt = stmt.clone();
+        let _ = ast::VisitMut::visit(&mut stmt, &mut crate::pg_catalog::CatalogSpellings);
         let _ = ast::VisitMut::visit(&mut stmt, &mut crate::builtins::PgSpellings);
         let _ = ast::VisitMut::visit(&mut stmt, &mut UniqueOutputNames);
         Ok(state
