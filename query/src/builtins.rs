@@ -208,7 +208,7 @@ impl ScalarUDFImpl for SessionFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows.max(1);
+        let n = args.number_rows;
         let array: ArrayRef = match self.kind {
             Kind::BackendPid => Arc::new(Int32Array::from(vec![*self.info.pid.lock(); n])),
             Kind::CurrentSchemas => {

@@ -1083,7 +1083,12 @@ impl ScalarUDFImpl for CatalogFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows.max(1);
+        let n = args.number_rows;
+        if n == 0 {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&CatalogFn::return_type(self)),
+            ));
+        }
         let values = (0..n)
             .map(|row| self.eval(&args.args, row))
             .collect::<DfResult<Vec<_>>>()?;
@@ -1378,7 +1383,8 @@ fn refs(e: &ast::Expr, inner: &[String]) -> Refs {
     let _ = ast::visit_expressions(e, |x: &ast::Expr| {
         let side = match x {
             ast::Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                if inner.contains(&parts[0].value.to_lowercase()) {
+                // [schema.]table.column: the qualifier is the table.
+                if inner.contains(&parts[parts.len() - 2].value.to_lowercase()) {
                     Refs::Inner
                 } else {
                     Refs::Outer
@@ -1542,6 +1548,23 @@ impl ast::VisitorMut for CatalogSpellings {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        // `pg_catalog` comes first on the search path: an unqualified `pg_type` is the
+        // catalog's.
+        if let ast::TableFactor::Table {
+            name, args: None, ..
+        } = factor
+        {
+            let catalog_name = name.0.len() == 1
+                && name.0[0].as_ident().is_some_and(|i| {
+                    i.quote_style.is_none() && i.value.to_lowercase().starts_with("pg_")
+                });
+            if catalog_name {
+                name.0.insert(
+                    0,
+                    ast::ObjectNamePart::Identifier(ast::Ident::new("pg_catalog")),
+                );
+            }
+        }
         if let ast::TableFactor::Table {
             name,
             args: Some(_),

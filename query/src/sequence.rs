@@ -220,7 +220,7 @@ impl ScalarUDFImpl for SeqFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows.max(1);
+        let n = args.number_rows;
         let mut out = Vec::with_capacity(n);
         for row in 0..n {
             let v = match self.kind {

@@ -1,5 +1,5 @@
 //! Real drivers against a real node, each running its own script of checks:
-//! psycopg 3 and psycopg2 (Python, from `.venv`) and node-postgres (from
+//! psycopg 3, psycopg2 and SQLAlchemy (Python, from `.venv`) and node-postgres (from
 //! `tests/clients/node/node_modules`). `scripts/test.sh` installs them.
 
 use std::path::{Path, PathBuf};
@@ -71,4 +71,9 @@ fn node_postgres() {
         "node-postgres is missing: run `bash scripts/test.sh` once to install it"
     );
     run_client(&node, &root.join("tests/clients/node/pg_client.js"));
+}
+
+#[test]
+fn sqlalchemy() {
+    python_client("sqlalchemy_client.py");
 }
