@@ -6,8 +6,20 @@
 //!   and the time until throughput is back to 80 % of what it was, per trial, with the
 //!   median and the maximum. Results are recorded in `docs/performance.md`.
 //!
-//! The side-by-side comparisons with PostgreSQL (pgbench TPC-B and select-only) will
-//! live here too.
+//! - `compare` (`cargo build --release --bin tessera && cargo run --release -p
+//!   tessera-bench --bin compare`): PostgreSQL 15 (installed with apt when missing, its
+//!   own data directory, fsync and synchronous commit on) at its default isolation and
+//!   at SERIALIZABLE, a single tessera node and a three-node tessera cluster, one after
+//!   another; each loads the same pgbench scale and runs TPC-B at 1 and 8 clients and
+//!   select-only (`-S -M prepared`) at 1 and 8 clients. It prints tps, p50 and p99
+//!   latency per system and the ratios to PostgreSQL, writes them as CSV and JSON, and
+//!   draws the ratios as an SVG bar chart (`bench/results/compare-<time>.*`). It refuses
+//!   to report when other work keeps the CPU busy (`--allow-noisy` marks such runs
+//!   instead).
+
+use std::time::Duration;
+
+use tessera_tests::{free_port, tessera_bin, Node};
 
 /// Median and maximum of `values` (in the units given); `None` when empty.
 pub fn median_max(values: &[f64]) -> Option<(f64, f64)> {
@@ -24,9 +36,110 @@ pub fn median_max(values: &[f64]) -> Option<(f64, f64)> {
     Some((median, v[v.len() - 1]))
 }
 
+/// The `q` quantile (0..=1) of sorted `values`; 0 when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (fields.iter().sum(), idle)
+}
+
+/// The fraction of CPU time the machine spent busy over `window` (0..=1).
+pub fn busy_fraction(window: Duration) -> f64 {
+    let (t0, i0) = cpu_times();
+    std::thread::sleep(window);
+    let (t1, i1) = cpu_times();
+    let total = t1.saturating_sub(t0);
+    if total == 0 {
+        return 0.0;
+    }
+    1.0 - i1.saturating_sub(i0) as f64 / total as f64
+}
+
+/// Start an `n`-node cluster on loopback through the CLI (`start`, then `init` on the
+/// first node) and wait until every node serves SQL.
+pub fn start_cluster(n: usize) -> Vec<Node> {
+    let rpc: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let mut nodes: Vec<Node> = (0..n).map(|i| Node::start_member(rpc[i], &rpc)).collect();
+    let init = std::process::Command::new(tessera_bin())
+        .args(["init", "--host", &nodes[0].rpc_addr()])
+        .output()
+        .expect("tessera init");
+    assert!(init.status.success(), "{init:?}");
+    for node in &mut nodes {
+        node.wait_sql();
+    }
+    nodes
+}
+
+/// A horizontal bar chart of `(label, value)` pairs as an SVG document, with a line at
+/// 1.0 (parity).
+pub fn svg_bar_chart(title: &str, bars: &[(String, f64)]) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let max = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.1;
+    let (left, width, row) = (220.0, 480.0, 26.0);
+    let height = 60.0 + row * bars.len() as f64;
+    let x = |v: f64| left + width * v / max;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">{}</text>\n",
+        left + width + 80.0,
+        escape(title)
+    );
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n<rect x=\"{left}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"#4a7ab5\"/>\n<text x=\"{:.1}\" y=\"{}\">{v:.2}</text>\n",
+            left - 8.0,
+            y + 15.0,
+            escape(label),
+            x(*v) - left,
+            row - 8.0,
+            x(*v) + 4.0,
+            y + 15.0
+        ));
+    }
+    svg.push_str(&format!(
+        "<line x1=\"{0:.1}\" y1=\"34\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n</svg>\n",
+        x(1.0),
+        height - 10.0
+    ));
+    svg
+}
+
 #[cfg(test)]
 mod tests {
-    use super::median_max;
+    use super::{median_max, percentile, svg_bar_chart};
+
+    #[test]
+    fn percentiles_and_chart() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        let svg = svg_bar_chart("t <1>", &[("a".into(), 0.5), ("b".into(), 2.0)]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(svg.contains("t &lt;1&gt;"));
+    }
 
     #[test]
     fn median_and_max() {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tessera_bench::median_max;
+use tessera_bench::{median_max, start_cluster};
 use tessera_cluster::replication::control_call;
-use tessera_tests::{free_port, tessera_bin, Node};
+use tessera_tests::Node;
 
 /// Outcomes of writes: (when the write was sent, succeeded, when the answer came).
 type Log = Arc<Mutex<Vec<(Instant, bool, Instant)>>>;
@@ -52,16 +52,7 @@ fn leaseholder(node: &Node) -> Option<u64> {
 /// One trial: (seconds from the kill until a write sent after it succeeds,
 /// seconds until throughput is back to 80 % of its level before the kill).
 async fn trial() -> (f64, f64) {
-    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut nodes: Vec<Node> = (0..3).map(|i| Node::start_member(rpc[i], &rpc)).collect();
-    let init = std::process::Command::new(tessera_bin())
-        .args(["init", "--host", &nodes[0].rpc_addr()])
-        .output()
-        .expect("tessera init");
-    assert!(init.status.success(), "{init:?}");
-    for n in &mut nodes {
-        n.wait_sql();
-    }
+    let mut nodes = start_cluster(3);
     // Create the table once the first lease is up, then let both joiners become voters.
     loop {
         let c = nodes[0].connect().await;
