@@ -136,6 +136,8 @@ pub struct Session {
     savepoints: Vec<(String, tessera_cluster::Savepoint)>,
     /// Whether [`Session::set_client`] has run.
     client_known: bool,
+    /// The open transaction is the implicit one of a multi-statement query string.
+    block_txn: bool,
     /// What the catalog functions know of the registered `pg_catalog`.
     catalog_facts: Arc<Mutex<Arc<crate::pg_catalog::CatalogFacts>>>,
     /// The COPY FROM STDIN in progress.
@@ -220,6 +222,7 @@ impl Session {
             savepoints: Vec::new(),
             copy: None,
             client_known: false,
+            block_txn: false,
             catalog_facts,
         }
     }
@@ -292,6 +295,18 @@ impl Session {
         *self.info.defaults.lock() = self.info.settings.lock().clone();
     }
 
+    /// The running statement was abandoned (cancelled) part way: undo what it did. An
+    /// implicit transaction rolls back; an explicit one fails, as after an error.
+    pub fn abandon_statement(&mut self) {
+        self.copy = None;
+        if self.block_txn || self.state == TxnState::Idle {
+            self.block_txn = false;
+            self.end_txn();
+        } else {
+            self.state = TxnState::Failed;
+        }
+    }
+
     /// Whether the client's startup parameters are known yet.
     pub fn knows_client(&self) -> bool {
         self.client_known
@@ -336,6 +351,7 @@ impl Session {
         if block {
             self.slot.set(self.node.db.begin(TxnOptions::default()));
             self.state = TxnState::Open;
+            self.block_txn = true;
         }
         let mut out = Vec::with_capacity(stmts.len());
         let mut failed = false;
@@ -348,6 +364,7 @@ impl Session {
             }
         }
         if block {
+            self.block_txn = false;
             if failed {
                 self.end_txn();
             } else if let Err(e) = self.commit() {

@@ -16,6 +16,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
@@ -28,6 +29,7 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -42,12 +44,16 @@ use crate::encode;
 /// Makes one [`Connection`] per accepted socket.
 pub struct ConnectionFactory {
     node: Arc<QueryNode>,
+    cancels: Arc<Cancels>,
 }
 
 impl ConnectionFactory {
     /// A factory for connections to `node`.
     pub fn new(node: Arc<QueryNode>) -> Self {
-        ConnectionFactory { node }
+        ConnectionFactory {
+            node,
+            cancels: Arc::default(),
+        }
     }
 
     /// Handlers for a new connection.
@@ -56,20 +62,85 @@ impl ConnectionFactory {
         Arc::new(Connection {
             session: session.clone(),
             parser: Arc::new(StatementParser { session }),
+            cancels: self.cancels.clone(),
+            cancel: Arc::new(CancelSlot::default()),
         })
     }
+}
+
+/// What a connection's running statement listens to for a CancelRequest.
+#[derive(Default)]
+struct CancelSlot {
+    /// The process id and secret the client was given (set at startup).
+    key: std::sync::Mutex<Option<(i32, SecretKey)>>,
+    notify: tokio::sync::Notify,
+}
+
+/// The connections of this node that a CancelRequest can reach, by process id.
+#[derive(Default)]
+pub struct Cancels {
+    by_pid: std::sync::Mutex<HashMap<i32, std::sync::Weak<CancelSlot>>>,
 }
 
 /// The handlers of one connection.
 pub struct Connection {
     session: Arc<Mutex<Session>>,
     parser: Arc<StatementParser>,
+    cancels: Arc<Cancels>,
+    cancel: Arc<CancelSlot>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((pid, _)) = self.cancel.key.lock().expect("cancel key").as_ref() {
+            self.cancels.by_pid.lock().expect("cancels").remove(pid);
+        }
+    }
+}
+
+/// Cancels the statement running on the connection a CancelRequest names, when its
+/// secret matches; otherwise does nothing, as PostgreSQL does.
+struct CancelRequests {
+    cancels: Arc<Cancels>,
+}
+
+#[async_trait]
+impl CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let slot = self
+            .cancels
+            .by_pid
+            .lock()
+            .expect("cancels")
+            .get(&request.pid)
+            .and_then(|w| w.upgrade());
+        if let Some(slot) = slot {
+            let matches = slot
+                .key
+                .lock()
+                .expect("cancel key")
+                .as_ref()
+                .is_some_and(|(_, secret)| secret.eq_value(&request.secret_key));
+            if matches {
+                tracing::info!(pid = request.pid, "cancelling the running statement");
+                slot.notify.notify_waiters();
+            }
+        }
+    }
+}
+
+fn cancelled() -> Error {
+    Error::new(
+        SqlState::QueryCanceled,
+        "canceling statement due to user request",
+    )
 }
 
 impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::new(SimpleHandler {
             session: self.session.clone(),
+            cancel: self.cancel.clone(),
         })
     }
 
@@ -77,11 +148,21 @@ impl PgWireServerHandlers for Connection {
         Arc::new(ExtendedHandler {
             session: self.session.clone(),
             parser: self.parser.clone(),
+            cancel: self.cancel.clone(),
         })
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup)
+        Arc::new(Startup {
+            cancels: self.cancels.clone(),
+            cancel: self.cancel.clone(),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(CancelRequests {
+            cancels: self.cancels.clone(),
+        })
     }
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
@@ -125,8 +206,12 @@ impl ServerParameterProvider for Parameters {
     }
 }
 
-/// Trust authentication: any user name is accepted.
-struct Startup;
+/// Trust authentication: any user name is accepted. The process id and secret handed
+/// to the client make its connection reachable by a CancelRequest.
+struct Startup {
+    cancels: Arc<Cancels>,
+    cancel: Arc<CancelSlot>,
+}
 
 #[async_trait]
 impl StartupHandler for Startup {
@@ -143,8 +228,17 @@ impl StartupHandler for Startup {
         if let PgWireFrontendMessage::Startup(ref startup) = message {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
-            let pid = (std::process::id() as i32) ^ (rand_u32() as i32 & 0x7fff_0000);
-            client.set_pid_and_secret_key(pid, SecretKey::I32(rand_u32() as i32));
+            let mut pid = (rand_u32() & 0x7fff_ffff) as i32;
+            {
+                let mut by_pid = self.cancels.by_pid.lock().expect("cancels");
+                while pid == 0 || by_pid.contains_key(&pid) {
+                    pid = (rand_u32() & 0x7fff_ffff) as i32;
+                }
+                by_pid.insert(pid, Arc::downgrade(&self.cancel));
+            }
+            let secret = SecretKey::I32(rand_u32() as i32);
+            *self.cancel.key.lock().expect("cancel key") = Some((pid, secret.clone()));
+            client.set_pid_and_secret_key(pid, secret);
             finish_authentication(client, &Parameters).await?;
         }
         Ok(())
@@ -211,6 +305,7 @@ fn query_response(
 
 struct SimpleHandler {
     session: Arc<Mutex<Session>>,
+    cancel: Arc<CancelSlot>,
 }
 
 #[async_trait]
@@ -228,7 +323,13 @@ impl SimpleQueryHandler for SimpleHandler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut session = self.session.lock().await;
         know_client(&mut session, client);
-        let results = session.execute_sql(&query.query).await;
+        let results = tokio::select! {
+            r = session.execute_sql(&query.query) => r,
+            _ = self.cancel.notify.notified() => {
+                session.abandon_statement();
+                vec![Err(cancelled())]
+            }
+        };
         for r in results {
             for n in session.take_notices() {
                 client.feed(notice(n)).await?;
@@ -467,6 +568,7 @@ impl QueryParser for StatementParser {
 struct ExtendedHandler {
     session: Arc<Mutex<Session>>,
     parser: Arc<StatementParser>,
+    cancel: Arc<CancelSlot>,
 }
 
 #[async_trait]
@@ -513,7 +615,13 @@ impl ExtendedQueryHandler for ExtendedHandler {
         let kind = StatementKind::of(&stmt);
         let mut session = self.session.lock().await;
         know_client(&mut session, client);
-        let result = session.execute(stmt).await;
+        let result = tokio::select! {
+            r = session.execute(stmt) => r,
+            _ = self.cancel.notify.notified() => {
+                session.abandon_statement();
+                Err(cancelled())
+            }
+        };
         for n in session.take_notices() {
             client.feed(notice(n)).await?;
         }

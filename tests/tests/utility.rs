@@ -152,3 +152,44 @@ async fn arrays_in_text_and_binary() {
     assert_eq!(ints, vec![Some(1), None, Some(3)]);
     assert_eq!(texts, vec!["a".to_string(), "b c".to_string()]);
 }
+
+/// A CancelRequest (with the right secret) stops the running statement with 57014; the
+/// connection goes on, and a transaction it was in is failed until ROLLBACK. A request
+/// with a wrong secret is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query() {
+    let node = Node::start();
+    let c = node.connect().await;
+    let slow = "SELECT count(*) FROM generate_series(1, 5000000000) AS g(x) WHERE x % 7 = 3";
+    let cancel_soon = |token: tokio_postgres::CancelToken| {
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            token.cancel_query(NoTls).await.unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    let canceller = cancel_soon(c.cancel_token());
+    let err = c.simple_query(slow).await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(text(&c, "SELECT 41 + 1").await, vec![Some("42".into())]);
+
+    c.batch_execute("BEGIN").await.unwrap();
+    let canceller = cancel_soon(c.cancel_token());
+    let err = c.query(slow, &[]).await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err:?}");
+    let err = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+
+    // A CancelRequest for another (idle) connection leaves this one's statement alone.
+    let other = node.connect().await;
+    let canceller = cancel_soon(other.cancel_token());
+    assert_eq!(
+        text(&c, "SELECT count(*) FROM generate_series(1, 100000000)").await,
+        vec![Some("100000000".into())]
+    );
+    canceller.await.unwrap();
+}
