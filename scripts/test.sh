@@ -4,9 +4,11 @@
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 # Real clients the process-level tests drive: psql (env.sh), pgbench 15 (Debian ships it
-# in the server package) and sysbench.
+# in the server package), sysbench and pgjdbc.
 clients=()
 command -v sysbench >/dev/null 2>&1 || clients+=(sysbench)
+[ -f /usr/share/java/postgresql.jar ] || clients+=(libpostgresql-jdbc-java)
+command -v java >/dev/null 2>&1 || clients+=(openjdk-17-jre-headless)
 pgbench --version 2>/dev/null | grep -q ' 15\.' || clients+=(postgresql-15)
 if [ "${#clients[@]}" -gt 0 ]; then
   echo "installing ${clients[*]} (clients the tests drive)" >&2

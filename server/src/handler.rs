@@ -24,13 +24,15 @@ use pgwire::api::query::{
 };
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::Describe;
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
@@ -578,6 +580,51 @@ impl ExtendedQueryHandler for ExtendedHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Describe of a statement without result rows answers ParameterDescription and
+    /// NoData, as PostgreSQL does (pgwire would send an empty RowDescription when the
+    /// statement has parameters, which drivers such as pgjdbc take for a query).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == b'S' {
+            let name = message.name.as_deref().unwrap_or("");
+            if let Some(Entry::Value(stored)) = client.portal_store().get_statement(name) {
+                if stored.statement.schema.is_none() {
+                    let params: Vec<u32> = (0..stored
+                        .parameter_types
+                        .len()
+                        .max(stored.statement.params.len()))
+                        .map(|i| {
+                            stored
+                                .parameter_types
+                                .get(i)
+                                .cloned()
+                                .flatten()
+                                .filter(|t| *t != Type::UNKNOWN)
+                                .or_else(|| stored.statement.params.get(i).cloned())
+                                .unwrap_or(Type::UNKNOWN)
+                                .oid()
+                        })
+                        .collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(params),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_query<C>(

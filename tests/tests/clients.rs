@@ -1,6 +1,7 @@
 //! Real drivers against a real node, each running its own script of checks:
 //! psycopg 3, psycopg2 and SQLAlchemy (Python, from `.venv`) and node-postgres (from
-//! `tests/clients/node/node_modules`). `scripts/test.sh` installs them.
+//! `tests/clients/node/node_modules`) and pgjdbc (Debian's package, run by Java 17).
+//! `scripts/test.sh` installs them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,4 +77,29 @@ fn node_postgres() {
 #[test]
 fn sqlalchemy() {
     python_client("sqlalchemy_client.py");
+}
+
+#[test]
+fn pgjdbc() {
+    let jar = Path::new("/usr/share/java/postgresql.jar");
+    assert!(
+        jar.exists(),
+        "pgjdbc is missing: run `bash scripts/test.sh` once to install libpostgresql-jdbc-java"
+    );
+    let node = Node::start();
+    let script = checkout().join("tests/clients/java/JdbcClient.java");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(jar)
+        .arg(&script)
+        .arg(node.port.to_string())
+        .output()
+        .expect("java runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "pgjdbc failed:\n{stdout}\n{}\n--- node log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
 }
