@@ -179,6 +179,11 @@ impl Store {
         }))
     }
 
+    /// The node id (high 32 bits) and boot epoch (low 32 bits) of this store.
+    pub fn boot_epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The store's engine.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine

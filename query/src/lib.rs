@@ -13,6 +13,7 @@
 //! The layer never learns where a key lives: everything goes through
 //! `tessera_cluster::Txn`. Errors carry PostgreSQL SQLSTATEs ([`SqlState`]).
 
+mod advisory;
 mod assign;
 mod builtins;
 mod catalog;

@@ -45,6 +45,10 @@ pub struct QueryNode {
     pub catalogs: CatalogCache,
     /// Reserved sequence values.
     pub sequences: Arc<SequenceCache>,
+    /// Numbers sessions on this node (advisory lock owners).
+    sessions: std::sync::atomic::AtomicU64,
+    /// Whether this node's store epoch is published for advisory lock owners.
+    advisory_published: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl QueryNode {
@@ -54,6 +58,8 @@ impl QueryNode {
             db,
             catalogs: CatalogCache::default(),
             sequences: Arc::default(),
+            sessions: Default::default(),
+            advisory_published: Arc::default(),
         })
     }
 }
@@ -136,6 +142,8 @@ pub struct Session {
     savepoints: Vec<(String, tessera_cluster::Savepoint)>,
     /// Whether [`Session::set_client`] has run.
     client_known: bool,
+    /// Advisory locks held by this session.
+    advisory: Arc<crate::advisory::AdvisoryLocks>,
     /// The open transaction is the implicit one of a multi-statement query string.
     block_txn: bool,
     /// What the catalog functions know of the registered `pg_catalog`.
@@ -186,6 +194,15 @@ impl Session {
         for f in crate::builtins::functions(info.clone()) {
             ctx.register_udf(f);
         }
+        let advisory = Arc::new(crate::advisory::AdvisoryLocks::new(
+            node.db.clone(),
+            node.sessions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            node.advisory_published.clone(),
+        ));
+        for f in crate::advisory::functions(advisory.clone()) {
+            ctx.register_udf(f);
+        }
         let catalog_facts: Arc<Mutex<Arc<crate::pg_catalog::CatalogFacts>>> = Arc::default();
         for f in crate::pg_catalog::functions(catalog_facts.clone()) {
             ctx.register_udf(f);
@@ -222,6 +239,7 @@ impl Session {
             savepoints: Vec::new(),
             copy: None,
             client_known: false,
+            advisory,
             block_txn: false,
             catalog_facts,
         }
@@ -305,6 +323,11 @@ impl Session {
         } else {
             self.state = TxnState::Failed;
         }
+    }
+
+    /// The flag that interrupts a wait of this session (for a lock) when set.
+    pub fn interrupt_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.advisory.interrupted.clone()
     }
 
     /// Whether the client's startup parameters are known yet.
@@ -480,6 +503,7 @@ impl Session {
                             Err(e)
                         }
                     };
+                    self.advisory.end_transaction();
                     match r {
                         Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
                             attempt += 1;
@@ -881,6 +905,8 @@ impl Session {
             }
             TxnState::Open => {
                 self.state = TxnState::Idle;
+                self.savepoints.clear();
+                self.advisory.end_transaction();
                 let r = self.slot.take().map(|mut t| t.commit());
                 self.registered = None;
                 match r {
@@ -977,6 +1003,7 @@ impl Session {
 
     fn end_txn(&mut self) {
         self.savepoints.clear();
+        self.advisory.end_transaction();
         if let Some(mut t) = self.slot.take() {
             let _ = t.rollback();
         }

@@ -60,12 +60,17 @@ impl ConnectionFactory {
 
     /// Handlers for a new connection.
     pub fn connection(&self) -> Arc<Connection> {
-        let session = Arc::new(Mutex::new(Session::new(self.node.clone())));
+        let session = Session::new(self.node.clone());
+        let cancel = Arc::new(CancelSlot {
+            interrupt: session.interrupt_flag(),
+            ..CancelSlot::default()
+        });
+        let session = Arc::new(Mutex::new(session));
         Arc::new(Connection {
             session: session.clone(),
             parser: Arc::new(StatementParser { session }),
             cancels: self.cancels.clone(),
-            cancel: Arc::new(CancelSlot::default()),
+            cancel,
         })
     }
 }
@@ -76,6 +81,8 @@ struct CancelSlot {
     /// The process id and secret the client was given (set at startup).
     key: std::sync::Mutex<Option<(i32, SecretKey)>>,
     notify: tokio::sync::Notify,
+    /// Stops a wait inside the statement (for an advisory lock).
+    interrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The connections of this node that a CancelRequest can reach, by process id.
@@ -125,6 +132,8 @@ impl CancelHandler for CancelRequests {
                 .is_some_and(|(_, secret)| secret.eq_value(&request.secret_key));
             if matches {
                 tracing::info!(pid = request.pid, "cancelling the running statement");
+                slot.interrupt
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 slot.notify.notify_waiters();
             }
         }

@@ -193,3 +193,75 @@ async fn cancel_request_stops_a_running_query() {
     );
     canceller.await.unwrap();
 }
+
+async fn flag(c: &tokio_postgres::Client, sql: &str) -> bool {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Advisory locks exclude: a held lock makes `try` fail and `lock` wait until it is
+/// released (or the waiter is cancelled); session locks nest; transaction locks end
+/// with their transaction; a closed session's locks are freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_exclude() {
+    let node = Node::start();
+    let a = node.connect().await;
+    let b = node.connect().await;
+    a.batch_execute("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42)")
+        .await
+        .unwrap();
+    assert!(!flag(&b, "SELECT pg_try_advisory_lock(42)").await);
+    assert!(flag(&b, "SELECT pg_try_advisory_lock(43)").await);
+    // A waiter is released only when both of a's holds are gone.
+    let waiter = {
+        let url = node.url();
+        tokio::spawn(async move {
+            let (c, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let started = std::time::Instant::now();
+            c.batch_execute("SELECT pg_advisory_lock(42)")
+                .await
+                .unwrap();
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(flag(&a, "SELECT pg_advisory_unlock(42)").await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "took a lock still held once");
+    assert!(flag(&a, "SELECT pg_advisory_unlock(42)").await);
+    let waited = waiter.await.unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
+    assert!(!flag(&a, "SELECT pg_advisory_unlock(42)").await);
+
+    // Transaction-level: held until COMMIT.
+    a.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7)")
+        .await
+        .unwrap();
+    assert!(!flag(&b, "SELECT pg_try_advisory_xact_lock(7)").await);
+    a.batch_execute("COMMIT").await.unwrap();
+    assert!(flag(&b, "SELECT pg_try_advisory_lock(7)").await);
+
+    // A waiting lock is cancellable.
+    let token = a.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let err = a
+        .batch_execute("SELECT pg_advisory_lock(7)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err:?}");
+
+    // b's session ends: its locks (7 and 43) are free again.
+    drop(b);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !flag(&a, "SELECT pg_try_advisory_lock(7)").await {
+        assert!(std::time::Instant::now() < deadline, "lock 7 never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(flag(&a, "SELECT pg_try_advisory_lock(43)").await);
+}
