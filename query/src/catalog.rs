@@ -78,6 +78,22 @@ pub struct TableDesc {
     pub next_column_id: u32,
     /// Next index id to hand out.
     pub next_index_id: u64,
+    /// Foreign keys of this table (it is the referencing side).
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKeyDesc>,
+}
+
+/// A foreign key: `columns` of the owning table reference `ref_columns` of `table`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKeyDesc {
+    /// Constraint name.
+    pub name: String,
+    /// Referencing column ids.
+    pub columns: Vec<u32>,
+    /// The referenced table's id.
+    pub table: u64,
+    /// Referenced column ids (a primary key or unique index of `table`).
+    pub ref_columns: Vec<u32>,
 }
 
 /// A sequence.

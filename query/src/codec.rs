@@ -345,6 +345,7 @@ mod tests {
             indexes: vec![],
             next_column_id: 100,
             next_index_id: 2,
+            foreign_keys: vec![],
         }
     }
 

@@ -89,10 +89,13 @@ fn index_columns(t: &TableDesc, cols: &[ast::IndexColumn]) -> Result<Vec<(u32, b
         .collect()
 }
 
+/// A column from its definition: the column, and whether it is a primary key, unique,
+/// and serial. `REFERENCES` options are left to the caller when `references` is set.
 fn new_column(
     id: u32,
     def: &ast::ColumnDef,
     table: &str,
+    references: bool,
 ) -> Result<(ColumnDesc, bool, bool, bool)> {
     let name = ident(&def.name);
     let (ty, serial) = SqlType::from_ast(&def.data_type, &name)?;
@@ -115,7 +118,12 @@ fn new_column(
             ColumnOption::Unique(_) => unique = true,
             ColumnOption::Generated { .. } => identity = true,
             ColumnOption::Check(_) => return Err(Error::unsupported("CHECK constraints")),
-            ColumnOption::ForeignKey(_) => return Err(Error::unsupported("foreign keys")),
+            ColumnOption::ForeignKey(_) if references => {}
+            ColumnOption::ForeignKey(_) => {
+                return Err(Error::unsupported(
+                    "REFERENCES in ALTER TABLE ... ADD COLUMN",
+                ))
+            }
             other => {
                 return Err(Error::unsupported(format!(
                     "column option {other} (column \"{name}\" of \"{table}\")"
@@ -145,8 +153,14 @@ fn create_table(session: &mut Session, catalog: &Catalog, ct: &ast::CreateTable)
     let mut pk_cols: Option<Vec<ast::IndexColumn>> = None;
     let mut uniques: Vec<(Option<String>, Vec<String>)> = Vec::new();
     let mut serials = Vec::new();
+    let mut fks: Vec<(Vec<String>, ast::ForeignKeyConstraint)> = Vec::new();
     for (i, def) in ct.columns.iter().enumerate() {
-        let (col, pk, unique, serial) = new_column(i as u32 + 1, def, &name)?;
+        let (col, pk, unique, serial) = new_column(i as u32 + 1, def, &name, true)?;
+        for opt in &def.options {
+            if let ColumnOption::ForeignKey(fk) = &opt.option {
+                fks.push((vec![col.name.clone()], fk.clone()));
+            }
+        }
         if columns.iter().any(|c: &ColumnDesc| c.name == col.name) {
             return Err(Error::new(
                 SqlState::DuplicateColumn,
@@ -193,7 +207,9 @@ fn create_table(session: &mut Session, catalog: &Catalog, ct: &ast::CreateTable)
                 uniques.push((u.name.as_ref().map(ident), cols));
             }
             TableConstraint::Check(_) => return Err(Error::unsupported("CHECK constraints")),
-            TableConstraint::ForeignKey(_) => return Err(Error::unsupported("foreign keys")),
+            TableConstraint::ForeignKey(fk) => {
+                fks.push((fk.columns.iter().map(ident).collect(), fk.clone()));
+            }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -211,6 +227,7 @@ fn create_table(session: &mut Session, catalog: &Catalog, ct: &ast::CreateTable)
         },
         indexes: Vec::new(),
         next_index_id: PRIMARY_INDEX_ID + 1,
+        foreign_keys: Vec::new(),
     };
     match pk_cols {
         Some(cols) => {
@@ -237,6 +254,15 @@ fn create_table(session: &mut Session, catalog: &Catalog, ct: &ast::CreateTable)
     }
     with_writer(session, |w| {
         t.id = w.allocate_id()?;
+        for (cols, fk) in &fks {
+            let parent_name = object_name(&fk.foreign_table);
+            let desc = if parent_name == name {
+                crate::foreign_key::resolve(&t, cols, fk, &t)?
+            } else {
+                crate::foreign_key::resolve(&t, cols, fk, catalog.table(&parent_name)?)?
+            };
+            t.foreign_keys.push(desc);
+        }
         for col_name in &serials {
             let seq_name = format!("{name}_{col_name}_seq");
             let pos = t
@@ -314,6 +340,17 @@ fn drop(
         match kind {
             ast::ObjectType::Table => match catalog.tables.get(&name) {
                 Some(t) => {
+                    let dropping: Vec<String> = names.iter().map(object_name).collect();
+                    let refs = crate::foreign_key::referencing(catalog, t, &dropping);
+                    if let Some(child) = refs.first() {
+                        return Err(Error::new(
+                            SqlState::DependentObjectsStillExist,
+                            format!("cannot drop table {name} because other objects depend on it"),
+                        )
+                        .with_detail(format!(
+                            "a foreign key of table {child} references table {name}"
+                        )));
+                    }
                     let owned: Vec<Arc<SequenceDesc>> = catalog
                         .sequences
                         .values()
@@ -602,7 +639,7 @@ async fn alter_table(
                     ));
                 }
                 let (mut col, pk, unique, serial) =
-                    new_column(nt.next_column_id, column_def, &name)?;
+                    new_column(nt.next_column_id, column_def, &name, false)?;
                 if pk || unique || serial {
                     return Err(Error::unsupported(
                         "ADD COLUMN with PRIMARY KEY, UNIQUE or SERIAL",
@@ -791,6 +828,35 @@ async fn alter_table(
                 if let Some(i) = nt.indexes.last_mut() {
                     i.constraint = true;
                 }
+            }
+            ast::AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::ForeignKey(fk),
+                ..
+            } => {
+                let cols: Vec<String> = fk.columns.iter().map(ident).collect();
+                let parent_name = object_name(&fk.foreign_table);
+                let desc = if parent_name == nt.name {
+                    crate::foreign_key::resolve(&nt, &cols, fk, &nt)?
+                } else {
+                    crate::foreign_key::resolve(&nt, &cols, fk, catalog.table(&parent_name)?)?
+                };
+                if nt.foreign_keys.iter().any(|f| f.name == desc.name) {
+                    return Err(Error::new(
+                        SqlState::DuplicateObject,
+                        format!(
+                            "constraint \"{}\" for relation \"{}\" already exists",
+                            desc.name, nt.name
+                        ),
+                    ));
+                }
+                let rows = all_rows(session, &nt)?;
+                if parent_name == nt.name {
+                    crate::foreign_key::check_existing(session, &nt, &rows, &desc, &nt.clone())?;
+                } else {
+                    let parent = catalog.table(&parent_name)?;
+                    crate::foreign_key::check_existing(session, &nt, &rows, &desc, parent)?;
+                }
+                nt.foreign_keys.push(desc);
             }
             other => return Err(Error::unsupported(format!("ALTER TABLE {other}"))),
         }

@@ -202,6 +202,7 @@ pub(crate) fn write_new_row(
 ) -> Result<bool> {
     let key = codec::primary_key(t, row)?;
     let value = codec::encode_row(t, row)?;
+    crate::foreign_key::check_parents(session, t, row)?;
     session.slot.with(|txn| {
         if txn.get_for_write(&key)?.is_some() {
             if skip_existing {
@@ -491,6 +492,7 @@ async fn upsert_update(
     for (pos, v) in changes {
         new[pos] = check_value(t, pos, v)?;
     }
+    crate::foreign_key::check_children(session, t, &existing, Some(&new))?;
     delete_row(session, t, &existing)?;
     write_new_row(session, t, &new, false)?;
     Ok(Some(new))
@@ -930,6 +932,7 @@ pub async fn update(session: &mut Session, catalog: &Catalog, upd: &ast::Update)
             new[pos] = check_value(&t, pos, v)?;
         }
         let new_key = codec::primary_key(&t, &new)?;
+        crate::foreign_key::check_children(session, &t, &old, Some(&new))?;
         delete_row(session, &t, &old)?;
         if new_key != old_key {
             seen_keys.insert(new_key.clone());
@@ -978,6 +981,7 @@ pub async fn delete(session: &mut Session, catalog: &Catalog, del: &ast::Delete)
     for row in rows_of(&batches, &t, &mapping)? {
         let row: Vec<ScalarValue> = row.into_iter().map(|(_, v)| v).collect();
         if seen.insert(codec::primary_key(&t, &row)?) {
+            crate::foreign_key::check_children(session, &t, &row, None)?;
             delete_row(session, &t, &row)?;
             deleted.push(row);
         }

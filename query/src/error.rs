@@ -43,6 +43,8 @@ pub enum SqlState {
     QueryCanceled,
     BadCopyFileFormat,
     CharacterNotInRepertoire,
+    ForeignKeyViolation,
+    InvalidForeignKey,
     Internal,
 }
 
@@ -86,6 +88,8 @@ impl SqlState {
             ProtocolViolation => "08P01",
             QueryCanceled => "57014",
             BadCopyFileFormat => "22P04",
+            ForeignKeyViolation => "23503",
+            InvalidForeignKey => "42830",
             CharacterNotInRepertoire => "22021",
             Internal => "XX000",
         }

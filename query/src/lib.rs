@@ -22,6 +22,7 @@ mod copy;
 mod ddl;
 mod dml;
 mod error;
+mod foreign_key;
 mod interval;
 mod json;
 mod params;

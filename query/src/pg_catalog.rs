@@ -550,6 +550,64 @@ fn tables(
             }
         }
     }
+    for t in catalog.tables.values() {
+        for (n, fk) in t.foreign_keys.iter().enumerate() {
+            let oid = table_oid(t) + 1000 + n as i64;
+            let Some(parent) = catalog.table_by_id(fk.table) else {
+                continue;
+            };
+            let names = |table: &TableDesc, cols: &[u32]| {
+                cols.iter()
+                    .filter_map(|id| table.column_by_id(*id))
+                    .map(|c| quote_ident(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let attnums = |table: &TableDesc, cols: &[u32]| -> Vec<i16> {
+                let visible: Vec<_> = table.columns.iter().filter(|c| !c.hidden).collect();
+                cols.iter()
+                    .map(|id| {
+                        visible
+                            .iter()
+                            .position(|c| c.id == *id)
+                            .map_or(0, |p| p as i16 + 1)
+                    })
+                    .collect()
+            };
+            facts.constraintdefs.insert(
+                oid,
+                format!(
+                    "FOREIGN KEY ({}) REFERENCES {}({})",
+                    names(t, &fk.columns),
+                    quote_ident(&parent.name),
+                    names(parent, &fk.ref_columns)
+                ),
+            );
+            constraint.push(vec![
+                i64v(oid),
+                text(&fk.name),
+                i64v(PUBLIC_NS),
+                text("f"),
+                boolv(false),
+                boolv(false),
+                boolv(true),
+                i64v(table_oid(t)),
+                i64v(0),
+                i64v(0),
+                i64v(0),
+                i64v(table_oid(parent)),
+                text("a"),
+                text("a"),
+                text("s"),
+                boolv(true),
+                i16v(0),
+                boolv(true),
+                int2_list(&attnums(t, &fk.columns)),
+                int2_list(&attnums(parent, &fk.ref_columns)),
+                null_text(),
+            ]);
+        }
+    }
     for s in catalog.sequences.values() {
         let oid = sequence_oid(s.id);
         facts
@@ -1563,6 +1621,26 @@ impl ast::VisitorMut for CatalogSpellings {
                     0,
                     ast::ObjectNamePart::Identifier(ast::Ident::new("pg_catalog")),
                 );
+            }
+        }
+        // A set-returning function of one column, given a table alias only, names its
+        // column after the alias (`generate_series(1, 10) AS aid` has column `aid`).
+        if let ast::TableFactor::Table {
+            name,
+            args: Some(_),
+            alias: Some(alias),
+            ..
+        } = factor
+        {
+            let scalar_function = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series"));
+            if scalar_function && alias.columns.is_empty() {
+                alias.columns.push(ast::TableAliasColumnDef::from_name(
+                    alias.name.value.clone(),
+                ));
             }
         }
         if let ast::TableFactor::Table {

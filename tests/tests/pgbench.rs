@@ -1,5 +1,6 @@
 //! pgbench 15, unmodified, against a real node: initialisation with the default steps
-//! (the accounts arrive by COPY), then TPC-B runs in each query mode with retries.
+//! (the accounts arrive by COPY), then TPC-B runs in each query mode with retries; and
+//! initialisation with every step (`-I dtGvpf`: server-side generation, foreign keys).
 //! Conflicts must surface only as retries (pgbench aborts a client on any other error),
 //! and the TPC-B invariant must hold afterwards. At scale 1 every transaction updates
 //! the one branch row, so some transactions use up their tries: the test checks that
@@ -128,4 +129,31 @@ async fn pgbench_init_and_tpcb_runs_keep_the_invariant() {
     let [a2, t2, b2, d2] = sums(&c).await;
     assert_eq!(a2, d2, "sum(abalance) = sum(delta)");
     assert_eq!((t2, b2), (t, b), "-N leaves tellers and branches alone");
+
+    // Every init step: server-side generation and foreign keys, which then hold.
+    let init = pgbench(&node, &["-i", "-I", "dtGvpf", "-s", "1"]);
+    assert!(init.contains("creating foreign keys"), "{init}");
+    let fks = count("SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'f'").await;
+    assert_eq!(fks, 5);
+    let mut args = vec!["-M", "prepared", "--max-tries=10", "-n"];
+    args.extend(LOAD);
+    pgbench(&node, &args);
+    let err = c
+        .execute("DELETE FROM pgbench_branches WHERE bid = 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("23503"));
+    let err = c
+        .execute(
+            "INSERT INTO pgbench_history (tid, bid, aid, delta) VALUES (1, 1, 100001, 0)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("23503"));
+    let [a3, t3, b3, d3] = sums(&c).await;
+    assert!(
+        a3 == t3 && t3 == b3 && b3 == d3,
+        "TPC-B sums differ: {a3} {t3} {b3} {d3}"
+    );
 }
