@@ -5,12 +5,19 @@ set -euo pipefail
 need_apt=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# apt_install WHY PACKAGE...: install Debian packages (as root, or with sudo).
+apt_install() {
+  local why="$1"
+  shift
+  echo "installing $* ($why)" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 if [ "${#need_apt[@]}" -gt 0 ]; then
-  echo "installing ${need_apt[*]} (needed to build RocksDB bindings / to connect)" >&2
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt_install "needed to build RocksDB bindings / to connect" "${need_apt[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -11,11 +11,7 @@ command -v sysbench >/dev/null 2>&1 || clients+=(sysbench)
 command -v java >/dev/null 2>&1 || clients+=(openjdk-17-jre-headless)
 pgbench --version 2>/dev/null | grep -q ' 15\.' || clients+=(postgresql-15)
 if [ "${#clients[@]}" -gt 0 ]; then
-  echo "installing ${clients[*]} (clients the tests drive)" >&2
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${clients[@]}" >/dev/null
+  apt_install "clients the tests drive" "${clients[@]}"
 fi
 # Python and Node drivers, into folders of the checkout (not system-wide).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/pip freeze 2>/dev/null | grep -qi '^psycopg2-binary=='; then

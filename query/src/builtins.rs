@@ -320,20 +320,7 @@ impl ast::VisitorMut for PgSpellings {
                     "current_catalog" => "current_database",
                     _ => return ControlFlow::Continue(()),
                 };
-                *expr = ast::Expr::Function(ast::Function {
-                    name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
-                    uses_odbc_syntax: false,
-                    parameters: ast::FunctionArguments::None,
-                    args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-                        duplicate_treatment: None,
-                        args: Vec::new(),
-                        clauses: Vec::new(),
-                    }),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: Vec::new(),
-                });
+                *expr = crate::pg_catalog::call(name, Vec::new());
             }
             _ => {}
         }

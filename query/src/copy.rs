@@ -21,8 +21,18 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast;
 
-use crate::catalog::TableDesc;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::sql::sqlparser::ast::Statement;
+use tessera_cluster::TxnOptions;
+
+use crate::assign::cast_column;
+use crate::catalog::{Catalog, TableDesc};
 use crate::error::{Error, Result, SqlState};
+use crate::session::{parse, Output, Session, TxnState};
+
+const COPY_SOURCE: &str = "__tessera_copy";
 
 /// Rows converted and written at a time.
 pub(crate) const BATCH_ROWS: usize = 4096;
@@ -478,6 +488,317 @@ impl CopyIn {
     }
 }
 
+/// The COPY statements of a session.
+impl Session {
+    /// Start a COPY FROM STDIN: in the open transaction, or in one of its own.
+    pub(crate) fn copy_from(&mut self, stmt: &Statement) -> Result<Output> {
+        let Statement::Copy {
+            source,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Err(Error::internal("not a COPY"));
+        };
+        if self.state == TxnState::Failed {
+            return Err(Error::in_failed_transaction());
+        }
+        let ast::CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "COPY FROM needs a table, not a query",
+            ));
+        };
+        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
+        let implicit = self.state == TxnState::Idle;
+        if implicit {
+            self.slot.set(self.node.db.begin(TxnOptions::default()));
+        }
+        let started = (|| {
+            let catalog = self.sync_catalog()?;
+            let t = catalog.table(&crate::dml::object_name(table_name))?.clone();
+            let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
+            let targets = crate::dml::column_positions(&t, &names)?;
+            Ok((t, targets))
+        })();
+        let (t, targets) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                self.copy_failed(implicit);
+                return Err(e);
+            }
+        };
+        let columns = targets.len();
+        self.copy = Some(crate::copy::CopyIn::new(t, targets, format, implicit));
+        Ok(Output::CopyIn { columns })
+    }
+
+    /// A failed COPY FROM: its own transaction is rolled back, an explicit one fails.
+    fn copy_failed(&mut self, implicit: bool) {
+        self.copy = None;
+        if implicit {
+            self.end_txn();
+        } else {
+            self.state = TxnState::Failed;
+        }
+    }
+
+    /// Data of the COPY FROM in progress. Errors are kept for [`Session::copy_done`].
+    pub async fn copy_data(&mut self, data: &[u8]) {
+        let Some(copy) = self.copy.as_mut() else {
+            return;
+        };
+        copy.feed(data);
+        if copy.rows.len() >= crate::copy::BATCH_ROWS {
+            self.write_copy_rows().await;
+        }
+    }
+
+    async fn write_copy_rows(&mut self) {
+        let Some(mut copy) = self.copy.take() else {
+            return;
+        };
+        if copy.error.is_none() && !copy.rows.is_empty() {
+            let rows = std::mem::take(&mut copy.rows);
+            let (lines, values): (Vec<u64>, Vec<Vec<Option<String>>>) = rows.into_iter().unzip();
+            match insert_text_rows(self, &copy.table, &copy.targets, &values).await {
+                Ok(n) => copy.written += n,
+                Err((at, e)) => {
+                    let line = at.map_or(lines[0], |i| lines[i]);
+                    copy.error = Some(copy.line_error(line, e));
+                }
+            }
+        }
+        self.copy = Some(copy);
+    }
+
+    /// The client's end of the COPY data: write the rest and finish. `COPY n`.
+    pub async fn copy_done(&mut self) -> Result<Output> {
+        let Some(copy) = self.copy.as_mut() else {
+            return Err(Error::new(
+                SqlState::ProtocolViolation,
+                "CopyDone without a COPY in progress",
+            ));
+        };
+        copy.finish_input();
+        self.write_copy_rows().await;
+        let copy = self.copy.take().expect("copy in progress");
+        if let Some(e) = copy.error {
+            self.copy_failed(copy.implicit);
+            return Err(e);
+        }
+        if copy.implicit {
+            let r = self.slot.take().map(|mut t| t.commit());
+            self.end_txn();
+            if let Some(Err(e)) = r {
+                return Err(e.into());
+            }
+        }
+        Ok(Output::Command(format!("COPY {}", copy.written)))
+    }
+
+    /// The client gave up on the COPY (CopyFail): nothing of it stays.
+    pub fn copy_fail(&mut self, message: &str) -> Error {
+        if let Some(copy) = self.copy.take() {
+            self.copy_failed(copy.implicit);
+        }
+        Error::new(
+            SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {message}"),
+        )
+    }
+
+    /// COPY TO STDOUT: the rows of a table or a query.
+    pub(crate) async fn copy_to(&mut self, catalog: &Catalog, stmt: &Statement) -> Result<Output> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Err(Error::internal("not a COPY"));
+        };
+        if !*to || *target != ast::CopyTarget::Stdout {
+            return Err(Error::unsupported(
+                "COPY to or from a file or program (use STDIN/STDOUT, or psql's \\copy)",
+            ));
+        }
+        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
+        let sql = match source {
+            ast::CopySource::Query(q) => q.to_string(),
+            ast::CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let t = catalog.table(&crate::dml::object_name(table_name))?;
+                let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
+                let cols = crate::dml::column_positions(t, &names)?
+                    .into_iter()
+                    .map(|p| crate::dml::quote(&t.columns[p].name))
+                    .collect::<Vec<_>>();
+                format!(
+                    "SELECT {} FROM {}",
+                    cols.join(", "),
+                    crate::dml::quote(&t.name)
+                )
+            }
+        };
+        let stmt = parse(&sql)?
+            .pop()
+            .ok_or_else(|| Error::internal("empty COPY query"))?;
+        let Output::Rows {
+            schema, batches, ..
+        } = self.query(&stmt).await?
+        else {
+            return Err(Error::internal("COPY query returned no rows"));
+        };
+        Ok(Output::CopyOut {
+            schema,
+            batches,
+            format,
+        })
+    }
+}
+
+/// Insert rows given as text (COPY FROM): `targets` are the positions of the columns
+/// the values are for; the other columns get their defaults. Values go through the
+/// same assignment casts and checks as INSERT. Returns how many rows were written; an
+/// error comes with the index of the row that caused it, where known. Nothing of this
+/// call is undone on error (the caller fails the transaction).
+async fn insert_text_rows(
+    session: &mut Session,
+    t: &Arc<TableDesc>,
+    targets: &[usize],
+    rows: &[Vec<Option<String>>],
+) -> std::result::Result<u64, (Option<usize>, Error)> {
+    let converted = text_rows(session, t, targets, rows)
+        .await
+        .map_err(|e| (first_bad_row(t, targets, rows), e))?;
+    let mut n = 0;
+    for (i, partial) in converted.into_iter().enumerate() {
+        let row = crate::dml::complete(t, partial).map_err(|e| (Some(i), e))?;
+        crate::dml::write_new_row(session, t, &row, false).map_err(|e| (Some(i), e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The first row with a value its column cannot take.
+fn first_bad_row(t: &TableDesc, targets: &[usize], rows: &[Vec<Option<String>>]) -> Option<usize> {
+    use datafusion::arrow::array::StringArray;
+    rows.iter().position(|r| {
+        targets.iter().zip(r).any(|(p, v)| {
+            let col = &t.columns[*p];
+            let one: ArrayRef = Arc::new(StringArray::from(vec![v.as_deref()]));
+            cast_column(&one, col.ty, t, &col.name).is_err()
+        })
+    })
+}
+
+/// Text rows cast to the table's columns, defaults filled in.
+async fn text_rows(
+    session: &mut Session,
+    t: &Arc<TableDesc>,
+    targets: &[usize],
+    rows: &[Vec<Option<String>>],
+) -> Result<Vec<Vec<(usize, ScalarValue)>>> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(
+        (0..targets.len())
+            .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..targets.len())
+        .map(|i| Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref()))) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?;
+    let missing: Vec<usize> = (0..t.columns.len())
+        .filter(|p| !targets.contains(p) && t.columns[*p].default.is_some())
+        .collect();
+    let batches = if missing.is_empty() {
+        vec![batch]
+    } else {
+        let defaults: Vec<String> = missing
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{} AS __default_{i}", crate::dml::default_sql(t, *p)))
+            .collect();
+        session.ctx.register_table(
+            COPY_SOURCE,
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        )?;
+        let r = session
+            .query_sql(&format!(
+                "SELECT *, {} FROM {COPY_SOURCE}",
+                defaults.join(", ")
+            ))
+            .await;
+        session.ctx.deregister_table(COPY_SOURCE)?;
+        r?.1
+    };
+    let mut mapping: Vec<(usize, usize)> =
+        targets.iter().enumerate().map(|(i, p)| (i, *p)).collect();
+    mapping.extend(
+        missing
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (targets.len() + i, *p)),
+    );
+    crate::dml::rows_of(&batches, t, &mapping)
+}
+
+/// PostgreSQL takes `on`/`off`/`1`/`0` for COPY's boolean options (`WITH (FREEZE ON)`,
+/// which pgbench sends); the parser takes only `true`/`false`. Rewrite them in a COPY.
+pub(crate) fn copy_booleans(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
+        return sql.into();
+    }
+    let words: Vec<&str> = sql
+        .split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut after_option = false;
+    for w in words {
+        let (word, sep) = w.split_at(
+            w.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+                .len(),
+        );
+        let lower = word.to_ascii_lowercase();
+        let replaced = match lower.as_str() {
+            "on" | "1" if after_option => "true",
+            "off" | "0" if after_option => "false",
+            _ => word,
+        };
+        out.push_str(replaced);
+        out.push_str(sep);
+        if !word.is_empty() {
+            after_option = matches!(lower.as_str(), "freeze" | "header");
+        }
+    }
+    out.into()
+}
+
+pub(crate) fn is_copy_from_stdin(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Copy {
+            to: false,
+            target: ast::CopyTarget::Stdin,
+            ..
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,5 +851,18 @@ mod tests {
         assert_eq!(f.csv_fields(&line[..line.len() - 1]).unwrap(), row);
         assert!(f.csv_open(b"1,\"open"));
         assert!(!f.csv_open(b"1,\"closed\""));
+    }
+
+    #[test]
+    fn copy_boolean_options_are_rewritten() {
+        assert_eq!(
+            super::copy_booleans("copy pgbench_accounts from stdin with (freeze on)"),
+            "copy pgbench_accounts from stdin with (freeze true)"
+        );
+        assert_eq!(
+            super::copy_booleans("COPY t FROM STDIN (FORMAT csv, HEADER 0, FREEZE)"),
+            "COPY t FROM STDIN (FORMAT csv, HEADER false, FREEZE)"
+        );
+        assert_eq!(super::copy_booleans("select 'on'"), "select 'on'");
     }
 }

@@ -421,20 +421,36 @@ fn drop(
 
 /// Every row of `t`, read through the transaction.
 fn all_rows(session: &Session, t: &TableDesc) -> Result<Vec<Vec<ScalarValue>>> {
+    let mut rows = Vec::new();
+    for_each_row(session, t, |row| {
+        rows.push(row);
+        Ok(true)
+    })?;
+    Ok(rows)
+}
+
+/// Visit the rows of `t` in primary-key order, a page at a time, until `f` returns
+/// `false`. The reads are the transaction's (tracked).
+pub(crate) fn for_each_row(
+    session: &Session,
+    t: &TableDesc,
+    mut f: impl FnMut(Vec<ScalarValue>) -> Result<bool>,
+) -> Result<()> {
     let prefix = KeyKind::index_prefix(t.id, t.primary.id);
     let end = prefix_end(&prefix).expect("bounded");
-    let mut rows = Vec::new();
     let mut start = prefix;
     loop {
         let page = session
             .slot
             .with(|txn| Ok(txn.scan(&start, Some(&end), 1024)?))?;
         for (k, v) in &page {
-            rows.push(codec::decode_row(t, k, v)?);
+            if !f(codec::decode_row(t, k, v)?)? {
+                return Ok(());
+            }
         }
         match page.last() {
             Some((k, _)) if page.len() == 1024 => start = [k.as_slice(), &[0]].concat(),
-            _ => return Ok(rows),
+            _ => return Ok(()),
         }
     }
 }
@@ -833,30 +849,7 @@ async fn alter_table(
                 constraint: TableConstraint::ForeignKey(fk),
                 ..
             } => {
-                let cols: Vec<String> = fk.columns.iter().map(ident).collect();
-                let parent_name = object_name(&fk.foreign_table);
-                let desc = if parent_name == nt.name {
-                    crate::foreign_key::resolve(&nt, &cols, fk, &nt)?
-                } else {
-                    crate::foreign_key::resolve(&nt, &cols, fk, catalog.table(&parent_name)?)?
-                };
-                if nt.foreign_keys.iter().any(|f| f.name == desc.name) {
-                    return Err(Error::new(
-                        SqlState::DuplicateObject,
-                        format!(
-                            "constraint \"{}\" for relation \"{}\" already exists",
-                            desc.name, nt.name
-                        ),
-                    ));
-                }
-                let rows = all_rows(session, &nt)?;
-                if parent_name == nt.name {
-                    crate::foreign_key::check_existing(session, &nt, &rows, &desc, &nt.clone())?;
-                } else {
-                    let parent = catalog.table(&parent_name)?;
-                    crate::foreign_key::check_existing(session, &nt, &rows, &desc, parent)?;
-                }
-                nt.foreign_keys.push(desc);
+                crate::foreign_key::add_constraint(session, catalog, &mut nt, fk)?;
             }
             other => return Err(Error::unsupported(format!("ALTER TABLE {other}"))),
         }

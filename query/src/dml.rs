@@ -25,7 +25,6 @@ use crate::types::SqlType;
 
 const DML_TARGET: &str = "__tessera_dml_target";
 const RETURNING: &str = "__tessera_returning";
-const COPY_SOURCE: &str = "__tessera_copy";
 
 /// Quote an identifier for generated SQL.
 pub(crate) fn quote(name: &str) -> String {
@@ -134,7 +133,7 @@ fn check_value(t: &TableDesc, pos: usize, v: ScalarValue) -> Result<ScalarValue>
 }
 
 /// Rows of the batches, each cast column by column to `types`.
-fn rows_of(
+pub(crate) fn rows_of(
     batches: &[RecordBatch],
     t: &TableDesc,
     cols: &[(usize, usize)],
@@ -244,7 +243,10 @@ pub(crate) fn delete_row(session: &Session, t: &TableDesc, row: &[ScalarValue]) 
     })
 }
 
-fn complete(t: &TableDesc, partial: Vec<(usize, ScalarValue)>) -> Result<Vec<ScalarValue>> {
+pub(crate) fn complete(
+    t: &TableDesc,
+    partial: Vec<(usize, ScalarValue)>,
+) -> Result<Vec<ScalarValue>> {
     let mut row: Vec<Option<ScalarValue>> = vec![None; t.columns.len()];
     for (pos, v) in partial {
         row[pos] = Some(check_value(t, pos, v)?);
@@ -307,7 +309,7 @@ async fn returning(
     })
 }
 
-fn default_sql(t: &TableDesc, pos: usize) -> String {
+pub(crate) fn default_sql(t: &TableDesc, pos: usize) -> String {
     match &t.columns[pos].default {
         Some(d) => d.clone(),
         None => "NULL".into(),
@@ -685,94 +687,6 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         Some(items) => returning(session, &t, &alias, items, written, tag).await,
         None => Ok(Output::Command(tag)),
     }
-}
-
-/// Insert rows given as text (COPY FROM): `targets` are the positions of the columns
-/// the values are for; the other columns get their defaults. Values go through the
-/// same assignment casts and checks as INSERT. Returns how many rows were written; an
-/// error comes with the index of the row that caused it, where known. Nothing of this
-/// call is undone on error (the caller fails the transaction).
-pub(crate) async fn insert_text_rows(
-    session: &mut Session,
-    t: &Arc<TableDesc>,
-    targets: &[usize],
-    rows: &[Vec<Option<String>>],
-) -> std::result::Result<u64, (Option<usize>, Error)> {
-    let converted = text_rows(session, t, targets, rows)
-        .await
-        .map_err(|e| (first_bad_row(t, targets, rows), e))?;
-    let mut n = 0;
-    for (i, partial) in converted.into_iter().enumerate() {
-        let row = complete(t, partial).map_err(|e| (Some(i), e))?;
-        write_new_row(session, t, &row, false).map_err(|e| (Some(i), e))?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// The first row with a value its column cannot take.
-fn first_bad_row(t: &TableDesc, targets: &[usize], rows: &[Vec<Option<String>>]) -> Option<usize> {
-    use datafusion::arrow::array::StringArray;
-    rows.iter().position(|r| {
-        targets.iter().zip(r).any(|(p, v)| {
-            let col = &t.columns[*p];
-            let one: ArrayRef = Arc::new(StringArray::from(vec![v.as_deref()]));
-            cast_column(&one, col.ty, t, &col.name).is_err()
-        })
-    })
-}
-
-/// Text rows cast to the table's columns, defaults filled in.
-async fn text_rows(
-    session: &mut Session,
-    t: &Arc<TableDesc>,
-    targets: &[usize],
-    rows: &[Vec<Option<String>>],
-) -> Result<Vec<Vec<(usize, ScalarValue)>>> {
-    use datafusion::arrow::array::StringArray;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(
-        (0..targets.len())
-            .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let columns: Vec<ArrayRef> = (0..targets.len())
-        .map(|i| Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref()))) as ArrayRef)
-        .collect();
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?;
-    let missing: Vec<usize> = (0..t.columns.len())
-        .filter(|p| !targets.contains(p) && t.columns[*p].default.is_some())
-        .collect();
-    let batches = if missing.is_empty() {
-        vec![batch]
-    } else {
-        let defaults: Vec<String> = missing
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{} AS __default_{i}", default_sql(t, *p)))
-            .collect();
-        session.ctx.register_table(
-            COPY_SOURCE,
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-        )?;
-        let r = session
-            .query_sql(&format!(
-                "SELECT *, {} FROM {COPY_SOURCE}",
-                defaults.join(", ")
-            ))
-            .await;
-        session.ctx.deregister_table(COPY_SOURCE)?;
-        r?.1
-    };
-    let mut mapping: Vec<(usize, usize)> =
-        targets.iter().enumerate().map(|(i, p)| (i, *p)).collect();
-    mapping.extend(
-        missing
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (targets.len() + i, *p)),
-    );
-    rows_of(&batches, t, &mapping)
 }
 
 /// The target table and RETURNING items of a DML statement.

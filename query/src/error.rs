@@ -156,6 +156,14 @@ impl Error {
         self
     }
 
+    /// A statement inside a failed transaction block (25P02).
+    pub fn in_failed_transaction() -> Self {
+        Error::new(
+            SqlState::InFailedSqlTransaction,
+            "current transaction is aborted, commands ignored until end of transaction block",
+        )
+    }
+
     /// A feature that is not built: SQLSTATE 0A000 naming it.
     pub fn unsupported(feature: impl fmt::Display) -> Self {
         Error::new(

@@ -19,7 +19,7 @@
 
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast;
-use tessera_storage::keycode::{prefix_end, KeyKind};
+use tessera_storage::keycode::prefix_end;
 
 use crate::catalog::{Catalog, ForeignKeyDesc, IndexDesc, TableDesc};
 use crate::codec;
@@ -190,9 +190,6 @@ pub(crate) fn check_parents(session: &Session, t: &TableDesc, row: &[ScalarValue
     }
     let catalog = session.seq.catalog.lock().clone();
     for fk in &t.foreign_keys {
-        let Some(vals) = values(t, row, &fk.columns) else {
-            continue;
-        };
         let parent = if fk.table == t.id {
             t
         } else {
@@ -200,24 +197,39 @@ pub(crate) fn check_parents(session: &Session, t: &TableDesc, row: &[ScalarValue
                 .table_by_id(fk.table)
                 .ok_or_else(|| Error::internal("a foreign key names a table that is gone"))?
         };
-        if !parent_has(session, parent, &fk.ref_columns, &vals)? {
-            return Err(Error::new(
-                SqlState::ForeignKeyViolation,
-                format!(
-                    "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
-                    t.name, fk.name
-                ),
-            )
-            .with_detail(format!(
-                "{} is not present in table \"{}\".",
-                describe(t, &fk.columns, &vals),
-                parent.name
-            ))
-            .with_table(&t.name)
-            .with_constraint(&fk.name));
-        }
+        check_reference(session, t, row, fk, parent)?;
     }
     Ok(())
+}
+
+/// The row `fk` of `row` refers to must exist in `parent` (when its key is not null).
+fn check_reference(
+    session: &Session,
+    t: &TableDesc,
+    row: &[ScalarValue],
+    fk: &ForeignKeyDesc,
+    parent: &TableDesc,
+) -> Result<()> {
+    let Some(vals) = values(t, row, &fk.columns) else {
+        return Ok(());
+    };
+    if parent_has(session, parent, &fk.ref_columns, &vals)? {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::ForeignKeyViolation,
+        format!(
+            "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
+            t.name, fk.name
+        ),
+    )
+    .with_detail(format!(
+        "{} is not present in table \"{}\".",
+        describe(t, &fk.columns, &vals),
+        parent.name
+    ))
+    .with_table(&t.name)
+    .with_constraint(&fk.name))
 }
 
 /// Whether `child` has a row with `cols` = `vals`.
@@ -246,24 +258,12 @@ fn child_has(
             .slot
             .with(|txn| Ok(!txn.scan(&prefix, Some(&end), 1)?.is_empty()));
     }
-    let prefix = KeyKind::index_prefix(child.id, child.primary.id);
-    let end = prefix_end(&prefix).expect("bounded");
-    let mut start = prefix;
-    loop {
-        let page = session
-            .slot
-            .with(|txn| Ok(txn.scan(&start, Some(&end), 1024)?))?;
-        for (k, v) in &page {
-            let row = codec::decode_row(child, k, v)?;
-            if values(child, &row, cols).is_some_and(|r| r == vals) {
-                return Ok(true);
-            }
-        }
-        match page.last() {
-            Some((k, _)) if page.len() == 1024 => start = [k.as_slice(), &[0]].concat(),
-            _ => return Ok(false),
-        }
-    }
+    let mut found = false;
+    crate::ddl::for_each_row(session, child, |row| {
+        found = values(child, &row, cols).is_some_and(|r| r == vals);
+        Ok(!found)
+    })?;
+    Ok(found)
 }
 
 /// Before deleting `old` from `t` (or replacing it by `new`): no row may still refer to
@@ -305,35 +305,37 @@ pub(crate) fn check_children(
     Ok(())
 }
 
-/// The rows of `t` already there must satisfy `fk` (ALTER TABLE ... ADD CONSTRAINT).
-pub(crate) fn check_existing(
+/// ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY on `t`: the rows already there must
+/// satisfy it.
+pub(crate) fn add_constraint(
     session: &Session,
-    t: &TableDesc,
-    rows: &[Vec<ScalarValue>],
-    fk: &ForeignKeyDesc,
-    parent: &TableDesc,
+    catalog: &Catalog,
+    t: &mut TableDesc,
+    fk: &ast::ForeignKeyConstraint,
 ) -> Result<()> {
-    for row in rows {
-        let Some(vals) = values(t, row, &fk.columns) else {
-            continue;
-        };
-        if !parent_has(session, parent, &fk.ref_columns, &vals)? {
-            return Err(Error::new(
-                SqlState::ForeignKeyViolation,
-                format!(
-                    "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
-                    t.name, fk.name
-                ),
-            )
-            .with_detail(format!(
-                "{} is not present in table \"{}\".",
-                describe(t, &fk.columns, &vals),
-                parent.name
-            ))
-            .with_table(&t.name)
-            .with_constraint(&fk.name));
-        }
+    let cols: Vec<String> = fk.columns.iter().map(ident).collect();
+    let parent_name = crate::dml::object_name(&fk.foreign_table);
+    let self_reference = parent_name == t.name;
+    let parent = if self_reference {
+        t.clone()
+    } else {
+        (**catalog.table(&parent_name)?).clone()
+    };
+    let desc = resolve(t, &cols, fk, &parent)?;
+    if t.foreign_keys.iter().any(|f| f.name == desc.name) {
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!(
+                "constraint \"{}\" for relation \"{}\" already exists",
+                desc.name, t.name
+            ),
+        ));
     }
+    crate::ddl::for_each_row(session, t, |row| {
+        check_reference(session, t, &row, &desc, &parent)?;
+        Ok(true)
+    })?;
+    t.foreign_keys.push(desc);
     Ok(())
 }
 

@@ -32,6 +32,7 @@ mod sequence;
 mod session;
 mod txn_slot;
 mod types;
+mod utility;
 
 pub use builtins::SERVER_VERSION;
 pub use catalog::{Catalog, ColumnDesc, IndexDesc, TableDesc};

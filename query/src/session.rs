@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use tessera_cluster::{Db, TxnOptions};
 
 use crate::catalog::{Catalog, CatalogCache};
+use crate::copy::{copy_booleans, is_copy_from_stdin};
 use crate::error::{Error, Result, SqlState};
 use crate::provider::KvTable;
 use crate::sequence::{self, SequenceCache, SequenceContext};
@@ -133,15 +134,15 @@ pub struct Session {
     pub(crate) node: Arc<QueryNode>,
     pub(crate) ctx: SessionContext,
     pub(crate) slot: TxnSlot,
-    state: TxnState,
-    registered: Option<Arc<Catalog>>,
+    pub(crate) state: TxnState,
+    pub(crate) registered: Option<Arc<Catalog>>,
     pub(crate) seq: Arc<SequenceContext>,
-    info: Arc<crate::builtins::SessionInfo>,
-    notices: Vec<String>,
+    pub(crate) info: Arc<crate::builtins::SessionInfo>,
+    pub(crate) notices: Vec<String>,
     /// Open savepoints, innermost last.
-    savepoints: Vec<(String, tessera_cluster::Savepoint)>,
+    pub(crate) savepoints: Vec<(String, tessera_cluster::Savepoint)>,
     /// Whether [`Session::set_client`] has run.
-    client_known: bool,
+    pub(crate) client_known: bool,
     /// Advisory locks held by this session.
     advisory: Arc<crate::advisory::AdvisoryLocks>,
     /// The open transaction is the implicit one of a multi-statement query string.
@@ -149,7 +150,7 @@ pub struct Session {
     /// What the catalog functions know of the registered `pg_catalog`.
     catalog_facts: Arc<Mutex<Arc<crate::pg_catalog::CatalogFacts>>>,
     /// The COPY FROM STDIN in progress.
-    copy: Option<crate::copy::CopyIn>,
+    pub(crate) copy: Option<crate::copy::CopyIn>,
 }
 
 impl std::fmt::Debug for Session {
@@ -262,55 +263,6 @@ impl Session {
     /// A session setting (lower-case name).
     pub fn setting(&self, name: &str) -> Option<String> {
         self.info.get(name)
-    }
-
-    /// What the client said at startup: its user, database, `application_name` and
-    /// any `options=-c name=value` settings. These become the session's defaults.
-    pub fn set_client(&mut self, params: &std::collections::HashMap<String, String>) {
-        self.client_known = true;
-        if let Some(u) = params.get("user") {
-            *self.info.user.lock() = u.clone();
-        }
-        match params.get("database") {
-            Some(d) => *self.info.database.lock() = d.clone(),
-            None => {
-                if let Some(u) = params.get("user") {
-                    *self.info.database.lock() = u.clone();
-                }
-            }
-        }
-        for (k, v) in params {
-            let k = k.to_lowercase();
-            if [
-                "application_name",
-                "client_encoding",
-                "datestyle",
-                "timezone",
-            ]
-            .contains(&k.as_str())
-            {
-                self.info.set(&k, v.clone());
-            }
-        }
-        if let Some(options) = params.get("options") {
-            // `-c name=value` pairs (PGOPTIONS); `--name=value` is the same.
-            let words: Vec<&str> = options.split_whitespace().collect();
-            let mut i = 0;
-            while i < words.len() {
-                let pair = match words[i] {
-                    "-c" => {
-                        i += 1;
-                        words.get(i).copied()
-                    }
-                    w => w.strip_prefix("-c").or_else(|| w.strip_prefix("--")),
-                };
-                if let Some((k, v)) = pair.and_then(|p| p.split_once('=')) {
-                    self.info.set(&k.replace('-', "_"), v.to_string());
-                }
-                i += 1;
-            }
-        }
-        *self.info.defaults.lock() = self.info.settings.lock().clone();
     }
 
     /// The running statement was abandoned (cancelled) part way: undo what it did. An
@@ -472,10 +424,7 @@ impl Session {
             _ => {}
         }
         match self.state {
-            TxnState::Failed => Err(Error::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )),
+            TxnState::Failed => Err(Error::in_failed_transaction()),
             TxnState::Open => {
                 let r = self.run_in_txn(&stmt).await;
                 if r.is_err() {
@@ -514,287 +463,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// VACUUM and ANALYZE: accepted for the tables they name (which must exist), with
-    /// nothing to do. MVCC garbage is collected in the background, and the planner keeps
-    /// no statistics yet. `None` for any other statement.
-    fn maintenance(&mut self, sql: &str) -> Option<Result<Output>> {
-        let text = sql.trim().trim_end_matches(';').trim();
-        let mut words = text.split_whitespace();
-        let verb = words.next()?.to_lowercase();
-        if verb != "vacuum" && verb != "analyze" && verb != "analyse" {
-            return None;
-        }
-        if text.contains(';') {
-            return None;
-        }
-        let tag = if verb == "vacuum" {
-            "VACUUM"
-        } else {
-            "ANALYZE"
-        };
-        if self.state == TxnState::Failed {
-            return Some(Err(Error::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )));
-        }
-        if verb == "vacuum" && self.state != TxnState::Idle {
-            return Some(Err(Error::new(
-                SqlState::ActiveSqlTransaction,
-                "VACUUM cannot run inside a transaction block",
-            )));
-        }
-        let mut rest = text[verb.len()..].trim_start();
-        if rest.starts_with('(') {
-            // The parenthesised option list.
-            rest = rest.split_once(')').map_or("", |(_, r)| r);
-        }
-        let mut tables = Vec::new();
-        for part in rest.split(',') {
-            let mut ws = part.split_whitespace().peekable();
-            while let Some(w) = ws.peek() {
-                let lw = w.to_lowercase();
-                if [
-                    "full",
-                    "freeze",
-                    "verbose",
-                    "analyze",
-                    "analyse",
-                    "skip_locked",
-                ]
-                .contains(&lw.as_str())
-                {
-                    ws.next();
-                } else {
-                    break;
-                }
-            }
-            if let Some(name) = ws.next() {
-                let name = name.split('(').next().unwrap_or(name);
-                tables.push(name.to_string());
-            }
-        }
-        let check = || -> Result<()> {
-            let catalog = self.slot.with(|txn| self.node.catalogs.load(txn))?;
-            for name in &tables {
-                let obj = parse(&format!("SELECT * FROM {name}"))?;
-                let Some(Statement::Query(q)) = obj.first() else {
-                    return Err(Error::new(
-                        SqlState::SyntaxError,
-                        format!("syntax error at {name}"),
-                    ));
-                };
-                let ast::SetExpr::Select(sel) = q.body.as_ref() else {
-                    return Err(Error::new(
-                        SqlState::SyntaxError,
-                        format!("syntax error at {name}"),
-                    ));
-                };
-                let Some(ast::TableFactor::Table { name, .. }) =
-                    sel.from.first().map(|f| &f.relation)
-                else {
-                    return Err(Error::new(
-                        SqlState::SyntaxError,
-                        format!("syntax error at {name}"),
-                    ));
-                };
-                catalog.table(&crate::dml::object_name(name))?;
-            }
-            Ok(())
-        };
-        let r = if self.slot.is_open() {
-            check()
-        } else {
-            self.slot.set(self.node.db.begin(TxnOptions::default()));
-            let r = check();
-            if let Some(mut t) = self.slot.take() {
-                let _ = t.rollback();
-            }
-            r
-        };
-        Some(r.map(|()| Output::Command(tag.into())))
-    }
-
-    /// Start a COPY FROM STDIN: in the open transaction, or in one of its own.
-    fn copy_from(&mut self, stmt: &Statement) -> Result<Output> {
-        let Statement::Copy {
-            source,
-            options,
-            legacy_options,
-            ..
-        } = stmt
-        else {
-            return Err(Error::internal("not a COPY"));
-        };
-        if self.state == TxnState::Failed {
-            return Err(Error::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
-        let ast::CopySource::Table {
-            table_name,
-            columns,
-        } = source
-        else {
-            return Err(Error::new(
-                SqlState::SyntaxError,
-                "COPY FROM needs a table, not a query",
-            ));
-        };
-        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
-        let implicit = self.state == TxnState::Idle;
-        if implicit {
-            self.slot.set(self.node.db.begin(TxnOptions::default()));
-        }
-        let started = (|| {
-            let catalog = self.sync_catalog()?;
-            let t = catalog.table(&crate::dml::object_name(table_name))?.clone();
-            let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
-            let targets = crate::dml::column_positions(&t, &names)?;
-            Ok((t, targets))
-        })();
-        let (t, targets) = match started {
-            Ok(x) => x,
-            Err(e) => {
-                self.copy_failed(implicit);
-                return Err(e);
-            }
-        };
-        let columns = targets.len();
-        self.copy = Some(crate::copy::CopyIn::new(t, targets, format, implicit));
-        Ok(Output::CopyIn { columns })
-    }
-
-    /// A failed COPY FROM: its own transaction is rolled back, an explicit one fails.
-    fn copy_failed(&mut self, implicit: bool) {
-        self.copy = None;
-        if implicit {
-            self.end_txn();
-        } else {
-            self.state = TxnState::Failed;
-        }
-    }
-
-    /// Data of the COPY FROM in progress. Errors are kept for [`Session::copy_done`].
-    pub async fn copy_data(&mut self, data: &[u8]) {
-        let Some(copy) = self.copy.as_mut() else {
-            return;
-        };
-        copy.feed(data);
-        if copy.rows.len() >= crate::copy::BATCH_ROWS {
-            self.write_copy_rows().await;
-        }
-    }
-
-    async fn write_copy_rows(&mut self) {
-        let Some(mut copy) = self.copy.take() else {
-            return;
-        };
-        if copy.error.is_none() && !copy.rows.is_empty() {
-            let rows = std::mem::take(&mut copy.rows);
-            let (lines, values): (Vec<u64>, Vec<Vec<Option<String>>>) = rows.into_iter().unzip();
-            match crate::dml::insert_text_rows(self, &copy.table, &copy.targets, &values).await {
-                Ok(n) => copy.written += n,
-                Err((at, e)) => {
-                    let line = at.map_or(lines[0], |i| lines[i]);
-                    copy.error = Some(copy.line_error(line, e));
-                }
-            }
-        }
-        self.copy = Some(copy);
-    }
-
-    /// The client's end of the COPY data: write the rest and finish. `COPY n`.
-    pub async fn copy_done(&mut self) -> Result<Output> {
-        let Some(copy) = self.copy.as_mut() else {
-            return Err(Error::new(
-                SqlState::ProtocolViolation,
-                "CopyDone without a COPY in progress",
-            ));
-        };
-        copy.finish_input();
-        self.write_copy_rows().await;
-        let copy = self.copy.take().expect("copy in progress");
-        if let Some(e) = copy.error {
-            self.copy_failed(copy.implicit);
-            return Err(e);
-        }
-        if copy.implicit {
-            let r = self.slot.take().map(|mut t| t.commit());
-            self.end_txn();
-            if let Some(Err(e)) = r {
-                return Err(e.into());
-            }
-        }
-        Ok(Output::Command(format!("COPY {}", copy.written)))
-    }
-
-    /// The client gave up on the COPY (CopyFail): nothing of it stays.
-    pub fn copy_fail(&mut self, message: &str) -> Error {
-        if let Some(copy) = self.copy.take() {
-            self.copy_failed(copy.implicit);
-        }
-        Error::new(
-            SqlState::QueryCanceled,
-            format!("COPY from stdin failed: {message}"),
-        )
-    }
-
-    /// COPY TO STDOUT: the rows of a table or a query.
-    async fn copy_to(&mut self, catalog: &Catalog, stmt: &Statement) -> Result<Output> {
-        let Statement::Copy {
-            source,
-            to,
-            target,
-            options,
-            legacy_options,
-            ..
-        } = stmt
-        else {
-            return Err(Error::internal("not a COPY"));
-        };
-        if !*to || *target != ast::CopyTarget::Stdout {
-            return Err(Error::unsupported(
-                "COPY to or from a file or program (use STDIN/STDOUT, or psql's \\copy)",
-            ));
-        }
-        let format = crate::copy::CopyFormat::from_options(options, legacy_options)?;
-        let sql = match source {
-            ast::CopySource::Query(q) => q.to_string(),
-            ast::CopySource::Table {
-                table_name,
-                columns,
-            } => {
-                let t = catalog.table(&crate::dml::object_name(table_name))?;
-                let names: Vec<String> = columns.iter().map(crate::dml::ident).collect();
-                let cols = crate::dml::column_positions(t, &names)?
-                    .into_iter()
-                    .map(|p| crate::dml::quote(&t.columns[p].name))
-                    .collect::<Vec<_>>();
-                format!(
-                    "SELECT {} FROM {}",
-                    cols.join(", "),
-                    crate::dml::quote(&t.name)
-                )
-            }
-        };
-        let stmt = parse(&sql)?
-            .pop()
-            .ok_or_else(|| Error::internal("empty COPY query"))?;
-        let Output::Rows {
-            schema, batches, ..
-        } = self.query(&stmt).await?
-        else {
-            return Err(Error::internal("COPY query returned no rows"));
-        };
-        Ok(Output::CopyOut {
-            schema,
-            batches,
-            format,
-        })
     }
 
     /// Describe a statement: its parameter types and result columns.
@@ -925,83 +593,7 @@ impl Session {
         Ok(Output::Command("ROLLBACK".into()))
     }
 
-    fn no_such_savepoint(name: &str) -> Error {
-        Error::new(
-            SqlState::InvalidSavepointSpecification,
-            format!("savepoint \"{name}\" does not exist"),
-        )
-    }
-
-    /// SAVEPOINT: remember the transaction's writes so far.
-    fn savepoint(&mut self, name: String) -> Result<Output> {
-        match self.state {
-            TxnState::Idle => Err(Error::new(
-                SqlState::NoActiveSqlTransaction,
-                "SAVEPOINT can only be used in transaction blocks",
-            )),
-            TxnState::Failed => Err(Error::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )),
-            TxnState::Open => {
-                let sp = self.slot.with(|t| Ok(t.savepoint()?))?;
-                self.savepoints.push((name, sp));
-                Ok(Output::Command("SAVEPOINT".into()))
-            }
-        }
-    }
-
-    /// RELEASE SAVEPOINT: forget it and every savepoint after it; the writes stay.
-    fn release_savepoint(&mut self, name: &str) -> Result<Output> {
-        match self.state {
-            TxnState::Idle => Err(Error::new(
-                SqlState::NoActiveSqlTransaction,
-                "RELEASE SAVEPOINT can only be used in transaction blocks",
-            )),
-            TxnState::Failed => Err(Error::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )),
-            TxnState::Open => {
-                let Some(at) = self.savepoints.iter().rposition(|(n, _)| n == name) else {
-                    self.state = TxnState::Failed;
-                    return Err(Self::no_such_savepoint(name));
-                };
-                self.savepoints.truncate(at);
-                Ok(Output::Command("RELEASE".into()))
-            }
-        }
-    }
-
-    /// ROLLBACK TO SAVEPOINT: undo the writes made since, keep the savepoint, and leave
-    /// a failed transaction usable again.
-    fn rollback_to_savepoint(&mut self, name: &str) -> Result<Output> {
-        if self.state == TxnState::Idle {
-            return Err(Error::new(
-                SqlState::NoActiveSqlTransaction,
-                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
-            ));
-        }
-        let Some(at) = self.savepoints.iter().rposition(|(n, _)| n == name) else {
-            self.state = TxnState::Failed;
-            return Err(Self::no_such_savepoint(name));
-        };
-        self.savepoints.truncate(at + 1);
-        let sp = self.savepoints[at].1.clone();
-        let undone = self.slot.with(|t| Ok(t.rollback_to(&sp)?))?;
-        if !undone {
-            self.state = TxnState::Failed;
-            return Err(Error::unsupported(
-                "ROLLBACK TO SAVEPOINT after the transaction wrote more than its write buffer holds",
-            ));
-        }
-        self.state = TxnState::Open;
-        // A schema change undone must not stay registered.
-        self.registered = None;
-        Ok(Output::Command("ROLLBACK".into()))
-    }
-
-    fn end_txn(&mut self) {
+    pub(crate) fn end_txn(&mut self) {
         self.savepoints.clear();
         self.advisory.end_transaction();
         if let Some(mut t) = self.slot.take() {
@@ -1119,112 +711,6 @@ impl Session {
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         Ok((schema, df.collect().await?))
-    }
-
-    fn run_utility(&mut self, stmt: &Statement) -> Result<Output> {
-        match stmt {
-            Statement::Set(set) => self.set(set),
-            Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let name = match name.as_str() {
-                    "transaction isolation level" => "transaction_isolation".to_string(),
-                    "time zone" => "timezone".to_string(),
-                    _ => name,
-                };
-                let value = self.info.get(&name).ok_or_else(|| {
-                    Error::new(
-                        SqlState::UndefinedObject,
-                        format!("unrecognized configuration parameter \"{name}\""),
-                    )
-                })?;
-                let schema = crate::types::schema_of(
-                    [(name.as_str(), crate::types::SqlType::Text, false)].into_iter(),
-                );
-                let col = Arc::new(datafusion::arrow::array::StringArray::from(vec![value]));
-                let batch =
-                    RecordBatch::try_new(schema.clone(), vec![col]).map_err(Error::internal)?;
-                Ok(Output::Rows {
-                    schema,
-                    batches: vec![batch],
-                    tag: "SHOW".into(),
-                })
-            }
-            Statement::Reset(r) => {
-                match &r.reset {
-                    ast::Reset::ALL => self.info.reset_all(),
-                    ast::Reset::ConfigurationParameter(name) => {
-                        self.info.reset(&name.to_string().to_lowercase())
-                    }
-                }
-                Ok(Output::Command("RESET".into()))
-            }
-            Statement::Discard { object_type } => {
-                if *object_type == ast::DiscardObject::ALL {
-                    if self.state != TxnState::Idle {
-                        return Err(Error::new(
-                            SqlState::ActiveSqlTransaction,
-                            "DISCARD ALL cannot run inside a transaction block",
-                        ));
-                    }
-                    self.info.reset_all();
-                }
-                Ok(Output::Command(format!("DISCARD {object_type}")))
-            }
-            // Prepared statements live in the protocol layer, which keeps them per
-            // connection; the statement is acknowledged as PostgreSQL does.
-            Statement::Deallocate { name, .. } => Ok(Output::Command(
-                if name.value.eq_ignore_ascii_case("all") && name.quote_style.is_none() {
-                    "DEALLOCATE ALL".into()
-                } else {
-                    "DEALLOCATE".into()
-                },
-            )),
-            other => Err(Error::unsupported(format!(
-                "statement \"{}\"",
-                statement_name(other)
-            ))),
-        }
-    }
-
-    fn set(&mut self, set: &ast::Set) -> Result<Output> {
-        match set {
-            ast::Set::SingleAssignment {
-                variable, values, ..
-            } => {
-                let name = variable.to_string().to_lowercase();
-                let value = values
-                    .iter()
-                    .map(|v| match v {
-                        ast::Expr::Value(v) => match &v.value {
-                            ast::Value::SingleQuotedString(s) => s.clone(),
-                            other => other.to_string(),
-                        },
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.info.set(&name, value);
-            }
-            ast::Set::SetTimeZone { value, .. } => {
-                let v = match value {
-                    ast::Expr::Value(v) => match &v.value {
-                        ast::Value::SingleQuotedString(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    other => other.to_string(),
-                };
-                self.info.set("timezone", v);
-            }
-            ast::Set::SetTransaction { .. }
-            | ast::Set::SetNames { .. }
-            | ast::Set::SetNamesDefault { .. } => {}
-            other => return Err(Error::unsupported(format!("SET form \"{other}\""))),
-        }
-        Ok(Output::Command("SET".into()))
     }
 }
 
@@ -1382,49 +868,6 @@ fn is_transaction_control(stmt: &Statement) -> bool {
     )
 }
 
-/// PostgreSQL takes `on`/`off`/`1`/`0` for COPY's boolean options (`WITH (FREEZE ON)`,
-/// which pgbench sends); the parser takes only `true`/`false`. Rewrite them in a COPY.
-fn copy_booleans(sql: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = sql.trim_start();
-    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
-        return sql.into();
-    }
-    let words: Vec<&str> = sql
-        .split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
-        .collect();
-    let mut out = String::with_capacity(sql.len());
-    let mut after_option = false;
-    for w in words {
-        let (word, sep) = w.split_at(
-            w.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
-                .len(),
-        );
-        let lower = word.to_ascii_lowercase();
-        let replaced = match lower.as_str() {
-            "on" | "1" if after_option => "true",
-            "off" | "0" if after_option => "false",
-            _ => word,
-        };
-        out.push_str(replaced);
-        out.push_str(sep);
-        if !word.is_empty() {
-            after_option = matches!(lower.as_str(), "freeze" | "header");
-        }
-    }
-    out.into()
-}
-
-fn is_copy_from_stdin(stmt: &Statement) -> bool {
-    matches!(
-        stmt,
-        Statement::Copy {
-            to: false,
-            target: ast::CopyTarget::Stdin,
-            ..
-        }
-    )
-}
-
 /// Statements that never touch the key space.
 fn is_non_transactional(stmt: &Statement) -> bool {
     matches!(
@@ -1445,20 +888,4 @@ pub fn statement_name(stmt: &Statement) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_uppercase()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn copy_boolean_options_are_rewritten() {
-        assert_eq!(
-            super::copy_booleans("copy pgbench_accounts from stdin with (freeze on)"),
-            "copy pgbench_accounts from stdin with (freeze true)"
-        );
-        assert_eq!(
-            super::copy_booleans("COPY t FROM STDIN (FORMAT csv, HEADER 0, FREEZE)"),
-            "COPY t FROM STDIN (FORMAT csv, HEADER false, FREEZE)"
-        );
-        assert_eq!(super::copy_booleans("select 'on'"), "select 'on'");
-    }
 }

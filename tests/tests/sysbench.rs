@@ -43,16 +43,20 @@ fn reported(report: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no \"{label}\" in:\n{report}"))
 }
 
+/// How many rows sbtest1 holds.
+async fn rows(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT count(*) FROM sbtest1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sysbench_oltp_workloads() {
     let node = Node::start();
     sysbench(&node, &["oltp_read_write", "prepare"]);
     let c = node.connect().await;
-    let count: i64 = c
-        .query_one("SELECT count(*) FROM sbtest1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = rows(&c).await;
     assert_eq!(count, 500);
 
     let report = sysbench(
@@ -80,11 +84,7 @@ async fn sysbench_oltp_workloads() {
     );
     assert_eq!(reported(&report, "transactions:"), 40);
     // Each transaction deletes a row and inserts it again: the count is unchanged.
-    let count: i64 = c
-        .query_one("SELECT count(*) FROM sbtest1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = rows(&c).await;
     assert_eq!(count, 500);
 
     let report = sysbench(
@@ -99,11 +99,7 @@ async fn sysbench_oltp_workloads() {
     );
     let inserted = reported(&report, "transactions:");
     assert_eq!(inserted, 50);
-    let count: i64 = c
-        .query_one("SELECT count(*) FROM sbtest1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = rows(&c).await;
     assert_eq!(count, 550);
 
     sysbench(&node, &["oltp_read_write", "cleanup"]);
