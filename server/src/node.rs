@@ -45,6 +45,10 @@ pub struct RaftSettings {
     /// Applied log entries kept per tablet; a replica further behind gets a snapshot.
     #[arg(long, default_value_t = 10_000)]
     pub raft_log_keep: u64,
+    /// Rate at which a snapshot streams to a replica that is catching up, in MiB/s (sent
+    /// in chunks of 1 MiB, a whole number of them per tick).
+    #[arg(long, default_value_t = 40)]
+    pub raft_snapshot_mib_per_sec: u64,
     /// The most any node's clock may be ahead of another's, in milliseconds; a new
     /// leaseholder waits this long before its first write.
     #[arg(long, default_value_t = 500)]
@@ -57,6 +61,7 @@ impl Default for RaftSettings {
             raft_tick_ms: 100,
             raft_election_ticks: 10,
             raft_log_keep: 10_000,
+            raft_snapshot_mib_per_sec: 40,
             max_offset_ms: 500,
         }
     }
@@ -118,6 +123,11 @@ impl Node {
             raft: RaftConfig {
                 election_tick: config.raft.raft_election_ticks.max(3),
                 log_keep_entries: config.raft.raft_log_keep.max(1),
+                snapshot_chunk_bytes: 1 << 20,
+                snapshot_chunks_per_tick: (config.raft.raft_snapshot_mib_per_sec
+                    * config.raft.raft_tick_ms
+                    / 1000)
+                    .max(1) as usize,
                 ..RaftConfig::default()
             },
             tick: Duration::from_millis(config.raft.raft_tick_ms.max(1)),

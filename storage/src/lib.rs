@@ -32,7 +32,7 @@ pub mod mvcc;
 mod timestamp;
 mod tscache;
 
-pub use engine::{Cf, Engine, MemoryEngine, RocksEngine, Visit, WriteBatch, WriteOp};
+pub use engine::{Cf, Engine, MemoryEngine, RocksEngine, Visit, Visitor, WriteBatch, WriteOp};
 pub use error::{Error, Result};
 pub use timestamp::Timestamp;
 pub use tscache::TimestampCache;

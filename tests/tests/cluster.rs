@@ -349,7 +349,7 @@ async fn a_node_behind_truncated_logs_catches_up_by_snapshot() {
     nodes[2].restart();
     nodes[2].wait_sql();
     assert_eq!(count(&nodes[2]).await, 60);
-    wait_for_log(&nodes[2], &["installing a snapshot"]);
+    wait_for_log(&nodes[2], &["installed a snapshot"]);
     // Lose the other follower: the quorum now needs node 3.
     nodes[1].kill9();
     insert(&nodes[2], 61..=65).await;

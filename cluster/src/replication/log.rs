@@ -14,7 +14,8 @@
 //! the driver writes the batch before raft-rs reads the log again. Invariants:
 //! `truncated_index <= applied <= commit <= last_index`, and entries `(truncated_index,
 //! last_index]` are all present. A snapshot is the group's span of the `Data` column family
-//! at `applied`, with the conf state at that point.
+//! as of `applied` or later, with the conf state at `applied`; its data is streamed and
+//! installed by [`super::snapshot`], never built here.
 
 use std::sync::Arc;
 
@@ -51,39 +52,6 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
 
 fn to_raft(e: Error) -> raft::Error {
     raft::Error::Store(StorageError::Other(Box::new(e)))
-}
-
-fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
-    }
-    out
-}
-
-fn decode_pairs(mut b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let take = |b: &mut &[u8]| -> Result<Vec<u8>> {
-        if b.len() < 4 {
-            return Err(corrupt("snapshot data"));
-        }
-        let n = u32::from_be_bytes(b[..4].try_into().expect("4 bytes")) as usize;
-        if b.len() < 4 + n {
-            return Err(corrupt("snapshot data"));
-        }
-        let v = b[4..4 + n].to_vec();
-        *b = &b[4 + n..];
-        Ok(v)
-    };
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let k = take(&mut b)?;
-        let v = take(&mut b)?;
-        out.push((k, v));
-    }
-    Ok(out)
 }
 
 /// Index (and term) at which a bootstrapped group's log starts.
@@ -270,18 +238,11 @@ impl RaftLog {
         self.applied = index;
     }
 
-    /// Replace the replica's data and log with a snapshot received from the leader.
+    /// Replace the replica's log with a snapshot's metadata: the log restarts after the
+    /// snapshot's index, which becomes the applied index. (The data is installed by
+    /// [`super::snapshot`].)
     pub fn stage_snapshot(&mut self, batch: &mut WriteBatch, snap: &Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
-        let pairs = decode_pairs(snap.get_data())?;
-        let (start, end) = self.span.clone();
-        batch.delete_range(Cf::Data, start, end);
-        for (k, v) in pairs {
-            if k < self.span.0 || k >= self.span.1 {
-                return Err(corrupt("snapshot key outside the group's span"));
-            }
-            batch.put(Cf::Data, k, v);
-        }
         batch.delete_range(
             Cf::Raft,
             entry_key(self.group, 0),
@@ -312,17 +273,6 @@ impl RaftLog {
         );
         self.stage_truncated(batch, index, term);
         Ok(())
-    }
-
-    /// Every key and value of the group's data, as a snapshot carries them.
-    fn data(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut pairs = Vec::new();
-        self.engine
-            .scan(Cf::Data, &self.span.0, Some(&self.span.1), &mut |k, v| {
-                pairs.push((k.to_vec(), v.to_vec()));
-                Ok(Visit::Continue)
-            })?;
-        Ok(pairs)
     }
 }
 
@@ -421,7 +371,8 @@ impl raft::Storage for RaftLog {
         meta.index = self.applied;
         meta.term = self.term(self.applied)?;
         meta.set_conf_state(self.conf.clone());
-        snap.set_data(encode_pairs(&self.data().map_err(to_raft)?).into());
+        // The data is streamed by the store in chunks (see `super::snapshot`).
+        snap.set_data(super::snapshot::TO_STREAM.to_vec().into());
         Ok(snap)
     }
 }

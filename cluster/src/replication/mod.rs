@@ -36,6 +36,7 @@ mod command;
 mod driver;
 pub mod log;
 mod raft_store;
+mod snapshot;
 mod tcp;
 mod transport;
 

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
 use super::command::Command;
 use super::log::RaftLog;
+use super::snapshot::{self, Incoming, Outgoing, Received};
 use super::transport::{Envelope, Transport};
 use crate::{Error, Result};
 
@@ -33,6 +34,11 @@ pub struct RaftConfig {
     /// Applied entries kept in a log before it is truncated (a replica further behind
     /// catches up from a snapshot).
     pub log_keep_entries: u64,
+    /// Bytes of data per snapshot chunk (one message).
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot chunks sent per tick to each follower being caught up: with the chunk
+    /// size and the tick, the rate at which a snapshot streams.
+    pub snapshot_chunks_per_tick: usize,
 }
 
 impl Default for RaftConfig {
@@ -44,6 +50,8 @@ impl Default for RaftConfig {
             max_inflight_msgs: 256,
             max_command_bytes: 16 << 20,
             log_keep_entries: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_chunks_per_tick: 4,
         }
     }
 }
@@ -138,6 +146,10 @@ pub struct RaftStore {
     /// Read requests held back until their leader has committed an entry of its term
     /// (raft-rs drops a ReadIndex asked earlier): (group, request id).
     held_reads: Vec<(u64, u64)>,
+    /// Snapshots this store is streaming to followers.
+    outgoing: Vec<Outgoing>,
+    /// Snapshot streams arriving here, by group.
+    incoming: BTreeMap<u64, Incoming>,
 }
 
 fn raft_err(e: raft::Error) -> Error {
@@ -161,6 +173,8 @@ impl RaftStore {
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             read_states: Vec::new(),
             held_reads: Vec::new(),
+            outgoing: Vec::new(),
+            incoming: BTreeMap::new(),
         };
         let mut descs = Vec::new();
         store.engine.scan(
@@ -191,6 +205,11 @@ impl RaftStore {
     }
 
     fn start_replica(&mut self, desc: GroupDesc) -> Result<()> {
+        snapshot::recover(
+            &*self.engine,
+            desc.id,
+            &(desc.start.clone(), desc.end.clone()),
+        )?;
         let log = RaftLog::open(
             desc.id,
             self.engine.clone(),
@@ -240,23 +259,114 @@ impl RaftStore {
         self.start_replica(desc)
     }
 
-    /// Advance every replica's logical clock by one tick.
+    /// Advance every replica's logical clock by one tick, and send the next chunks of
+    /// the snapshots being streamed.
     pub fn tick(&mut self) {
         for r in self.replicas.values_mut() {
             r.node.tick();
+        }
+        self.stream_snapshots();
+    }
+
+    /// Send up to `snapshot_chunks_per_tick` chunks of every outgoing snapshot; a stream
+    /// whose last chunk is out is reported to raft-rs as finished.
+    fn stream_snapshots(&mut self) {
+        let mut out = Vec::new();
+        let (chunk, per_tick) = (
+            self.cfg.snapshot_chunk_bytes,
+            self.cfg.snapshot_chunks_per_tick,
+        );
+        let engine = self.engine.clone();
+        let replicas = &mut self.replicas;
+        self.outgoing.retain_mut(|o| {
+            let Some(r) = replicas.get_mut(&o.group) else {
+                return false;
+            };
+            if r.node.raft.state != StateRole::Leader {
+                return false;
+            }
+            for _ in 0..per_tick.max(1) {
+                match o.next_chunk(&*engine, &r.desc.end, chunk) {
+                    Ok(msg) => out.push(Envelope { group: o.group, msg }),
+                    Err(e) => {
+                        tracing::warn!(group = o.group, to = o.to, error = %e, "snapshot stream failed");
+                        r.node.report_snapshot(o.to, SnapshotStatus::Failure);
+                        return false;
+                    }
+                }
+                if o.is_done() {
+                    r.node.report_snapshot(o.to, SnapshotStatus::Finish);
+                    return false;
+                }
+            }
+            true
+        });
+        if !out.is_empty() {
+            self.transport.send(out);
+        }
+    }
+
+    /// Take the snapshots raft-rs wants sent out of `msgs`: they are streamed in chunks.
+    fn divert_snapshots(&mut self, msgs: &mut Vec<Envelope>) {
+        let mut i = 0;
+        while i < msgs.len() {
+            if !snapshot::is_to_stream(&msgs[i].msg) {
+                i += 1;
+                continue;
+            }
+            let env = msgs.remove(i);
+            let Some(r) = self.replicas.get(&env.group) else {
+                continue;
+            };
+            tracing::info!(
+                group = env.group,
+                to = env.msg.to,
+                index = env.msg.get_snapshot().get_metadata().index,
+                "streaming a snapshot"
+            );
+            let o = Outgoing::new(env.group, env.msg, &r.desc.start);
+            self.outgoing.retain(|x| (x.group, x.to) != (o.group, o.to));
+            self.outgoing.push(o);
         }
     }
 
     /// Hand a message from a peer to its replica. Messages for unknown groups are
     /// dropped (the sender retries; a replica may not exist here yet).
     pub fn step(&mut self, env: Envelope) {
-        match self.replicas.get_mut(&env.group) {
-            Some(r) => {
-                if let Err(e) = r.node.step(env.msg) {
-                    tracing::debug!(group = env.group, error = %e, "message dropped");
+        let Some(r) = self.replicas.get_mut(&env.group) else {
+            tracing::debug!(group = env.group, "message for unknown group dropped");
+            return;
+        };
+        let mut msg = env.msg;
+        let staged = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if staged {
+            if !snapshot::is_chunk(&msg) {
+                tracing::warn!(
+                    group = env.group,
+                    "snapshot message that is not a chunk dropped"
+                );
+                return;
+            }
+            let span = (r.desc.start.clone(), r.desc.end.clone());
+            let incoming = self.incoming.entry(env.group).or_default();
+            match incoming.receive(&*self.engine, env.group, &span, msg) {
+                Ok(Received::Pending) => return,
+                Ok(Received::Complete(m)) => msg = m,
+                Err(e) => {
+                    tracing::warn!(group = env.group, error = %e, "snapshot stream dropped");
+                    return;
                 }
             }
-            None => tracing::debug!(group = env.group, "message for unknown group dropped"),
+        }
+        if let Err(e) = r.node.step(msg) {
+            tracing::debug!(group = env.group, error = %e, "message dropped");
+        }
+        // raft-rs declines a snapshot it no longer needs: drop what was staged for it.
+        if staged && r.node.raft.raft_log.unstable.snapshot.is_none() {
+            let incoming = self.incoming.entry(env.group).or_default();
+            if let Err(e) = incoming.finish(&*self.engine, env.group, false) {
+                tracing::warn!(group = env.group, error = %e, "dropping a staged snapshot failed");
+            }
         }
     }
 
@@ -484,13 +594,27 @@ impl RaftStore {
             }
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
+                if snap.get_data() != snapshot::STAGED {
+                    return Err(Error::Raft(format!(
+                        "group {group}: a snapshot to install that was not staged"
+                    )));
+                }
+                // Durably drop the old data and log and set the marker, copy the staged
+                // chunks in, and clear the marker with this cycle's fsync.
+                let span = (r.desc.start.clone(), r.desc.end.clone());
+                let mut first = WriteBatch::new();
+                snapshot::stage_install(&mut first, group, &span);
+                r.node.mut_store().stage_snapshot(&mut first, &snap)?;
+                self.engine.write(first, true)?;
+                let pairs = snapshot::copy_staged(&*self.engine, group, &span)?;
+                snapshot::stage_cleanup(&mut batch, group);
+                self.incoming.remove(&group);
                 tracing::info!(
                     group,
                     index = snap.get_metadata().index,
-                    bytes = snap.get_data().len(),
-                    "installing a snapshot"
+                    pairs,
+                    "installed a snapshot"
                 );
-                r.node.mut_store().stage_snapshot(&mut batch, &snap)?;
             }
             apply(
                 group,
@@ -509,6 +633,7 @@ impl RaftStore {
         if readies.is_empty() {
             return Ok(applied);
         }
+        self.divert_snapshots(&mut early);
         // A leader may send its appends before its own fsync (Raft allows it).
         self.transport.send(early);
         if !batch.is_empty() {
@@ -533,12 +658,16 @@ impl RaftStore {
             )?;
             r.node.advance_apply();
         }
-        // Truncate logs that keep more applied entries than configured.
+        // Truncate logs that keep more applied entries than configured, but never past a
+        // snapshot being streamed: its follower continues from the log after it.
         let keep = self.cfg.log_keep_entries;
-        for r in self.replicas.values_mut() {
+        for (group, r) in self.replicas.iter_mut() {
             let log = r.node.store();
             if log.applied() > log.truncated_index() + 2 * keep {
-                let upto = log.applied() - keep;
+                let streaming = self.outgoing.iter().filter(|o| o.group == *group);
+                let upto = streaming
+                    .map(|o| o.index)
+                    .fold(log.applied() - keep, u64::min);
                 r.node.mut_store().stage_compact(&mut batch, upto)?;
             }
         }
@@ -546,6 +675,7 @@ impl RaftStore {
             // Everything here is recoverable from the fsynced log: no sync needed.
             self.engine.write(batch, false)?;
         }
+        self.divert_snapshots(&mut later);
         self.transport.send(later);
         Ok(applied)
     }

@@ -5,19 +5,70 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, MessageType};
 use tessera_cluster::replication::{
     Applied, Command, GroupDesc, MemNetwork, ProposeError, RaftConfig, RaftStore,
 };
-use tessera_storage::{Cf, Engine, MemoryEngine, Visit, WriteBatch};
+use tessera_storage::{Cf, Engine, MemoryEngine, Visit, Visitor, WriteBatch, WriteOp};
+
+/// A memory engine whose writes of table data can be made to fail, as a broken disk's
+/// would: the store must stop, and recover from what it wrote before.
+#[derive(Default)]
+pub struct TestEngine {
+    inner: MemoryEngine,
+    failing: AtomicBool,
+}
+
+impl TestEngine {
+    /// Fail (or stop failing) every write that puts a key of the `Data` column family.
+    pub fn fail_data_writes(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
+    }
+}
+
+impl Engine for TestEngine {
+    fn get(&self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
+        self.inner.get(cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visitor<'_>,
+    ) -> tessera_storage::Result<()> {
+        self.inner.scan(cf, start, end, visit)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
+        let data_put = |op: &WriteOp| matches!(op, WriteOp::Put { cf: Cf::Data, .. });
+        if self.is_failing() && batch.ops().iter().any(data_put) {
+            return Err(tessera_storage::Error::Engine(
+                "injected write failure".into(),
+            ));
+        }
+        self.inner.write(batch, sync)
+    }
+}
 
 pub struct Cluster {
     pub net: MemNetwork,
-    pub engines: BTreeMap<u64, Arc<MemoryEngine>>,
+    pub engines: BTreeMap<u64, Arc<TestEngine>>,
     pub stores: BTreeMap<u64, RaftStore>,
     pub applied: BTreeMap<u64, Vec<Applied>>,
+    pub cfg: RaftConfig,
+    /// Size of the data of every snapshot message delivered, in order.
+    pub snapshot_messages: Vec<usize>,
+    /// Nodes stopped because a write their engine was told to fail failed.
+    pub crashed: Vec<u64>,
 }
 
 pub fn group(id: u64) -> GroupDesc {
@@ -48,12 +99,20 @@ impl Cluster {
 
     /// `nodes` nodes, each with a replica of every group described (all voters).
     pub fn with_groups(nodes: u64, groups: Vec<GroupDesc>, seed: u64) -> Self {
+        Self::with_config(nodes, groups, seed, RaftConfig::default())
+    }
+
+    /// Like [`Cluster::with_groups`], with the given Raft settings on every store.
+    pub fn with_config(nodes: u64, groups: Vec<GroupDesc>, seed: u64, cfg: RaftConfig) -> Self {
         let net = MemNetwork::new(seed);
         let mut c = Cluster {
             net,
             engines: BTreeMap::new(),
             stores: BTreeMap::new(),
             applied: BTreeMap::new(),
+            cfg,
+            snapshot_messages: Vec::new(),
+            crashed: Vec::new(),
         };
         let voters: Vec<u64> = (1..=nodes).collect();
         for n in 1..=nodes {
@@ -70,15 +129,14 @@ impl Cluster {
     }
 
     pub fn add_node(&mut self, n: u64) {
-        let engine = Arc::new(MemoryEngine::new());
+        let engine = Arc::new(TestEngine::default());
         self.engines.insert(n, engine);
         self.start(n);
     }
 
     pub fn start(&mut self, n: u64) {
         let engine: Arc<dyn Engine> = self.engines[&n].clone();
-        let store =
-            RaftStore::open(n, engine, self.net.transport(), RaftConfig::default()).unwrap();
+        let store = RaftStore::open(n, engine, self.net.transport(), self.cfg.clone()).unwrap();
         self.stores.insert(n, store);
     }
 
@@ -95,11 +153,23 @@ impl Cluster {
                 continue; // a down node loses what was sent to it
             };
             for m in msgs {
+                if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                    self.snapshot_messages
+                        .push(m.msg.get_snapshot().get_data().len());
+                }
                 store.step(m);
             }
             store.tick();
-            let done = store.handle_ready().unwrap();
-            self.applied.entry(n).or_default().extend(done);
+            match store.handle_ready() {
+                Ok(done) => self.applied.entry(n).or_default().extend(done),
+                Err(e) if self.engines[&n].is_failing() => {
+                    // A failed write is fatal for a store: the node goes down.
+                    tracing::info!(node = n, error = %e, "store stopped");
+                    self.stores.remove(&n);
+                    self.crashed.push(n);
+                }
+                Err(e) => panic!("node {n}: {e}"),
+            }
         }
     }
 
