@@ -129,8 +129,16 @@ pub fn literal_sql(v: &ScalarValue) -> String {
             format!("decode({}, 'hex')", quoted(&hex))
         }
         ScalarValue::Date32(Some(_)) => cast(v.to_string(), "DATE"),
-        ScalarValue::TimestampMicrosecond(Some(_), None) => cast(v.to_string(), "TIMESTAMP"),
-        ScalarValue::TimestampMicrosecond(Some(_), Some(_)) => cast(v.to_string(), "TIMESTAMPTZ"),
+        ScalarValue::TimestampMicrosecond(Some(us), tz) => {
+            let Some(t) = chrono::DateTime::from_timestamp_micros(*us) else {
+                return quoted(&v.to_string());
+            };
+            let text = t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            match tz {
+                None => cast(text, "TIMESTAMP"),
+                Some(_) => cast(format!("{text}+00:00"), "TIMESTAMPTZ"),
+            }
+        }
         other => quoted(&other.to_string()),
     }
 }
@@ -195,4 +203,25 @@ pub fn count(stmt: &Statement) -> usize {
         ControlFlow::<()>::Continue(())
     });
     max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_spelled_in_utc() {
+        let us = 1_704_164_645_500_000; // 2024-01-02 03:04:05.5 UTC
+        assert_eq!(
+            literal_sql(&ScalarValue::TimestampMicrosecond(
+                Some(us),
+                Some("+00:00".into())
+            )),
+            "CAST('2024-01-02 03:04:05.500000+00:00' AS TIMESTAMPTZ)"
+        );
+        assert_eq!(
+            literal_sql(&ScalarValue::TimestampMicrosecond(Some(us), None)),
+            "CAST('2024-01-02 03:04:05.500000' AS TIMESTAMP)"
+        );
+    }
 }

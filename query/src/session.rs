@@ -177,7 +177,7 @@ impl Session {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema("tessera", "public")
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true)
+            .with_information_schema(false)
             .with_target_partitions(1)
             // Text is Utf8 throughout tessera (storage, casts, the wire layer).
             .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);

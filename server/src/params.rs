@@ -150,6 +150,19 @@ pub fn decode(raw: Option<&[u8]>, format: FieldFormat, ty: &Type) -> Result<Valu
                         Some("+00:00".into()),
                     )
                 }
+                Type::INTERVAL => {
+                    need(16)?;
+                    let (micros, days, months) = (b.get_i64(), b.get_i32(), b.get_i32());
+                    let sign = if micros < 0 { "-" } else { "" };
+                    let m = micros.unsigned_abs();
+                    Value::Utf8(Some(format!(
+                        "{months} mons {days} days {sign}{}:{:02}:{:02}.{:06}",
+                        m / 3_600_000_000,
+                        m / 60_000_000 % 60,
+                        m / 1_000_000 % 60,
+                        m % 1_000_000
+                    )))
+                }
                 Type::NUMERIC => {
                     let d: rust_decimal::Decimal =
                         postgres_types::FromSql::from_sql(ty, raw).map_err(|e| bad(ty, e))?;
@@ -198,6 +211,13 @@ mod tests {
         assert_eq!(
             decode(Some(b"2000-01-02"), FieldFormat::Text, &Type::DATE).unwrap(),
             Value::Date32(Some(10_958))
+        );
+        let mut iv = (-3i64).to_be_bytes().to_vec();
+        iv.extend_from_slice(&2i32.to_be_bytes());
+        iv.extend_from_slice(&14i32.to_be_bytes());
+        assert_eq!(
+            decode(Some(&iv), FieldFormat::Binary, &Type::INTERVAL).unwrap(),
+            Value::Utf8(Some("14 mons 2 days -0:00:00.000003".into()))
         );
         assert_eq!(
             decode(None, FieldFormat::Text, &Type::INT8).unwrap(),

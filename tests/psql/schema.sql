@@ -10,7 +10,7 @@ CREATE UNIQUE INDEX accounts_owner_key ON accounts (owner);
 CREATE INDEX accounts_opened ON accounts (opened DESC, id);
 CREATE TABLE events (
     id SERIAL PRIMARY KEY,
-    account BIGINT NOT NULL,
+    account BIGINT NOT NULL REFERENCES accounts (id),
     at TIMESTAMPTZ NOT NULL,
     payload JSONB,
     tag UUID UNIQUE,

@@ -32,6 +32,8 @@ enum Kind {
     RegnamespaceName,
     ToRegtype,
     StatisticsColumns,
+    /// Definitions of objects tessera never has (triggers): NULL.
+    NoSuchObject,
     ArrayUpper,
 }
 
@@ -122,7 +124,9 @@ impl CatalogFn {
                     String::new()
                 }
             })),
-            Kind::Description | Kind::StatisticsColumns => ScalarValue::Utf8(None),
+            Kind::Description | Kind::StatisticsColumns | Kind::NoSuchObject => {
+                ScalarValue::Utf8(None)
+            }
             Kind::RegclassName => ScalarValue::Utf8(as_i64(&a0).map(|o| {
                 facts
                     .relations
@@ -131,6 +135,10 @@ impl CatalogFn {
                     .unwrap_or_else(|| o.to_string())
             })),
             Kind::ToRegclass => ScalarValue::Int64(as_text(&a0).and_then(|name| {
+                // A number is an oid already ('16384'::regclass).
+                if let Ok(oid) = name.trim().parse::<i64>() {
+                    return Some(oid);
+                }
                 let name = name
                     .rsplit('.')
                     .next()
@@ -218,6 +226,7 @@ pub fn functions(facts: Arc<Mutex<Arc<CatalogFacts>>>) -> Vec<ScalarUDF> {
         (Kind::RegnamespaceName, "tessera_regnamespace_name"),
         (Kind::ToRegtype, "to_regtype"),
         (Kind::StatisticsColumns, "pg_get_statisticsobjdef_columns"),
+        (Kind::NoSuchObject, "pg_get_triggerdef"),
         (Kind::ArrayUpper, "array_upper"),
     ]
     .into_iter()

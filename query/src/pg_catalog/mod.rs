@@ -1,5 +1,6 @@
-//! `pg_catalog`: PostgreSQL's system catalogs, derived from the tessera catalog, so that
-//! psql's backslash commands, ORMs and drivers can look at the schema.
+//! `pg_catalog` and `information_schema`: PostgreSQL's system catalogs, derived from the
+//! tessera catalog, so that psql's backslash commands, ORMs and drivers can look at the
+//! schema.
 //!
 //! ## Model
 //!
@@ -16,6 +17,7 @@
 //! [`rewrite`] turns clients' catalog spellings into SQL the planner takes.
 
 mod functions;
+mod information_schema;
 mod rewrite;
 mod tables;
 
@@ -236,9 +238,16 @@ pub fn register(
         let name = t.name;
         schema.register_table(name.to_string(), Arc::new(t.into_mem()?))?;
     }
-    ctx.catalog("tessera")
-        .ok_or_else(|| Error::internal("no tessera catalog"))?
-        .register_schema("pg_catalog", Arc::new(schema))?;
+    let info_schema = MemorySchemaProvider::new();
+    for t in information_schema::tables(catalog, &user, &database) {
+        let name = t.name;
+        info_schema.register_table(name.to_string(), Arc::new(t.into_mem()?))?;
+    }
+    let tessera = ctx
+        .catalog("tessera")
+        .ok_or_else(|| Error::internal("no tessera catalog"))?;
+    tessera.register_schema("pg_catalog", Arc::new(schema))?;
+    tessera.register_schema("information_schema", Arc::new(info_schema))?;
     *facts.lock() = Arc::new(f);
     Ok(())
 }

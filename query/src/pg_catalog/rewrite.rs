@@ -302,6 +302,26 @@ impl ast::VisitorMut for CatalogSpellings {
 
     fn post_visit_expr(&mut self, expr: &mut ast::Expr) -> ControlFlow<()> {
         match expr {
+            // Tables are never partitions: a relation's only ancestor is itself.
+            ast::Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_partition_ancestors")) =>
+            {
+                if let ast::FunctionArguments::List(l) = &f.args {
+                    if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] =
+                        l.args.as_slice()
+                    {
+                        *expr = if is_string_literal(arg) {
+                            call("tessera_regclass_oid", vec![arg.clone()])
+                        } else {
+                            arg.clone()
+                        };
+                    }
+                }
+            }
             ast::Expr::Function(f)
                 if f.name.0.len() == 1
                     && f.name.0[0]

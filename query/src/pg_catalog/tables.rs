@@ -17,7 +17,7 @@ use crate::types::SqlType;
 /// A column default as PostgreSQL's `pg_get_expr` prints it: string constants carry
 /// a cast to the column's type (`'x'::text`), numbers given as strings are numbers, and
 /// a sequence name passed to `nextval` is a `regclass`.
-fn default_text(sql: &str, ty: SqlType) -> String {
+pub(super) fn default_text(sql: &str, ty: SqlType) -> String {
     let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let parsed = datafusion::sql::sqlparser::parser::Parser::new(
         &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
@@ -62,6 +62,9 @@ fn default_text(sql: &str, ty: SqlType) -> String {
     }
 }
 
+/// Position of `relhastriggers` in a `pg_class` row.
+const RELHASTRIGGERS: usize = 20;
+
 pub(super) struct Table {
     pub(super) name: &'static str,
     fields: Vec<Field>,
@@ -71,19 +74,19 @@ pub(super) struct Table {
 fn i64v(v: i64) -> ScalarValue {
     ScalarValue::Int64(Some(v))
 }
-fn i32v(v: i32) -> ScalarValue {
+pub(super) fn i32v(v: i32) -> ScalarValue {
     ScalarValue::Int32(Some(v))
 }
 fn i16v(v: i16) -> ScalarValue {
     ScalarValue::Int16(Some(v))
 }
-fn text(v: &str) -> ScalarValue {
+pub(super) fn text(v: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(v.to_string()))
 }
 fn boolv(v: bool) -> ScalarValue {
     ScalarValue::Boolean(Some(v))
 }
-fn null_text() -> ScalarValue {
+pub(super) fn null_text() -> ScalarValue {
     ScalarValue::Utf8(None)
 }
 fn int2_list(v: &[i16]) -> ScalarValue {
@@ -115,7 +118,7 @@ fn fields(spec: &str) -> Vec<Field> {
         .collect()
 }
 
-fn table(name: &'static str, spec: &str, rows: Vec<Vec<ScalarValue>>) -> Table {
+pub(super) fn table(name: &'static str, spec: &str, rows: Vec<Vec<ScalarValue>>) -> Table {
     Table {
         name,
         fields: fields(spec),
@@ -212,6 +215,15 @@ pub(super) fn tables(
             visible.len() as i16,
             !t.has_rowid() || !t.indexes.is_empty(),
         ));
+        // PostgreSQL checks foreign keys with triggers on both tables; psql lists a
+        // table's foreign keys (and who references it) only when it has triggers.
+        let referenced = catalog
+            .tables
+            .values()
+            .any(|o| o.foreign_keys.iter().any(|fk| fk.table == t.id));
+        if let Some(row) = class.last_mut() {
+            row[RELHASTRIGGERS] = boolv(referenced || !t.foreign_keys.is_empty());
+        }
         for (n, c) in visible.iter().enumerate() {
             let num = n as i16 + 1;
             attribute.push(attribute_row(
