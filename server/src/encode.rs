@@ -66,7 +66,11 @@ pub fn pg_type(field: &Field) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Interval(_) => Type::INTERVAL,
-        DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f)),
+        DataType::List(f) | DataType::LargeList(f) => match meta {
+            Some("int2vector") => Type::INT2_VECTOR,
+            Some("oidvector") => Type::OID_VECTOR,
+            _ => array_type(&pg_type(f)),
+        },
         _ => Type::TEXT,
     }
 }
@@ -375,7 +379,11 @@ impl ToSqlText for WireValue {
                         }
                     }
                 }
-                format!("{{{}}}", parts.join(","))
+                if *ty == Type::INT2_VECTOR || *ty == Type::OID_VECTOR {
+                    parts.join(" ")
+                } else {
+                    format!("{{{}}}", parts.join(","))
+                }
             }
         };
         out.put_slice(text.as_bytes());

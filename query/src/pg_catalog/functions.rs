@@ -34,6 +34,11 @@ enum Kind {
     StatisticsColumns,
     /// Definitions of objects tessera never has (triggers): NULL.
     NoSuchObject,
+    SerialSequence,
+    JsonBuildObject,
+    /// The union of two JSON objects (NULL if either is): what a rewritten
+    /// `json_build_object` split around a subquery puts back together.
+    JsonMerge,
     ArrayUpper,
 }
 
@@ -69,6 +74,32 @@ fn as_i64(v: &ScalarValue) -> Option<i64> {
     match v.cast_to(&DataType::Int64).ok()? {
         ScalarValue::Int64(v) => v,
         _ => None,
+    }
+}
+
+/// A relation name as written (`public."T"`), without schema or quotes.
+fn unqualified(name: &str) -> String {
+    name.rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .trim_matches('"')
+        .to_string()
+}
+
+fn to_json(v: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        v if v.is_null() => J::Null,
+        ScalarValue::Boolean(Some(b)) => J::Bool(*b),
+        ScalarValue::Int8(Some(i)) => J::from(*i),
+        ScalarValue::Int16(Some(i)) => J::from(*i),
+        ScalarValue::Int32(Some(i)) => J::from(*i),
+        ScalarValue::Int64(Some(i)) => J::from(*i),
+        ScalarValue::UInt64(Some(i)) => J::from(*i),
+        ScalarValue::Float32(Some(f)) => J::from(*f as f64),
+        ScalarValue::Float64(Some(f)) => J::from(*f),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => J::String(s.clone()),
+        other => J::String(other.to_string()),
     }
 }
 
@@ -127,6 +158,42 @@ impl CatalogFn {
             Kind::Description | Kind::StatisticsColumns | Kind::NoSuchObject => {
                 ScalarValue::Utf8(None)
             }
+            Kind::SerialSequence => {
+                let column = as_text(&scalar(args, 1, row)?);
+                ScalarValue::Utf8(as_text(&a0).zip(column).and_then(|(table, column)| {
+                    let table = unqualified(&table);
+                    facts
+                        .serial_sequences
+                        .get(&(table, column))
+                        .map(|seq| format!("public.{}", quote_ident(seq)))
+                }))
+            }
+            Kind::JsonBuildObject => {
+                let mut map = serde_json::Map::new();
+                for i in (0..args.len()).step_by(2) {
+                    let key = as_text(&scalar(args, i, row)?).ok_or_else(|| {
+                        datafusion::error::DataFusionError::Execution(
+                            "json_build_object: a key is NULL".into(),
+                        )
+                    })?;
+                    map.insert(key, to_json(&scalar(args, i + 1, row)?));
+                }
+                ScalarValue::Utf8(Some(serde_json::Value::Object(map).to_string()))
+            }
+            Kind::JsonMerge => {
+                let object =
+                    |v: Option<String>| -> Option<serde_json::Map<String, serde_json::Value>> {
+                        match serde_json::from_str(&v?).ok()? {
+                            serde_json::Value::Object(m) => Some(m),
+                            _ => None,
+                        }
+                    };
+                let b = object(as_text(&scalar(args, 1, row)?));
+                ScalarValue::Utf8(object(as_text(&a0)).zip(b).map(|(mut a, b)| {
+                    a.extend(b);
+                    serde_json::Value::Object(a).to_string()
+                }))
+            }
             Kind::RegclassName => ScalarValue::Utf8(as_i64(&a0).map(|o| {
                 facts
                     .relations
@@ -139,12 +206,7 @@ impl CatalogFn {
                 if let Ok(oid) = name.trim().parse::<i64>() {
                     return Some(oid);
                 }
-                let name = name
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(&name)
-                    .trim_matches('"')
-                    .to_string();
+                let name = unqualified(&name);
                 facts
                     .relations
                     .iter()
@@ -210,6 +272,10 @@ pub fn functions(facts: Arc<Mutex<Arc<CatalogFacts>>>) -> Vec<ScalarUDF> {
         (Kind::GetUserById, "pg_get_userbyid"),
         (Kind::TableIsVisible, "pg_table_is_visible"),
         (Kind::TableIsVisible, "pg_type_is_visible"),
+        (Kind::TableIsVisible, "pg_collation_is_visible"),
+        (Kind::SerialSequence, "pg_get_serial_sequence"),
+        (Kind::JsonBuildObject, "json_build_object"),
+        (Kind::JsonMerge, "tessera_json_merge"),
         (Kind::GetExpr, "pg_get_expr"),
         (Kind::GetIndexDef, "pg_get_indexdef"),
         (Kind::GetConstraintDef, "pg_get_constraintdef"),

@@ -188,6 +188,8 @@ pub struct CatalogFacts {
     pub indexdefs: BTreeMap<i64, String>,
     /// Constraint oid to its definition (`PRIMARY KEY (a)`).
     pub constraintdefs: BTreeMap<i64, String>,
+    /// (table, column) to the sequence a serial column owns.
+    pub serial_sequences: BTreeMap<(String, String), String>,
 }
 
 fn quote_ident(s: &str) -> String {

@@ -30,10 +30,13 @@ pub(crate) fn call(name: &str, args: Vec<ast::Expr>) -> ast::Expr {
 /// equalities, and such a lookup finds at most one row. So its value is wrapped in
 /// `max()`; conditions on the outer row alone are returned, to guard the subquery from
 /// outside; and an outer expression that an equality ties to an inner column is
-/// replaced by that column in the other conditions.
-fn wrap_catalog_lookup(q: &mut ast::Query) -> Vec<ast::Expr> {
+/// replaced by that column in the other conditions. The planner cannot read the outer
+/// row in the select list either: key/value pairs of a `json_build_object` there whose
+/// value is the outer row's are returned as well, for the caller to build outside and
+/// merge with the subquery's object.
+fn wrap_catalog_lookup(q: &mut ast::Query) -> (Vec<ast::Expr>, Vec<ast::Expr>) {
     let ast::SetExpr::Select(sel) = q.body.as_mut() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let catalog_only = !sel.from.is_empty()
         && sel.from.iter().all(|f| {
@@ -51,7 +54,7 @@ fn wrap_catalog_lookup(q: &mut ast::Query) -> Vec<ast::Expr> {
         });
     let grouped = !matches!(&sel.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
     if !catalog_only || grouped || sel.projection.len() != 1 {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let inner: Vec<String> = sel
         .from
@@ -66,6 +69,12 @@ fn wrap_catalog_lookup(q: &mut ast::Query) -> Vec<ast::Expr> {
         })
         .collect();
     let mut guards = Vec::new();
+    let mut outer_pairs = Vec::new();
+    if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } =
+        &mut sel.projection[0]
+    {
+        outer_pairs = hoist_outer_json_pairs(e, &inner);
+    }
     if let Some(selection) = sel.selection.take() {
         let mut conjuncts = Vec::new();
         split_and(selection, &mut conjuncts);
@@ -127,7 +136,57 @@ fn wrap_catalog_lookup(q: &mut ast::Query) -> Vec<ast::Expr> {
         }
         _ => {}
     }
-    guards
+    (guards, outer_pairs)
+}
+
+fn function_name(f: &ast::Function) -> Option<String> {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_lowercase())
+}
+
+fn plain_args(f: &ast::Function) -> Option<Vec<ast::Expr>> {
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    l.args
+        .iter()
+        .map(|a| match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Take the key/value pairs whose value reads only the outer row out of a
+/// `json_build_object(...)` select item; returns them (keys and values, in order).
+fn hoist_outer_json_pairs(e: &mut ast::Expr, inner: &[String]) -> Vec<ast::Expr> {
+    let ast::Expr::Function(f) = e else {
+        return Vec::new();
+    };
+    if function_name(f).as_deref() != Some("json_build_object") {
+        return Vec::new();
+    }
+    let Some(args) = plain_args(f) else {
+        return Vec::new();
+    };
+    if args.len() % 2 != 0 {
+        return Vec::new();
+    }
+    let (mut kept, mut outer) = (Vec::new(), Vec::new());
+    for pair in args.chunks(2) {
+        if refs(&pair[1], inner) == Refs::Outer {
+            outer.extend_from_slice(pair);
+        } else {
+            kept.extend_from_slice(pair);
+        }
+    }
+    if !outer.is_empty() {
+        *e = call("json_build_object", kept);
+    }
+    outer
 }
 
 /// Catalog tables that never hold a row.
@@ -334,8 +393,30 @@ impl ast::VisitorMut for CatalogSpellings {
                 };
                 *expr = array_of_subquery(q.as_ref().clone());
             }
+            ast::Expr::Function(f)
+                if function_name(f).as_deref() == Some("generate_subscripts") =>
+            {
+                // The subscripts of a one-dimensional array, in step with its unnest.
+                if let Some([arr, _dim]) = plain_args(f).as_deref() {
+                    let len = ast::Expr::Cast {
+                        kind: ast::CastKind::Cast,
+                        expr: Box::new(call("cardinality", vec![arr.clone()])),
+                        data_type: ast::DataType::BigInt(None),
+                        array: false,
+                        format: None,
+                    };
+                    let one = ast::Expr::value(ast::Value::Number("1".into(), false));
+                    *expr = call("unnest", vec![call("generate_series", vec![one, len])]);
+                }
+            }
             ast::Expr::Subquery(q) => {
-                let guards = wrap_catalog_lookup(q);
+                let (guards, outer_pairs) = wrap_catalog_lookup(q);
+                if !outer_pairs.is_empty() {
+                    *expr = call(
+                        "tessera_json_merge",
+                        vec![call("json_build_object", outer_pairs), expr.clone()],
+                    );
+                }
                 if let Some(guard) = guards.into_iter().reduce(|a, b| ast::Expr::BinaryOp {
                     left: Box::new(a),
                     op: ast::BinaryOperator::And,

@@ -14,9 +14,11 @@ use crate::catalog::{Catalog, IndexDesc, TableDesc};
 use crate::error::{Error, Result};
 use crate::types::SqlType;
 
-/// A column default as PostgreSQL's `pg_get_expr` prints it: string constants carry
-/// a cast to the column's type (`'x'::text`), numbers given as strings are numbers, and
-/// a sequence name passed to `nextval` is a `regclass`.
+/// A column default as PostgreSQL's `pg_get_expr` prints it. A constant prints as a
+/// bare number only where reading it back gives the same type and value: a non-negative
+/// `integer`, or a non-negative `numeric` with a decimal point; every other constant is
+/// quoted with a cast (`'x'::text`, `'7'::bigint`, `'-4'::integer`, `'1'::numeric`). A
+/// sequence name passed to `nextval` is a `regclass`.
 pub(super) fn default_text(sql: &str, ty: SqlType) -> String {
     let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let parsed = datafusion::sql::sqlparser::parser::Parser::new(
@@ -33,12 +35,27 @@ pub(super) fn default_text(sql: &str, ty: SqlType) -> String {
                 SqlType::Text => format!("{}::text", quoted(s)),
                 SqlType::Varchar(_) => format!("{}::character varying", quoted(s)),
                 SqlType::Char(_) => format!("{}::bpchar", quoted(s)),
-                SqlType::Int2 | SqlType::Int4 | SqlType::Int8 | SqlType::Numeric(_)
-                    if s.trim().parse::<f64>().is_ok() =>
-                {
-                    s.trim().to_string()
-                }
+                SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => match s.trim().parse::<i64>() {
+                    Ok(v) => number_const(&v.to_string(), ty),
+                    Err(_) => sql.to_string(),
+                },
+                SqlType::Numeric(_) => number_const(s.trim(), ty),
                 other => format!("{}::{}", quoted(s), other.pg_name()),
+            },
+            _ => sql.to_string(),
+        },
+        // A negative number is a constant of its own type, printed with its cast.
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr: inner,
+        } => match inner.as_ref() {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) if n.contains('.') => format!("'-{n}'::numeric"),
+                ast::Value::Number(n, _) if n.parse::<i32>().is_ok() => {
+                    format!("'-{n}'::integer")
+                }
+                ast::Value::Number(n, _) => format!("'-{n}'::bigint"),
+                _ => sql.to_string(),
             },
             _ => sql.to_string(),
         },
@@ -64,6 +81,26 @@ pub(super) fn default_text(sql: &str, ty: SqlType) -> String {
 
 /// Position of `relhastriggers` in a `pg_class` row.
 const RELHASTRIGGERS: usize = 20;
+
+/// A number constant of a column of type `ty`, given its text, as `pg_get_expr` prints it.
+fn number_const(n: &str, ty: SqlType) -> String {
+    let bare = !n.starts_with('-')
+        && match ty {
+            SqlType::Int4 => true,
+            SqlType::Numeric(_) => {
+                n.contains('.') && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+            }
+            _ => false,
+        };
+    if bare {
+        return n.to_string();
+    }
+    let name = match ty {
+        SqlType::Numeric(_) => "numeric".to_string(),
+        other => other.pg_name(),
+    };
+    format!("'{n}'::{name}")
+}
 
 pub(super) struct Table {
     pub(super) name: &'static str,
@@ -96,8 +133,46 @@ fn int2_list(v: &[i16]) -> ScalarValue {
     ))
 }
 
+fn oid_list(v: &[i64]) -> ScalarValue {
+    ScalarValue::List(ScalarValue::new_list_nullable(
+        &v.iter().map(|x| i64v(*x)).collect::<Vec<_>>(),
+        &DataType::Int64,
+    ))
+}
+
+/// The default btree operator classes of the built-in types, with PostgreSQL 15's oids:
+/// (oid, name, family, input type). `varchar` is indexed with `text_ops`.
+const OPCLASSES: &[(i64, &str, i64, i64)] = &[
+    (10003, "bool_ops", 424, 16),
+    (10006, "bytea_ops", 428, 17),
+    (3124, "int8_ops", 1976, 20),
+    (1979, "int2_ops", 1976, 21),
+    (1978, "int4_ops", 1976, 23),
+    (3126, "text_ops", 1994, 25),
+    (10012, "float4_ops", 1970, 700),
+    (3123, "float8_ops", 1970, 701),
+    (10004, "bpchar_ops", 426, 1042),
+    (3122, "date_ops", 434, 1082),
+    (3128, "timestamp_ops", 434, 1114),
+    (3127, "timestamptz_ops", 434, 1184),
+    (10022, "interval_ops", 1982, 1186),
+    (3125, "numeric_ops", 1988, 1700),
+    (10065, "uuid_ops", 2968, 2950),
+    (10088, "jsonb_ops", 4033, 3802),
+];
+
+/// The operator class an index uses for a column of type `ty`.
+fn opclass(ty: SqlType) -> i64 {
+    let input = match type_oid(ty) {
+        1043 => 25,
+        oid => oid,
+    };
+    OPCLASSES.iter().find(|o| o.3 == input).map_or(0, |o| o.0)
+}
+
 /// Columns of a catalog table, by a compact spec: `name:type` with types
-/// o (oid, int8), i4, i2, f4, b (bool), t (text), l2 (int2[]), lt (text[]).
+/// o (oid, int8), i4, i2, f4, b (bool), t (text), l2 (int2[]), lt (text[]),
+/// v2 (int2vector), vo (oidvector).
 fn fields(spec: &str) -> Vec<Field> {
     spec.split_whitespace()
         .map(|c| {
@@ -111,9 +186,27 @@ fn fields(spec: &str) -> Vec<Field> {
                 "t" => DataType::Utf8,
                 "l2" => DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
                 "lt" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                "vo" => DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+                "v2" => DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
                 other => panic!("catalog column type {other}"),
             };
-            Field::new(name, dt, true)
+            let field = Field::new(name, dt, true);
+            // int2vector and oidvector: arrays that print as space-separated lists.
+            match ty {
+                "v2" | "vo" => field.with_metadata(
+                    [(
+                        crate::types::PG_TYPE_KEY.to_string(),
+                        if ty == "v2" {
+                            "int2vector"
+                        } else {
+                            "oidvector"
+                        }
+                        .to_string(),
+                    )]
+                    .into(),
+                ),
+                _ => field,
+            }
         })
         .collect()
 }
@@ -312,7 +405,12 @@ pub(super) fn tables(
                 boolv(false),
                 int2_list(&keys),
                 null_text(),
-                null_text(),
+                oid_list(
+                    &i.columns
+                        .iter()
+                        .map(|(id, _)| t.column_by_id(*id).map_or(0, |c| opclass(c.ty)))
+                        .collect::<Vec<_>>(),
+                ),
                 int2_list(
                     &i.columns
                         .iter()
@@ -415,6 +513,14 @@ pub(super) fn tables(
         }
     }
     for s in catalog.sequences.values() {
+        if let Some((table, column)) = s.owned_by {
+            let owner = catalog.table_by_id(table);
+            if let Some((t, c)) = owner.and_then(|t| Some((t, t.column_by_id(column)?))) {
+                facts
+                    .serial_sequences
+                    .insert((t.name.clone(), c.name.clone()), s.name.clone());
+            }
+        }
         let oid = sequence_oid(s.id);
         facts
             .relations
@@ -531,7 +637,7 @@ pub(super) fn tables(
             "indexrelid:o indrelid:o indnatts:i2 indnkeyatts:i2 indisunique:b \
              indnullsnotdistinct:b indisprimary:b indisexclusion:b indimmediate:b \
              indisclustered:b indisvalid:b indcheckxmin:b indisready:b indislive:b \
-             indisreplident:b indkey:l2 indcollation:t indclass:t indoption:l2 \
+             indisreplident:b indkey:v2 indcollation:t indclass:vo indoption:v2 \
              indexprs:t indpred:t",
             index,
         ),
@@ -599,6 +705,27 @@ pub(super) fn tables(
             vec![vec![i64v(1663), text("pg_default"), i64v(OWNER)]],
         ),
         table("pg_auth_members", "roleid:o member:o grantor:o admin_option:b", vec![]),
+        table(
+            "pg_opclass",
+            "oid:o opcmethod:o opcname:t opcnamespace:o opcowner:o opcfamily:o opcintype:o \
+             opcdefault:b opckeytype:o",
+            OPCLASSES
+                .iter()
+                .map(|(oid, name, family, input)| {
+                    vec![
+                        i64v(*oid),
+                        i64v(BTREE_AM),
+                        text(name),
+                        i64v(PG_CATALOG_NS),
+                        i64v(OWNER),
+                        i64v(*family),
+                        i64v(*input),
+                        boolv(true),
+                        i64v(0),
+                    ]
+                })
+                .collect(),
+        ),
         table("pg_description", "objoid:o classoid:o objsubid:i4 description:t", vec![]),
         table("pg_inherits", "inhrelid:o inhparent:o inhseqno:i4 inhdetachpending:b", vec![]),
         table(
@@ -756,4 +883,37 @@ fn database_row(oid: i64, name: &str) -> Vec<ScalarValue> {
         null_text(),
         ScalarValue::List(ScalarValue::new_list_nullable(&[], &DataType::Utf8)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every expectation is what PostgreSQL 15's `pg_get_expr` printed for the same
+    /// default on a column of the same type.
+    #[test]
+    fn defaults_print_as_postgresql_prints_them() {
+        let cases = [
+            ("'5'", SqlType::Int4, "5"),
+            ("'-3'", SqlType::Int4, "'-3'::integer"),
+            ("'0'", SqlType::Numeric(None), "'0'::numeric"),
+            ("'1'", SqlType::Numeric(Some((10, 2))), "'1'::numeric"),
+            ("'1.5'", SqlType::Numeric(Some((10, 2))), "1.5"),
+            ("'-1.5'", SqlType::Numeric(None), "'-1.5'::numeric"),
+            ("'7'", SqlType::Int8, "'7'::bigint"),
+            ("'2'", SqlType::Int2, "'2'::smallint"),
+            ("'1.5'", SqlType::Float4, "'1.5'::real"),
+            ("5", SqlType::Int4, "5"),
+            ("7", SqlType::Int8, "7"),
+            ("0", SqlType::Numeric(None), "0"),
+            ("1.5", SqlType::Numeric(None), "1.5"),
+            ("-1", SqlType::Numeric(None), "'-1'::integer"),
+            ("-4", SqlType::Int4, "'-4'::integer"),
+            ("'none'", SqlType::Text, "'none'::text"),
+            ("nextval('s')", SqlType::Int8, "nextval('s'::regclass)"),
+        ];
+        for (sql, ty, want) in cases {
+            assert_eq!(default_text(sql, ty), want, "DEFAULT {sql} on {ty:?}");
+        }
+    }
 }
