@@ -518,10 +518,41 @@ fn create_index(session: &mut Session, catalog: &Catalog, ci: &ast::CreateIndex)
     Ok(Output::Command("CREATE INDEX".into()))
 }
 
+/// TRUNCATE: every named table gets new, empty key spans. A table referenced by a
+/// foreign key may only be truncated together with its referencing tables, which
+/// `CASCADE` adds (transitively), as in PostgreSQL.
 fn truncate(session: &mut Session, catalog: &Catalog, tr: &ast::Truncate) -> Result<Output> {
     let mut tables = Vec::new();
     for target in &tr.table_names {
         tables.push(catalog.table(&object_name(&target.name))?.clone());
+    }
+    let cascade = matches!(tr.cascade, Some(ast::CascadeOption::Cascade));
+    let mut i = 0;
+    while i < tables.len() {
+        let referenced = tables[i].clone();
+        for other in catalog.tables.values() {
+            let refers = other.foreign_keys.iter().any(|fk| fk.table == referenced.id);
+            if !refers || tables.iter().any(|t| t.id == other.id) {
+                continue;
+            }
+            if !cascade {
+                return Err(Error::new(
+                    SqlState::FeatureNotSupported,
+                    "cannot truncate a table referenced in a foreign key constraint",
+                )
+                .with_detail(format!(
+                    "Table \"{}\" references \"{}\".",
+                    other.name, referenced.name
+                ))
+                .with_hint(format!(
+                    "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
+                    other.name
+                ))
+                .with_table(referenced.name.clone()));
+            }
+            tables.push(other.clone());
+        }
+        i += 1;
     }
     with_writer(session, |w| {
         for t in tables {

@@ -112,6 +112,8 @@ pub struct Error {
 pub struct ErrorFields {
     /// The DETAIL line, if any.
     pub detail: Option<String>,
+    /// The HINT line, if any.
+    pub hint: Option<String>,
     /// The table concerned, if one.
     pub table: Option<String>,
     /// The column concerned, if one.
@@ -135,6 +137,12 @@ impl Error {
     /// Attach a DETAIL line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.extra.detail = Some(detail.into());
+        self
+    }
+
+    /// Attach a HINT line.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.extra.hint = Some(hint.into());
         self
     }
 

@@ -265,6 +265,7 @@ fn rand_u32() -> u32 {
 pub fn error_info(e: &Error) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".into(), e.state.code().into(), e.message.clone());
     info.detail = e.extra.detail.clone();
+    info.hint = e.extra.hint.clone();
     info.table = e.extra.table.clone();
     info.column = e.extra.column.clone();
     info.constraint = e.extra.constraint.clone();
