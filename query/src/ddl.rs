@@ -531,7 +531,10 @@ fn truncate(session: &mut Session, catalog: &Catalog, tr: &ast::Truncate) -> Res
     while i < tables.len() {
         let referenced = tables[i].clone();
         for other in catalog.tables.values() {
-            let refers = other.foreign_keys.iter().any(|fk| fk.table == referenced.id);
+            let refers = other
+                .foreign_keys
+                .iter()
+                .any(|fk| fk.table == referenced.id);
             if !refers || tables.iter().any(|t| t.id == other.id) {
                 continue;
             }
