@@ -803,15 +803,21 @@ async fn alter_table(
                         format!("multiple primary keys for table \"{name}\" are not allowed"),
                     ));
                 }
+                // The rows move to new key spans (a new primary index id, new ids for the
+                // secondary indexes, whose entries end with the primary key); the old
+                // spans become unreachable, as after TRUNCATE, so nothing is deleted
+                // row by row. The reads are tracked: a concurrent write to a row fails
+                // this transaction's commit.
                 let rows = all_rows(session, &nt)?;
-                for row in &rows {
-                    crate::dml::delete_row(session, &nt, row)?;
-                }
                 let rowid = nt.columns.iter().position(|c| c.hidden).expect("rowid");
                 nt.columns.remove(rowid);
                 nt.primary.columns = index_columns(&nt, &pk.columns)?;
                 nt.primary.id = nt.next_index_id;
                 nt.next_index_id += 1;
+                for i in &mut nt.indexes {
+                    i.id = nt.next_index_id;
+                    nt.next_index_id += 1;
+                }
                 if let Some(n) = &pk.name {
                     nt.primary.name = ident(n);
                 }
