@@ -43,7 +43,13 @@ pub async fn execute(session: &mut Session, catalog: &Catalog, stmt: &Statement)
             name,
             sequence_options,
             ..
-        } => create_sequence(session, catalog, *if_not_exists, name, sequence_options),
+        } => crate::sequence::create_sequence(
+            session,
+            catalog,
+            *if_not_exists,
+            name,
+            sequence_options,
+        ),
         other => Err(Error::unsupported(format!(
             "statement {}",
             crate::session::statement_name(other)
@@ -51,14 +57,14 @@ pub async fn execute(session: &mut Session, catalog: &Catalog, stmt: &Statement)
     }
 }
 
-fn with_writer<R>(
+pub(crate) fn with_writer<R>(
     session: &Session,
     f: impl FnOnce(&mut CatalogWriter<'_>) -> Result<R>,
 ) -> Result<R> {
     session.slot.with(|txn| f(&mut CatalogWriter::new(txn)))
 }
 
-fn already_exists(name: &str) -> Error {
+pub(crate) fn already_exists(name: &str) -> Error {
     Error::new(
         SqlState::DuplicateTable,
         format!("relation \"{name}\" already exists"),
@@ -529,31 +535,27 @@ fn truncate(session: &mut Session, catalog: &Catalog, tr: &ast::Truncate) -> Res
     let cascade = matches!(tr.cascade, Some(ast::CascadeOption::Cascade));
     let mut i = 0;
     while i < tables.len() {
-        let referenced = tables[i].clone();
-        for other in catalog.tables.values() {
-            let refers = other
-                .foreign_keys
-                .iter()
-                .any(|fk| fk.table == referenced.id);
-            if !refers || tables.iter().any(|t| t.id == other.id) {
-                continue;
-            }
+        let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        let others: Vec<String> = crate::foreign_key::referencing(catalog, &tables[i], &names)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for other in others {
             if !cascade {
                 return Err(Error::new(
                     SqlState::FeatureNotSupported,
                     "cannot truncate a table referenced in a foreign key constraint",
                 )
                 .with_detail(format!(
-                    "Table \"{}\" references \"{}\".",
-                    other.name, referenced.name
+                    "Table \"{other}\" references \"{}\".",
+                    tables[i].name
                 ))
                 .with_hint(format!(
-                    "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
-                    other.name
+                    "Truncate table \"{other}\" at the same time, or use TRUNCATE ... CASCADE."
                 ))
-                .with_table(referenced.name.clone()));
+                .with_table(tables[i].name.clone()));
             }
-            tables.push(other.clone());
+            tables.push(catalog.table(&other)?.clone());
         }
         i += 1;
     }
@@ -571,81 +573,6 @@ fn truncate(session: &mut Session, catalog: &Catalog, tr: &ast::Truncate) -> Res
         Ok(())
     })?;
     Ok(Output::Command("TRUNCATE TABLE".into()))
-}
-
-fn seq_value(e: &ast::Expr) -> Result<i64> {
-    let s = e.to_string().replace(' ', "");
-    s.parse().map_err(|_| {
-        Error::new(
-            SqlState::SyntaxError,
-            format!("invalid sequence option value {e}"),
-        )
-    })
-}
-
-fn create_sequence(
-    session: &mut Session,
-    catalog: &Catalog,
-    if_not_exists: bool,
-    name: &ast::ObjectName,
-    opts: &[ast::SequenceOptions],
-) -> Result<Output> {
-    let name = object_name(name);
-    if catalog.relation_exists(&name) {
-        if if_not_exists {
-            session.notice(format!("relation \"{name}\" already exists, skipping"));
-            return Ok(Output::Command("CREATE SEQUENCE".into()));
-        }
-        return Err(already_exists(&name));
-    }
-    let mut s = SequenceDesc {
-        id: 0,
-        name,
-        start: 1,
-        increment: 1,
-        min: 1,
-        max: i64::MAX,
-        owned_by: None,
-    };
-    let mut start = None;
-    for o in opts {
-        match o {
-            ast::SequenceOptions::IncrementBy(e, _) => s.increment = seq_value(e)?,
-            ast::SequenceOptions::MinValue(Some(e)) => s.min = seq_value(e)?,
-            ast::SequenceOptions::MaxValue(Some(e)) => s.max = seq_value(e)?,
-            ast::SequenceOptions::StartWith(e, _) => start = Some(seq_value(e)?),
-            ast::SequenceOptions::Cache(_)
-            | ast::SequenceOptions::MinValue(None)
-            | ast::SequenceOptions::MaxValue(None) => {}
-            ast::SequenceOptions::Cycle(true) => return Err(Error::unsupported("CYCLE sequences")),
-            ast::SequenceOptions::Cycle(false) => {}
-        }
-    }
-    if s.increment == 0 {
-        return Err(Error::new(
-            SqlState::InvalidParameterValue,
-            "INCREMENT must not be zero",
-        ));
-    }
-    if s.increment < 0
-        && !opts
-            .iter()
-            .any(|o| matches!(o, ast::SequenceOptions::MaxValue(Some(_))))
-    {
-        s.max = -1;
-        if !opts
-            .iter()
-            .any(|o| matches!(o, ast::SequenceOptions::MinValue(Some(_))))
-        {
-            s.min = i64::MIN;
-        }
-    }
-    s.start = start.unwrap_or(if s.increment > 0 { s.min } else { s.max });
-    with_writer(session, |w| {
-        s.id = w.allocate_id()?;
-        w.put(&Descriptor::Sequence(s))
-    })?;
-    Ok(Output::Command("CREATE SEQUENCE".into()))
 }
 
 async fn alter_table(

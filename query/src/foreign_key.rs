@@ -339,7 +339,7 @@ pub(crate) fn add_constraint(
     Ok(())
 }
 
-/// Tables outside `dropping` whose foreign keys reference `t`.
+/// Tables outside `dropping` (a DROP or TRUNCATE list) whose foreign keys reference `t`.
 pub(crate) fn referencing<'a>(
     catalog: &'a Catalog,
     t: &TableDesc,

@@ -1,5 +1,5 @@
-//! Sequences and the SQL functions over them: `nextval`, `currval`, `setval`, plus
-//! `unique_rowid` for tables without a primary key.
+//! Sequences: `CREATE SEQUENCE` and the SQL functions over them (`nextval`, `currval`,
+//! `setval`), plus `unique_rowid` for tables without a primary key.
 //!
 //! As in PostgreSQL, sequence updates are not transactional: `nextval` never hands out
 //! the same value twice, even to transactions that roll back, and values can have gaps.
@@ -20,11 +20,15 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };
+use datafusion::sql::sqlparser::ast;
 use parking_lot::Mutex;
 use tessera_cluster::{Db, TxnOptions};
 
-use crate::catalog::{sequence_key, Catalog, SequenceDesc};
+use crate::catalog::{sequence_key, Catalog, Descriptor, SequenceDesc};
+use crate::ddl::{already_exists, with_writer};
+use crate::dml::object_name;
 use crate::error::{Error, Result, SqlState};
+use crate::session::{Output, Session};
 
 /// Values a node reserves at a time.
 pub const BLOCK: i64 = 32;
@@ -309,4 +313,80 @@ pub fn functions(ctx: Arc<SequenceContext>) -> Vec<ScalarUDF> {
         })
     })
     .collect()
+}
+
+fn seq_value(e: &ast::Expr) -> Result<i64> {
+    let s = e.to_string().replace(' ', "");
+    s.parse().map_err(|_| {
+        Error::new(
+            SqlState::SyntaxError,
+            format!("invalid sequence option value {e}"),
+        )
+    })
+}
+
+/// CREATE SEQUENCE: a descriptor with PostgreSQL's defaults for the options not given.
+pub(crate) fn create_sequence(
+    session: &mut Session,
+    catalog: &Catalog,
+    if_not_exists: bool,
+    name: &ast::ObjectName,
+    opts: &[ast::SequenceOptions],
+) -> Result<Output> {
+    let name = object_name(name);
+    if catalog.relation_exists(&name) {
+        if if_not_exists {
+            session.notice(format!("relation \"{name}\" already exists, skipping"));
+            return Ok(Output::Command("CREATE SEQUENCE".into()));
+        }
+        return Err(already_exists(&name));
+    }
+    let mut s = SequenceDesc {
+        id: 0,
+        name,
+        start: 1,
+        increment: 1,
+        min: 1,
+        max: i64::MAX,
+        owned_by: None,
+    };
+    let mut start = None;
+    for o in opts {
+        match o {
+            ast::SequenceOptions::IncrementBy(e, _) => s.increment = seq_value(e)?,
+            ast::SequenceOptions::MinValue(Some(e)) => s.min = seq_value(e)?,
+            ast::SequenceOptions::MaxValue(Some(e)) => s.max = seq_value(e)?,
+            ast::SequenceOptions::StartWith(e, _) => start = Some(seq_value(e)?),
+            ast::SequenceOptions::Cache(_)
+            | ast::SequenceOptions::MinValue(None)
+            | ast::SequenceOptions::MaxValue(None) => {}
+            ast::SequenceOptions::Cycle(true) => return Err(Error::unsupported("CYCLE sequences")),
+            ast::SequenceOptions::Cycle(false) => {}
+        }
+    }
+    if s.increment == 0 {
+        return Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "INCREMENT must not be zero",
+        ));
+    }
+    if s.increment < 0
+        && !opts
+            .iter()
+            .any(|o| matches!(o, ast::SequenceOptions::MaxValue(Some(_))))
+    {
+        s.max = -1;
+        if !opts
+            .iter()
+            .any(|o| matches!(o, ast::SequenceOptions::MinValue(Some(_))))
+        {
+            s.min = i64::MIN;
+        }
+    }
+    s.start = start.unwrap_or(if s.increment > 0 { s.min } else { s.max });
+    with_writer(session, |w| {
+        s.id = w.allocate_id()?;
+        w.put(&Descriptor::Sequence(s))
+    })?;
+    Ok(Output::Command("CREATE SEQUENCE".into()))
 }

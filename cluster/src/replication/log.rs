@@ -26,7 +26,8 @@ use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
 use crate::{Error, Result};
 
-fn group_key(group: u64, suffix: u8) -> Vec<u8> {
+/// The key of one of `group`'s records in the `Raft` column family (`r<group><suffix>`).
+pub(super) fn group_key(group: u64, suffix: u8) -> Vec<u8> {
     let mut k = Vec::with_capacity(18);
     k.push(b'r');
     k.extend_from_slice(&group.to_be_bytes());

@@ -338,8 +338,8 @@ impl RaftStore {
             return;
         };
         let mut msg = env.msg;
-        let staged = msg.get_msg_type() == MessageType::MsgSnapshot;
-        if staged {
+        let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if snapshot {
             if !snapshot::is_chunk(&msg) {
                 tracing::warn!(
                     group = env.group,
@@ -362,7 +362,7 @@ impl RaftStore {
             tracing::debug!(group = env.group, error = %e, "message dropped");
         }
         // raft-rs declines a snapshot it no longer needs: drop what was staged for it.
-        if staged && r.node.raft.raft_log.unstable.snapshot.is_none() {
+        if snapshot && r.node.raft.raft_log.unstable.snapshot.is_none() {
             let incoming = self.incoming.entry(env.group).or_default();
             if let Err(e) = incoming.finish(&*self.engine, env.group, false) {
                 tracing::warn!(group = env.group, error = %e, "dropping a staged snapshot failed");

@@ -44,6 +44,7 @@
 use raft::prelude::{Message, MessageType};
 use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
+use super::log::group_key;
 use crate::{Error, Result};
 
 const CHUNK: u8 = b'C';
@@ -54,14 +55,6 @@ pub const STAGED: &[u8] = b"S";
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::Storage(tessera_storage::Error::Corrupt(format!("snapshot: {what}")))
-}
-
-fn group_key(group: u64, suffix: u8) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.push(b'r');
-    k.extend_from_slice(&group.to_be_bytes());
-    k.push(suffix);
-    k
 }
 
 /// The install marker of `group`: present only while a snapshot is being copied in.
@@ -360,18 +353,28 @@ pub(crate) fn stage_cleanup(batch: &mut WriteBatch, group: u64) {
 }
 
 /// On opening a store: finish an install that a crash interrupted (the marker is still
-/// there), or drop chunks staged by a stream that never completed.
+/// there), or drop chunks staged by a stream that never completed. Writes nothing when
+/// there is neither.
 pub(crate) fn recover(engine: &dyn Engine, group: u64, span: &(Vec<u8>, Vec<u8>)) -> Result<()> {
-    let mut batch = WriteBatch::new();
-    if engine.get(Cf::Raft, &marker_key(group))?.is_some() {
+    let interrupted = engine.get(Cf::Raft, &marker_key(group))?.is_some();
+    let (s, e) = staged_range(group);
+    let mut staged = false;
+    engine.scan(Cf::Raft, &s, Some(&e), &mut |_, _| {
+        staged = true;
+        Ok(Visit::Stop)
+    })?;
+    if interrupted {
         tracing::warn!(group, "finishing a snapshot install interrupted by a crash");
         let mut wb = WriteBatch::new();
         wb.delete_range(Cf::Data, span.0.clone(), span.1.clone());
         engine.write(wb, false)?;
         copy_staged(engine, group, span)?;
     }
-    stage_cleanup(&mut batch, group);
-    engine.write(batch, true)?;
+    if interrupted || staged {
+        let mut batch = WriteBatch::new();
+        stage_cleanup(&mut batch, group);
+        engine.write(batch, true)?;
+    }
     Ok(())
 }
 

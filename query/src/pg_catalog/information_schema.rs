@@ -101,7 +101,7 @@ pub(super) fn tables(catalog: &Catalog, user: &str, database: &str) -> Vec<Table
             let default = c
                 .default
                 .as_ref()
-                .map_or_else(null_text, |d| text(&tables::default_text(d, c.ty)));
+                .map_or_else(null_text, |d| text(&super::defaults::default_text(d, c.ty)));
             columns.push(vec![
                 db(),
                 public(),

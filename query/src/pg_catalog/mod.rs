@@ -16,6 +16,7 @@
 //! The tables are built in [`tables`], the functions in [`functions`], and
 //! [`rewrite`] turns clients' catalog spellings into SQL the planner takes.
 
+mod defaults;
 mod functions;
 mod information_schema;
 mod rewrite;
@@ -235,21 +236,22 @@ pub fn register(
     let database = info.database.lock().clone();
     let settings = info.settings.lock().clone();
     let (tables, f) = tables::tables(catalog, &user, &database, &settings);
-    let schema = MemorySchemaProvider::new();
-    for t in tables {
-        let name = t.name;
-        schema.register_table(name.to_string(), Arc::new(t.into_mem()?))?;
-    }
-    let info_schema = MemorySchemaProvider::new();
-    for t in information_schema::tables(catalog, &user, &database) {
-        let name = t.name;
-        info_schema.register_table(name.to_string(), Arc::new(t.into_mem()?))?;
-    }
+    let schema = |tables: Vec<tables::Table>| -> Result<Arc<MemorySchemaProvider>> {
+        let schema = MemorySchemaProvider::new();
+        for t in tables {
+            let name = t.name;
+            schema.register_table(name.to_string(), Arc::new(t.into_mem()?))?;
+        }
+        Ok(Arc::new(schema))
+    };
     let tessera = ctx
         .catalog("tessera")
         .ok_or_else(|| Error::internal("no tessera catalog"))?;
-    tessera.register_schema("pg_catalog", Arc::new(schema))?;
-    tessera.register_schema("information_schema", Arc::new(info_schema))?;
+    tessera.register_schema("pg_catalog", schema(tables)?)?;
+    tessera.register_schema(
+        "information_schema",
+        schema(information_schema::tables(catalog, &user, &database))?,
+    )?;
     *facts.lock() = Arc::new(f);
     Ok(())
 }

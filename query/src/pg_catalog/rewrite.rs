@@ -363,22 +363,14 @@ impl ast::VisitorMut for CatalogSpellings {
         match expr {
             // Tables are never partitions: a relation's only ancestor is itself.
             ast::Expr::Function(f)
-                if f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_partition_ancestors")) =>
+                if function_name(f).as_deref() == Some("pg_partition_ancestors") =>
             {
-                if let ast::FunctionArguments::List(l) = &f.args {
-                    if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] =
-                        l.args.as_slice()
-                    {
-                        *expr = if is_string_literal(arg) {
-                            call("tessera_regclass_oid", vec![arg.clone()])
-                        } else {
-                            arg.clone()
-                        };
-                    }
+                if let Some([arg]) = plain_args(f).as_deref() {
+                    *expr = if is_string_literal(arg) {
+                        call("tessera_regclass_oid", vec![arg.clone()])
+                    } else {
+                        arg.clone()
+                    };
                 }
             }
             ast::Expr::Function(f)
