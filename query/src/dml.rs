@@ -98,20 +98,9 @@ fn check_value(t: &TableDesc, pos: usize, v: ScalarValue) -> Result<ScalarValue>
                 ScalarValue::Utf8(Some(s))
             }
         }
-        (SqlType::Char(n), ScalarValue::Utf8(Some(s))) => {
-            let len = s.chars().count();
-            let s = if len > n as usize {
-                let trimmed = s.trim_end_matches(' ');
-                if trimmed.chars().count() > n as usize {
-                    return Err(too_long(n));
-                }
-                trimmed.to_string()
-            } else {
-                s
-            };
-            let len = s.chars().count();
-            ScalarValue::Utf8(Some(format!("{s}{}", " ".repeat(n as usize - len))))
-        }
+        (SqlType::Char(n), ScalarValue::Utf8(Some(s))) => ScalarValue::Utf8(Some(
+            crate::bpchar::stored(&s, n).ok_or_else(|| too_long(n))?,
+        )),
         (SqlType::Uuid, ScalarValue::Utf8(Some(s))) => ScalarValue::Utf8(Some(
             uuid::Uuid::from_bytes(codec::parse_uuid(&s)?)
                 .hyphenated()
@@ -203,7 +192,15 @@ pub(crate) fn write_new_row(
     let value = codec::encode_row(t, row)?;
     crate::foreign_key::check_parents(session, t, row)?;
     session.slot.with(|txn| {
-        if txn.get_for_write(&key)?.is_some() {
+        // A row that is skipped is read, not written: record the read so that a
+        // change to it conflicts with this transaction. A row that is written is
+        // covered by the write-write check at commit.
+        let existing = if skip_existing {
+            txn.get(&key)?
+        } else {
+            txn.get_for_write(&key)?
+        };
+        if existing.is_some() {
             if skip_existing {
                 return Ok(false);
             }
@@ -414,7 +411,7 @@ fn arbiter_index(t: &TableDesc, target: &ast::ConflictTarget) -> Result<crate::c
     })
 }
 
-/// The existing row whose `index` columns equal those of `row`, read for update.
+/// The existing row whose `index` columns equal those of `row`.
 fn conflicting_row(
     session: &Session,
     t: &TableDesc,
@@ -441,7 +438,9 @@ fn conflicting_row(
                 None => return Ok(None),
             }
         };
-        match txn.get_for_write(&key)? {
+        // Read, not just checked: the caller may leave the row as it is (DO NOTHING,
+        // DO UPDATE ... WHERE false), and its decision depends on the row.
+        match txn.get(&key)? {
             Some(value) => Ok(Some(codec::decode_row(t, &key, &value)?)),
             None => Ok(None),
         }

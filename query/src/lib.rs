@@ -15,8 +15,10 @@
 
 mod advisory;
 mod assign;
+mod bpchar;
 mod builtins;
 mod catalog;
+mod checked;
 mod codec;
 mod copy;
 mod ddl;
@@ -34,6 +36,7 @@ mod txn_slot;
 mod types;
 mod utility;
 
+pub use bpchar::{pad as pad_char, padded_len as char_len};
 pub use builtins::SERVER_VERSION;
 pub use catalog::{Catalog, ColumnDesc, IndexDesc, TableDesc};
 pub use copy::CopyFormat;

@@ -165,8 +165,9 @@ pub type Span = (Vec<u8>, Vec<u8>);
 pub enum Access {
     /// Primary-index key spans `[start, end)`.
     Primary(Vec<Span>),
-    /// Entries of a secondary index under these prefixes, then the rows by primary key.
-    Index(IndexDesc, Vec<Vec<u8>>),
+    /// Entries of a secondary index in these spans `[start, end)`, then the rows by
+    /// primary key.
+    Index(IndexDesc, Vec<Span>),
 }
 
 /// One pushed-down constraint on a column.
@@ -399,10 +400,7 @@ fn plan_access(t: &TableDesc, exposed: &[usize], filters: &[Expr]) -> crate::Res
             .any(|(p, c)| *p == first && matches!(c, Constraint::Eq(_)));
         if has_eq {
             if let Some(spans) = index_spans(t, index, &cons)? {
-                return Ok(Access::Index(
-                    index.clone(),
-                    spans.into_iter().map(|(s, _)| s).collect(),
-                ));
+                return Ok(Access::Index(index.clone(), spans));
             }
         }
     }
@@ -456,37 +454,24 @@ fn show_key(t: &TableDesc, index: &IndexDesc, key: &[u8]) -> String {
 impl DisplayAs for KvScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "KvScanExec: table={}", self.desc.name)?;
-        match &self.access {
-            Access::Primary(spans) => {
-                let shown: Vec<String> = spans
-                    .iter()
-                    .take(8)
-                    .map(|(s, e)| {
-                        format!(
-                            "[{} - {})",
-                            show_key(&self.desc, &self.desc.primary, s),
-                            show_key(&self.desc, &self.desc.primary, e)
-                        )
-                    })
-                    .collect();
-                write!(
-                    f,
-                    ", index={}, spans={}",
-                    self.desc.primary.name,
-                    shown.join(" ")
-                )?;
-                if spans.len() > 8 {
-                    write!(f, " (+{} more)", spans.len() - 8)?;
-                }
-            }
-            Access::Index(index, prefixes) => {
-                let shown: Vec<String> = prefixes
-                    .iter()
-                    .take(8)
-                    .map(|p| show_key(&self.desc, index, p))
-                    .collect();
-                write!(f, ", index={}, prefixes={}", index.name, shown.join(" "))?;
-            }
+        let (index, spans) = match &self.access {
+            Access::Primary(spans) => (&self.desc.primary, spans),
+            Access::Index(index, spans) => (index, spans),
+        };
+        let shown: Vec<String> = spans
+            .iter()
+            .take(8)
+            .map(|(s, e)| {
+                format!(
+                    "[{} - {})",
+                    show_key(&self.desc, index, s),
+                    show_key(&self.desc, index, e)
+                )
+            })
+            .collect();
+        write!(f, ", index={}, spans={}", index.name, shown.join(" "))?;
+        if spans.len() > 8 {
+            write!(f, " (+{} more)", spans.len() - 8)?;
         }
         if !self.filter_text.is_empty() {
             write!(f, ", filters=[{}]", self.filter_text.join(", "))?;
@@ -584,31 +569,26 @@ struct ScanCursor {
 }
 
 impl ScanCursor {
-    fn spans(&self) -> Vec<Span> {
+    fn spans(&self) -> &[Span] {
         match &self.access {
-            Access::Primary(s) => s.clone(),
-            Access::Index(_, prefixes) => prefixes
-                .iter()
-                .map(|p| (p.clone(), prefix_end(p).expect("bounded")))
-                .collect(),
+            Access::Primary(s) | Access::Index(_, s) => s,
         }
     }
 
     /// Read the next page of rows (decoded, filtered, projected); `None` when done.
     fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
-        let spans = self.spans();
         loop {
-            if self.remaining == 0 || self.span >= spans.len() {
+            if self.remaining == 0 || self.span >= self.spans().len() {
                 return Ok(None);
             }
-            let (start, end) = &spans[self.span];
-            let from = self.position.clone().unwrap_or_else(|| start.clone());
+            let (start, end) = self.spans()[self.span].clone();
+            let from = self.position.clone().unwrap_or(start);
             let desc = self.desc.clone();
             let access = self.access.clone();
             let page = self
                 .txn
                 .with(|txn| {
-                    let entries = txn.scan(&from, Some(end), PAGE_ROWS)?;
+                    let entries = txn.scan(&from, Some(&end), PAGE_ROWS)?;
                     let mut rows = Vec::with_capacity(entries.len());
                     for (k, v) in &entries {
                         match &access {

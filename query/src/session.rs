@@ -182,6 +182,8 @@ impl Session {
             // Text is Utf8 throughout tessera (storage, casts, the wire layer).
             .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
         let ctx = SessionContext::new_with_config(config);
+        ctx.add_analyzer_rule(Arc::new(crate::bpchar::CharSemantics));
+        ctx.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic::default()));
         let seq = Arc::new(SequenceContext {
             db: node.db.clone(),
             cache: node.sequences.clone(),

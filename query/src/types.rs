@@ -140,6 +140,9 @@ impl SqlType {
     pub fn field(self, name: &str, nullable: bool) -> Field {
         let mut meta = HashMap::new();
         meta.insert(PG_TYPE_KEY.to_string(), self.wire_name().to_string());
+        if let SqlType::Char(n) = self {
+            meta.insert(crate::bpchar::CHAR_LEN_KEY.to_string(), n.to_string());
+        }
         Field::new(name, self.arrow(), nullable).with_metadata(meta)
     }
 

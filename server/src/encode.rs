@@ -13,12 +13,12 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
-use pgwire::error::PgWireResult;
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 use pgwire::types::ToSqlText;
 use postgres_types::{to_sql_checked, IsNull, ToSql};
-use tessera_query::PG_TYPE_KEY;
+use tessera_query::{Error as QueryError, SqlState, PG_TYPE_KEY};
 
 use tessera_query::arrow::array::{Array, AsArray, RecordBatch};
 use tessera_query::arrow::datatypes::{
@@ -391,22 +391,23 @@ impl ToSqlText for WireValue {
     }
 }
 
-fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
+fn to_micros(v: i64, unit: &TimeUnit) -> Option<i64> {
     match unit {
-        TimeUnit::Second => v * 1_000_000,
-        TimeUnit::Millisecond => v * 1_000,
-        TimeUnit::Microsecond => v,
-        TimeUnit::Nanosecond => v.div_euclid(1_000),
+        TimeUnit::Second => v.checked_mul(1_000_000),
+        TimeUnit::Millisecond => v.checked_mul(1_000),
+        TimeUnit::Microsecond => Some(v),
+        TimeUnit::Nanosecond => Some(v.div_euclid(1_000)),
     }
 }
 
-/// The wire value of row `i` of `array`.
-pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
+/// The wire value of row `i` of `array`; `22008` for a date or timestamp beyond the
+/// range the wire formats can carry.
+pub fn value(array: &dyn Array, i: usize, field: &Field) -> Result<WireValue, QueryError> {
     if array.is_null(i) {
-        return WireValue::Null;
+        return Ok(WireValue::Null);
     }
     let meta = field.metadata().get(PG_TYPE_KEY).map(|s| s.as_str());
-    match array.data_type() {
+    Ok(match array.data_type() {
         DataType::Boolean => WireValue::Bool(array.as_boolean().value(i)),
         DataType::Int8 => WireValue::I16(array.as_primitive::<Int8Type>().value(i) as i16),
         DataType::Int16 => WireValue::I16(array.as_primitive::<Int16Type>().value(i)),
@@ -427,7 +428,7 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
                 pg_type(f),
                 (0..items.len())
                     .map(|j| value(items.as_ref(), j, f))
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             )
         }
         DataType::LargeList(f) => {
@@ -436,7 +437,7 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
                 pg_type(f),
                 (0..items.len())
                     .map(|j| value(items.as_ref(), j, f))
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             )
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
@@ -451,7 +452,10 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
                     Err(_) => WireValue::Text(s),
                 },
                 Some("jsonb") => WireValue::Jsonb(s),
-                _ => WireValue::Text(s),
+                _ => match tessera_query::char_len(field) {
+                    Some(n) => WireValue::Text(tessera_query::pad_char(&s, n)),
+                    None => WireValue::Text(s),
+                },
             }
         }
         DataType::Binary => WireValue::Bytes(array.as_binary::<i32>().value(i).to_vec()),
@@ -462,7 +466,13 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
         }
         DataType::Date32 => {
             let d = array.as_primitive::<Date32Type>().value(i);
-            WireValue::Date(NaiveDate::from_num_days_from_ce_opt(d + 719_163).unwrap_or_default())
+            match d
+                .checked_add(719_163)
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+            {
+                Some(d) => WireValue::Date(d),
+                None => return Err(out_of_range("date")),
+            }
         }
         DataType::Timestamp(unit, tz) => {
             let raw = match unit {
@@ -479,7 +489,9 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
                     .as_primitive::<tessera_query::arrow::datatypes::TimestampNanosecondType>()
                     .value(i),
             };
-            let dt = DateTime::from_timestamp_micros(to_micros(raw, unit)).unwrap_or_default();
+            let Some(dt) = to_micros(raw, unit).and_then(DateTime::from_timestamp_micros) else {
+                return Err(out_of_range("timestamp"));
+            };
             if tz.is_some() {
                 WireValue::TimestampTz(dt)
             } else {
@@ -497,7 +509,15 @@ pub fn value(array: &dyn Array, i: usize, field: &Field) -> WireValue {
                 Err(_) => WireValue::Null,
             }
         }
-    }
+    })
+}
+
+/// `22008`: a value of type `what` that the wire cannot carry.
+fn out_of_range(what: &str) -> QueryError {
+    QueryError::new(
+        SqlState::DatetimeFieldOverflow,
+        format!("{what} out of range"),
+    )
 }
 
 /// Every row of the batches as a line of COPY data, values in their text form. A header
@@ -506,7 +526,7 @@ pub fn copy_lines(
     schema: &Schema,
     batches: &[RecordBatch],
     format: &tessera_query::CopyFormat,
-) -> Vec<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>, QueryError> {
     let opts = FormatOptions::default();
     let mut out = Vec::new();
     if format.header {
@@ -525,14 +545,14 @@ pub fn copy_lines(
                 .enumerate()
                 .map(|(c, col)| {
                     let field = schema.field(c);
-                    let v = value(col.as_ref(), r, field);
+                    let v = value(col.as_ref(), r, field)?;
                     let mut buf = BytesMut::new();
-                    match v.to_sql_text(&pg_type(field), &mut buf, &opts) {
+                    Ok(match v.to_sql_text(&pg_type(field), &mut buf, &opts) {
                         Ok(IsNull::No) => Some(String::from_utf8_lossy(&buf).into_owned()),
                         _ => None,
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Result<_, QueryError>>()?;
             out.push(format.encode_row(&values));
         }
     }
@@ -540,7 +560,7 @@ pub fn copy_lines(
         let header = out.remove(0);
         out[0].splice(0..0, header);
     }
-    out
+    Ok(out)
 }
 
 /// Encode every row of the batches.
@@ -555,8 +575,10 @@ pub fn rows(
         for r in 0..b.num_rows() {
             let mut failed = None;
             for (c, col) in b.columns().iter().enumerate() {
-                let v = value(col.as_ref(), r, schema.field(c));
-                if let Err(e) = encoder.encode_field(&v) {
+                let encoded = value(col.as_ref(), r, schema.field(c))
+                    .map_err(|e| PgWireError::UserError(Box::new(crate::handler::error_info(&e))))
+                    .and_then(|v| encoder.encode_field(&v));
+                if let Err(e) = encoded {
                     failed = Some(e);
                     break;
                 }

@@ -389,6 +389,15 @@ impl SimpleQueryHandler for SimpleHandler {
                     batches,
                     format,
                 }) => {
+                    let lines = match encode::copy_lines(&schema, &batches, &format) {
+                        Ok(lines) => lines,
+                        Err(e) => {
+                            client
+                                .feed(PgWireBackendMessage::ErrorResponse(error_info(&e).into()))
+                                .await?;
+                            continue;
+                        }
+                    };
                     let columns = schema.fields().len();
                     client
                         .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
@@ -398,7 +407,7 @@ impl SimpleQueryHandler for SimpleHandler {
                         )))
                         .await?;
                     let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-                    for line in encode::copy_lines(&schema, &batches, &format) {
+                    for line in lines {
                         client
                             .feed(PgWireBackendMessage::CopyData(CopyData::new(line.into())))
                             .await?;
@@ -694,7 +703,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                 batches,
                 format,
             }) => {
-                let lines = encode::copy_lines(&schema, &batches, &format);
+                let lines = encode::copy_lines(&schema, &batches, &format).map_err(user_error)?;
                 Ok(Response::CopyOut(CopyResponse::new(
                     0,
                     schema.fields().len(),

@@ -4,7 +4,7 @@
 //! and the wiring of the layers below it.
 //!
 //! ```text
-//!   TCP ──▶ pgwire::tokio::process_socket ──▶ Connection (one per socket)
+//!   TCP ──▶ socket::serve (frames::FrameGuard, pgwire's codec) ──▶ Connection
 //!                                               │ simple + extended query handlers
 //!                                               ▼
 //!                                       tessera_query::Session ──▶ KV ──▶ RocksDB
@@ -17,8 +17,10 @@
 
 pub mod cli;
 mod encode;
+mod frames;
 mod handler;
 mod node;
 mod params;
+mod socket;
 
 pub use node::{Node, NodeConfig};

@@ -199,9 +199,7 @@ impl Node {
                         let _ = socket.set_nodelay(true);
                         let handlers = factory.connection();
                         tokio::spawn(async move {
-                            if let Err(e) =
-                                pgwire::tokio::process_socket(socket, None, handlers).await
-                            {
+                            if let Err(e) = crate::socket::serve(socket, handlers).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
                         });

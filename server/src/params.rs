@@ -21,6 +21,30 @@ fn bad(ty: &Type, what: impl std::fmt::Display) -> Error {
     )
 }
 
+/// Days since 1970-01-01 of a binary date (days since 2000-01-01). A date before
+/// 4713 BC (PostgreSQL's first) or past what tessera can print is `22008`; so are the
+/// `infinity` values, which tessera does not store.
+fn binary_date(days: i32) -> Result<i32, Error> {
+    /// 4714-11-24 BC (Julian day 0), in days since 2000-01-01.
+    const PG_FIRST_DAY: i32 = -2_451_545;
+    days.checked_add(PG_EPOCH_DAYS)
+        .filter(|d| {
+            days >= PG_FIRST_DAY && NaiveDate::from_num_days_from_ce_opt(d + 719_163).is_some()
+        })
+        .ok_or_else(|| Error::new(SqlState::DatetimeFieldOverflow, "date out of range"))
+}
+
+/// Microseconds since 1970-01-01 of a binary timestamp (microseconds since 2000-01-01),
+/// or `22008` outside PostgreSQL's range and what tessera can print.
+fn binary_timestamp(micros: i64) -> Result<i64, Error> {
+    /// PostgreSQL's first timestamp (4714-11-24 00:00 BC), since 2000-01-01.
+    const PG_FIRST_MICROS: i64 = -211_813_488_000_000_000;
+    micros
+        .checked_add(PG_EPOCH_MICROS)
+        .filter(|us| micros >= PG_FIRST_MICROS && DateTime::from_timestamp_micros(*us).is_some())
+        .ok_or_else(|| Error::new(SqlState::DatetimeFieldOverflow, "timestamp out of range"))
+}
+
 fn parse_ts(s: &str) -> Option<i64> {
     for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
@@ -137,16 +161,16 @@ pub fn decode(raw: Option<&[u8]>, format: FieldFormat, ty: &Type) -> Result<Valu
                 }
                 Type::DATE => {
                     need(4)?;
-                    Value::Date32(Some(b.get_i32() + PG_EPOCH_DAYS))
+                    Value::Date32(Some(binary_date(b.get_i32())?))
                 }
                 Type::TIMESTAMP => {
                     need(8)?;
-                    Value::TimestampMicrosecond(Some(b.get_i64() + PG_EPOCH_MICROS), None)
+                    Value::TimestampMicrosecond(Some(binary_timestamp(b.get_i64())?), None)
                 }
                 Type::TIMESTAMPTZ => {
                     need(8)?;
                     Value::TimestampMicrosecond(
-                        Some(b.get_i64() + PG_EPOCH_MICROS),
+                        Some(binary_timestamp(b.get_i64())?),
                         Some("+00:00".into()),
                     )
                 }
@@ -229,5 +253,32 @@ mod tests {
                 .state,
             SqlState::InvalidTextRepresentation
         );
+    }
+
+    #[test]
+    fn binary_dates_and_timestamps_out_of_range_are_22008() {
+        let bin = |raw: &[u8], ty: &Type| decode(Some(raw), FieldFormat::Binary, ty);
+        for ty in [Type::DATE] {
+            for days in [i32::MAX, i32::MIN, -2_451_546, 200_000_000] {
+                let e = bin(&days.to_be_bytes(), &ty).unwrap_err();
+                assert_eq!(e.state, SqlState::DatetimeFieldOverflow, "{days}");
+            }
+            assert_eq!(
+                bin(&(-2_451_545i32).to_be_bytes(), &ty).unwrap(),
+                Value::Date32(Some(-2_451_545 + 10_957))
+            );
+        }
+        for ty in [Type::TIMESTAMP, Type::TIMESTAMPTZ] {
+            for us in [
+                i64::MAX,
+                i64::MIN,
+                -211_813_488_000_000_001,
+                9_000_000_000_000_000_000,
+            ] {
+                let e = bin(&us.to_be_bytes(), &ty).unwrap_err();
+                assert_eq!(e.state, SqlState::DatetimeFieldOverflow, "{us}");
+            }
+            assert!(bin(&0i64.to_be_bytes(), &ty).is_ok());
+        }
     }
 }

@@ -220,3 +220,21 @@ async fn psql_backslash_copy_both_ways() {
     ));
     assert_eq!(std::fs::read_to_string(&output).unwrap(), data);
 }
+
+/// `CHAR(n)` values go in without their trailing spaces mattering and come out padded
+/// to `n`, as PostgreSQL 15 writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_values_copy_out_padded() {
+    let (_node, c) = node_with("CREATE TABLE ch (id INT PRIMARY KEY, m CHAR(4))").await;
+    copy_in(&c, "COPY ch FROM STDIN", &["1\tab\n2\tabcd\n3\tx  \n"])
+        .await
+        .unwrap();
+    assert_eq!(
+        copy_out(&c, "COPY ch TO STDOUT").await,
+        "1\tab  \n2\tabcd\n3\tx   \n"
+    );
+    assert_eq!(
+        copy_out(&c, "COPY (SELECT id FROM ch WHERE m = 'x') TO STDOUT").await,
+        "3\n"
+    );
+}

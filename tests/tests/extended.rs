@@ -248,3 +248,102 @@ fn a_binary_int2_parameter_matches_an_int8_column() {
     assert_eq!(kinds(&msgs), "12DCZ", "{msgs:?}");
     assert_eq!(first_value(&msgs[2].1), "2");
 }
+
+/// A Bind of the unnamed statement with one raw parameter: `len` as the length field,
+/// then `data` (which may be shorter or longer than `len` says).
+fn raw_bind(len: i32, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, "");
+    cstr(&mut b, "");
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(data);
+    b.extend_from_slice(&0u16.to_be_bytes());
+    frame(b'B', &b)
+}
+
+/// The SQLSTATE field of an ErrorResponse body.
+fn sqlstate(body: &[u8]) -> String {
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
+}
+
+/// Claim: a Bind whose parameter length runs past the end of the message, or is
+/// negative other than -1, is answered with ErrorResponse 08P01 (as PostgreSQL answers
+/// it), the rest of the pipeline is skipped to Sync, and the same connection then runs
+/// statements normally; so does every other connection.
+#[test]
+fn a_malformed_bind_is_a_protocol_violation_and_the_connection_goes_on() {
+    let node = Node::start();
+    let mut c = setup(&node);
+    let mut other = Conn::open(&node);
+    for bad in [
+        raw_bind(1000, b"12"),
+        raw_bind(-7, b""),
+        raw_bind(2, b"1234"),
+    ] {
+        c.send(&[
+            parse("", "SELECT big FROM x WHERE id = $1", &[23]),
+            bad,
+            execute("", 0),
+            sync(),
+        ]);
+        let msgs = c.until_ready();
+        assert_eq!(kinds(&msgs), "1EZ", "{msgs:?}");
+        assert_eq!(sqlstate(&msgs[1].1), "08P01", "{msgs:?}");
+        c.send(&[
+            parse("", "SELECT big FROM x WHERE id = $1", &[23]),
+            bind("", "", &[(1, &2i32.to_be_bytes())]),
+            execute("", 0),
+            sync(),
+        ]);
+        let msgs = c.until_ready();
+        assert_eq!(kinds(&msgs), "12DCZ", "{msgs:?}");
+        assert_eq!(first_value(&msgs[2].1), "20");
+    }
+    let mut q = Vec::new();
+    cstr(&mut q, "SELECT count(*) FROM x");
+    other.send(&[frame(b'Q', &q)]);
+    let msgs = other.until_ready();
+    assert_eq!(kinds(&msgs), "TDCZ", "{msgs:?}");
+}
+
+/// Claim: a binary date or timestamp parameter beyond PostgreSQL's range is refused with
+/// 22008 instead of wrapping around, and a computed date past what the wire can carry is
+/// 22008 instead of being sent as 1970-01-01.
+#[test]
+fn dates_out_of_range_are_22008() {
+    let node = Node::start();
+    let mut c = setup(&node);
+    for (oid, raw) in [
+        (1082u32, i32::MAX.to_be_bytes().to_vec()),
+        (1082, (-3_000_000i32).to_be_bytes().to_vec()),
+        (1114, i64::MAX.to_be_bytes().to_vec()),
+        (1184, i64::MIN.to_be_bytes().to_vec()),
+    ] {
+        c.send(&[
+            parse("", "SELECT $1", &[oid]),
+            bind("", "", &[(1, &raw)]),
+            execute("", 0),
+            sync(),
+        ]);
+        let msgs = c.until_ready();
+        let err = msgs.iter().find(|m| m.0 == b'E').expect("an error");
+        assert_eq!(sqlstate(&err.1), "22008", "{oid}: {msgs:?}");
+    }
+    for sql in [
+        "SELECT arrow_cast(200000000, 'Date32')",
+        "SELECT arrow_cast(9223372036854775807, 'Timestamp(Microsecond, None)')",
+    ] {
+        let mut q = Vec::new();
+        cstr(&mut q, sql);
+        c.send(&[frame(b'Q', &q)]);
+        let msgs = c.until_ready();
+        let err = msgs.iter().find(|m| m.0 == b'E').expect("an error");
+        assert_eq!(sqlstate(&err.1), "22008", "{sql}: {msgs:?}");
+        assert!(!msgs.iter().any(|m| m.0 == b'D'), "{sql}: a row was sent");
+    }
+}

@@ -304,3 +304,36 @@ async fn conflict_names_table_and_key() {
         "message: {msg}"
     );
 }
+
+/// Write skew through an upsert: `INSERT ... ON CONFLICT DO NOTHING` (and `DO UPDATE ...
+/// WHERE false`) that finds the row and writes nothing has read it. A transaction that
+/// deletes the row and reads what the first one writes closes a cycle, so both cannot
+/// commit.
+#[tokio::test]
+async fn no_write_skew_through_on_conflict() {
+    for upsert in [
+        "INSERT INTO t VALUES (1, 0) ON CONFLICT (k) DO NOTHING",
+        "INSERT INTO t VALUES (1, 0) ON CONFLICT (k) DO UPDATE SET v = 5 WHERE false",
+        "INSERT INTO t VALUES (1, 0) ON CONFLICT DO NOTHING",
+    ] {
+        let node = Node::start();
+        let a = setup(
+            &node,
+            "CREATE TABLE t (k INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1); \
+             CREATE TABLE marks (m INT PRIMARY KEY)",
+        )
+        .await;
+        let b = node.connect().await;
+        a.batch_execute("BEGIN").await.unwrap();
+        a.batch_execute(upsert).await.unwrap();
+        b.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(int(&b, "SELECT count(*) FROM marks").await, 0);
+        a.batch_execute("INSERT INTO marks VALUES (1)")
+            .await
+            .unwrap();
+        b.batch_execute("DELETE FROM t WHERE k = 1").await.unwrap();
+        let b_failed = is_conflict(&b.batch_execute("COMMIT").await);
+        let a_failed = is_conflict(&a.batch_execute("COMMIT").await);
+        assert!(a_failed || b_failed, "{upsert}: both committed");
+    }
+}

@@ -295,3 +295,50 @@ async fn binary_formats_match_postgres() {
         assert_eq!((got_ty.as_str(), got.as_str()), (*ty, *hex), "column {i}");
     }
 }
+
+/// `CHAR(n)` values reach the client padded to `n`, in text and binary results, and
+/// as column references of other queries; a cast to text drops the padding.
+/// The expected values are what PostgreSQL 15 sends.
+#[tokio::test]
+async fn char_values_are_sent_padded() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ch (id INT PRIMARY KEY, m CHAR(6)); \
+         INSERT INTO ch VALUES (1, 'ab'), (2, 'abcdef'), (3, '  x  ')",
+    )
+    .await
+    .unwrap();
+    let expected = ["ab    ", "abcdef", "  x   "];
+    // Binary results (extended protocol).
+    let rows = c.query("SELECT m FROM ch ORDER BY id", &[]).await.unwrap();
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, expected);
+    // Text results (simple protocol), through a subquery and a grouping.
+    for sql in [
+        "SELECT m FROM ch ORDER BY id",
+        "SELECT s.m FROM (SELECT id, m FROM ch) s ORDER BY s.id",
+        "SELECT m FROM ch GROUP BY m, id ORDER BY id",
+    ] {
+        let msgs = c.simple_query(sql).await.unwrap();
+        let got: Vec<String> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, expected, "{sql}");
+    }
+    let row = c
+        .query_one("SELECT m::text, m::varchar FROM ch WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "ab");
+    assert_eq!(row.get::<_, String>(1), "ab");
+    let out = c
+        .query_one("SELECT count(*) FROM ch WHERE m = $1", &[&"ab  "])
+        .await
+        .unwrap();
+    assert_eq!(out.get::<_, i64>(0), 1);
+}
