@@ -30,19 +30,30 @@
 //!   leaseholders can lie anywhere up to it. A transaction that began on a settled
 //!   leaseholder therefore has no uncertainty there.
 //! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
-//!   bounded batches, each checked for write-write conflicts as it lands. The commit
-//!   point is then the transaction record written as committed (with any remaining
-//!   writes) in one synced batch; the intents are resolved afterwards. Transaction ids
-//!   carry the node id and the store's boot epoch: a pending transaction of this node's
-//!   earlier epoch died with
-//!   its process and counts as aborted.
+//!   bounded batches, each checked for write-write conflicts and written under the
+//!   latch, so no two transactions ever both hold an intent on one key. The commit
+//!   point is the transaction record written as committed (with any remaining writes)
+//!   in one synced batch, after checking that every flushed intent is still this
+//!   transaction's. Once that batch is durable the commit has succeeded: the intents
+//!   are resolved afterwards, and a failure there leaves them to be read through the
+//!   record. A rollback never overwrites a COMMITTED record, and a commit whose outcome
+//!   is unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
+//!   id and the store's boot epoch: a pending transaction of this node's earlier epoch
+//!   died with its process and counts as aborted.
+//! - **History.** A write never erases another transaction's committed write: a
+//!   committed intent on a key being written becomes a version first
+//!   ([`mvcc::prepare_write`]).
+//! - **Garbage collection.** The GC threshold is replicated with the tablet
+//!   ([`GcThreshold`]) and written with the first deletions it allows; reads, intent
+//!   flushes and commits with a `read_ts` below it are refused (retryable), on every
+//!   leaseholder, since the history they would be checked against may be gone.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tessera_storage::mvcc::{self, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
+use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
 use crate::remote::{self, KvPeers, KvRequest, KvResponse};
@@ -124,7 +135,6 @@ pub struct Store {
     next_txn: AtomicU64,
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
-    gc_threshold: Mutex<Timestamp>,
     /// The Raft term of the lease this store last served under, and that lease's floor.
     lease: Mutex<(u64, Timestamp)>,
 }
@@ -174,7 +184,6 @@ impl Store {
             peers: RwLock::new(None),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
-            gc_threshold: Mutex::new(Timestamp::ZERO),
             lease: Mutex::new((0, Timestamp::ZERO)),
         }))
     }
@@ -565,8 +574,9 @@ impl Store {
         Ok(status)
     }
 
+    /// Refuse a read or commit at `read_ts` below the tablet's (replicated) GC threshold.
     fn check_gc(&self, read_ts: Timestamp) -> Result<()> {
-        let threshold = *self.gc_threshold.lock();
+        let threshold = GcThreshold::read(&*self.engine)?;
         if read_ts < threshold {
             return Err(Error::TooOld { read_ts, threshold });
         }
@@ -637,7 +647,9 @@ impl Store {
         Error::Conflict { key: c.key, reason }
     }
 
-    /// Write `writes` as intents of `txn`, in batches of bounded size.
+    /// Write `writes` as intents of `txn`, in batches of bounded size. Each batch is
+    /// checked and written under the latch, so no other write of its keys can come
+    /// between the conflict check and the intent.
     fn flush_intents_local(
         &self,
         txn: TxnId,
@@ -652,28 +664,26 @@ impl Store {
             status: &status,
             uncertainty_limit: Timestamp::ZERO,
         };
-        let mut batch = WriteBatch::new();
-        let flush = |batch: &mut WriteBatch| -> Result<()> {
+        let mut pending = writes.iter().peekable();
+        while pending.peek().is_some() {
             let _exclusive = self.latch.write();
-            self.write(std::mem::take(batch), false)?;
-            Ok(())
-        };
-        for (key, value) in writes {
-            if let Some(c) = mvcc::write_conflict(&*self.engine, key, &view)? {
-                return Err(Self::conflict(c, "write-write conflict"));
+            self.check_gc(read_ts)?;
+            let mut batch = WriteBatch::new();
+            for (key, value) in pending.by_ref() {
+                if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true)? {
+                    return Err(Self::conflict(c, "write-write conflict"));
+                }
+                let intent = Intent {
+                    txn,
+                    ts: read_ts,
+                    value: value.clone(),
+                };
+                mvcc::put_intent(&mut batch, key, &intent);
+                if batch.size_bytes() >= self.config.intent_batch_bytes {
+                    break;
+                }
             }
-            let intent = Intent {
-                txn,
-                ts: read_ts,
-                value: value.clone(),
-            };
-            mvcc::put_intent(&mut batch, key, &intent);
-            if batch.size_bytes() >= self.config.intent_batch_bytes {
-                flush(&mut batch)?;
-            }
-        }
-        if !batch.is_empty() {
-            flush(&mut batch)?;
+            self.write(batch, false)?;
         }
         Ok(())
     }
@@ -698,6 +708,9 @@ impl Store {
         self.check_lease();
         let commit_ts = {
             let _exclusive = self.latch.write();
+            // History below the threshold may be gone: reads and writes could not be
+            // validated against it.
+            self.check_gc(read_ts)?;
             let mut commit_ts = self.clock.now();
             {
                 let cache = self.tscache.lock();
@@ -717,14 +730,25 @@ impl Store {
                     return Err(Self::conflict(c, "read no longer valid"));
                 }
             }
+            // Every flushed key must still hold this transaction's intent.
+            for key in flushed {
+                let ours = mvcc::get_intent(&*self.engine, key)?.is_some_and(|i| i.txn == txn);
+                if !ours && !writes.contains_key(key) {
+                    return Err(Error::Conflict {
+                        key: key.clone(),
+                        reason: "an intent of this transaction is gone".into(),
+                    });
+                }
+            }
             let mut batch = WriteBatch::new();
             for (key, value) in writes {
-                if let Some(c) = mvcc::write_conflict(&*self.engine, key, &view)? {
+                // Drops this transaction's own intent (the buffered value wins) and
+                // keeps another's committed one as a version.
+                if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, false)?
+                {
                     return Err(Self::conflict(c, "write-write conflict"));
                 }
                 mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
-                // A key written after being flushed: the buffered value wins.
-                batch.delete(Cf::Data, mvcc::intent_key(key));
             }
             if !flushed.is_empty() {
                 batch.put(
@@ -740,25 +764,43 @@ impl Store {
             }
             commit_ts
         };
+        // The commit point is durable: the transaction has committed, whatever happens
+        // to the resolution of its intents (readers resolve them through the record).
         if !flushed.is_empty() {
-            self.resolve(txn, flushed, Some(commit_ts))?;
+            if let Err(e) = self.resolve(txn, flushed, Some(commit_ts)) {
+                tracing::warn!(error = %e, txn, "resolving the intents of a committed transaction failed; they stay until read");
+            }
         }
         Ok(commit_ts)
     }
 
     /// Roll back: mark the record aborted (when intents exist) and remove the intents.
+    /// A record that says COMMITTED is never overwritten: the intents are then resolved
+    /// as committed instead.
     fn abort_local(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
         if flushed.is_empty() {
             return Ok(());
         }
-        let mut b = WriteBatch::new();
-        b.put(
-            Cf::Data,
-            TxnRecord::key(txn),
-            TxnRecord::encode(TxnStatus::Aborted),
-        );
-        self.write(b, false)?;
-        self.resolve(txn, flushed, None)
+        let outcome = {
+            let _exclusive = self.latch.write();
+            match TxnRecord::read(&*self.engine, txn)? {
+                TxnStatus::Committed(ts) => Some(ts),
+                TxnStatus::Pending | TxnStatus::Aborted => {
+                    let mut b = WriteBatch::new();
+                    b.put(
+                        Cf::Data,
+                        TxnRecord::key(txn),
+                        TxnRecord::encode(TxnStatus::Aborted),
+                    );
+                    self.write(b, false)?;
+                    None
+                }
+            }
+        };
+        if let Some(ts) = outcome {
+            tracing::error!(txn, %ts, "asked to roll back a committed transaction; keeping it committed");
+        }
+        self.resolve(txn, flushed, outcome)
     }
 
     fn resolve(&self, txn: TxnId, keys: &[Vec<u8>], commit_ts: Option<Timestamp>) -> Result<()> {
@@ -784,10 +826,6 @@ impl Store {
         if threshold == Timestamp::ZERO {
             return Ok(0);
         }
-        {
-            let mut t = self.gc_threshold.lock();
-            *t = (*t).max(threshold);
-        }
         let mut batch = WriteBatch::new();
         // Only the MVCC key space: below it lie the tablet's raw bookkeeping keys.
         let removed = mvcc::gc(
@@ -797,10 +835,18 @@ impl Store {
             Some(KEY_MAX),
             threshold,
         )?;
-        self.write(batch, false)?;
-        if removed > 0 {
-            tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
+        if removed == 0 {
+            return Ok(0);
         }
+        {
+            // Under the latch: a commit checks the threshold and validates its reads
+            // with no collection in between.
+            let _exclusive = self.latch.write();
+            let stored = GcThreshold::read(&*self.engine)?;
+            GcThreshold::put(&mut batch, threshold.max(stored));
+            self.write(batch, false)?;
+        }
+        tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
         Ok(removed)
     }
 }

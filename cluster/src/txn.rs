@@ -300,7 +300,8 @@ impl Txn {
     }
 
     /// Validate and commit; returns the commit timestamp. On error the transaction is
-    /// rolled back.
+    /// rolled back, except when the outcome is unknown (`Ambiguous`): then nothing is
+    /// undone, since the commit may have taken effect.
     pub fn commit(&mut self) -> Result<Timestamp> {
         self.check_open()?;
         let result = self.store.commit(
@@ -315,6 +316,14 @@ impl Txn {
                 self.state = State::Committed;
                 self.store.end(self.id, self.read_ts);
                 Ok(ts)
+            }
+            // The commit may have happened: leave everything as it is (a rollback could
+            // undo a committed transaction).
+            Err(e @ Error::Ambiguous(_)) => {
+                self.state = State::Aborted;
+                self.writes.clear();
+                self.store.end(self.id, self.read_ts);
+                Err(e)
             }
             Err(e) => {
                 let _ = self.rollback();

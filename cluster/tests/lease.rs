@@ -427,3 +427,67 @@ fn transaction_records_travel_in_snapshots() {
         .unwrap();
     assert_eq!(records, 1);
 }
+
+impl World {
+    /// Move simulated real time forward by `ms` milliseconds.
+    fn advance(&self, ms: u64) {
+        self.clocks[&1].truth.0.fetch_add(ms * MS, Ordering::SeqCst);
+    }
+}
+
+/// Claim: a transaction whose snapshot lies below the GC threshold cannot commit, even
+/// when the leaseholder that collected the garbage did not know of it (its gateway is
+/// another node): the deletion it would have to validate against is gone, so it must
+/// restart (retryable), not commit on a read that is no longer true.
+#[test]
+fn a_commit_below_the_gc_threshold_is_refused() {
+    let w = World::new(6);
+    let leader = w.leader();
+    let gateway = follower_of(leader);
+    w.write(leader, b"\x10k", b"v1").unwrap();
+    let mut t = w.dbs[&gateway].begin(TxnOptions::default());
+    assert_eq!(t.get(b"\x10k").unwrap().as_deref(), Some(&b"v1"[..]));
+    let mut d = w.dbs[&leader].begin(TxnOptions::default());
+    d.delete(b"\x10k".to_vec()).unwrap();
+    d.commit().unwrap();
+    // Past the GC window: the leaseholder collects the deleted key's history.
+    w.advance(11 * 60 * 1000);
+    let removed = w.dbs[&leader].store().gc_once().unwrap();
+    assert!(removed > 0, "nothing was collected");
+    t.put(b"\x10other".to_vec(), b"x".to_vec()).unwrap();
+    let err = t.commit().expect_err("committed on a collected read");
+    assert!(matches!(err, Error::TooOld { .. }), "{err}");
+    assert!(err.is_retryable(), "{err}");
+}
+
+/// Claim: the GC threshold is part of the tablet's replicated state: after the lease
+/// moves, the new leaseholder refuses a read below the threshold the old one set
+/// instead of serving a snapshot whose history is gone.
+#[test]
+fn the_gc_threshold_survives_a_lease_change() {
+    let w = World::new(7);
+    let old = w.leader();
+    let next = follower_of(old);
+    w.write(old, b"\x10k", b"v1").unwrap();
+    let mut t = w.dbs[&next].begin(TxnOptions::default());
+    w.write(old, b"\x10k", b"v2").unwrap();
+    let mut d = w.dbs[&old].begin(TxnOptions::default());
+    d.delete(b"\x10k".to_vec()).unwrap();
+    d.commit().unwrap();
+    w.advance(11 * 60 * 1000);
+    assert!(w.dbs[&old].store().gc_once().unwrap() > 0);
+    w.isolate(old);
+    {
+        let mut c = w.sim.lock();
+        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+        assert!(c.run_until(PATIENCE, |c| others.iter().any(|n| {
+            c.stores[n].is_leader(GROUP)
+                && others.iter().all(|m| c.stores[m].leader(GROUP) == Some(*n))
+        })));
+    }
+    // `t` began on a node that is still connected; its read goes to the new leaseholder.
+    let err = t
+        .get(b"\x10k")
+        .expect_err("served a snapshot below the GC threshold");
+    assert!(matches!(err, Error::TooOld { .. }), "{err}");
+}

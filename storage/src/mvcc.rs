@@ -34,6 +34,9 @@
 //!   live foreign intent lies in that window ([`find_conflict`]).
 //! - A write by `T` conflicts when a version newer than `T`'s `read_ts`, or a live foreign
 //!   intent, exists on the key ([`write_conflict`]): first committer wins.
+//! - A write never erases another transaction's committed write: a committed foreign
+//!   intent on the key becomes a version at its commit timestamp in the same batch
+//!   ([`prepare_write`]).
 //! - GC below a threshold keeps, per key, only the newest version at or below the
 //!   threshold, and drops even that when it is a tombstone: reads at or above the
 //!   threshold are unaffected ([`gc`]).
@@ -94,6 +97,32 @@ impl TxnRecord {
                 _ => Err(corrupt("txn record")),
             },
         }
+    }
+}
+
+/// The tablet's garbage-collection threshold: history at or below it may be gone, so
+/// reads and commits with a `read_ts` below it are refused. It is stored in the system
+/// region of the tablet's span, so it is replicated, snapshotted and known to every
+/// future leaseholder, and it is written in the same batch as the first deletions it
+/// allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcThreshold;
+
+impl GcThreshold {
+    /// The threshold's key (in the system region, below [`MVCC_START`]).
+    pub const KEY: &'static [u8] = b"\x01gc/threshold";
+
+    /// The stored threshold ([`Timestamp::ZERO`] before the first collection).
+    pub fn read(engine: &dyn Engine) -> Result<Timestamp> {
+        match engine.get(Cf::Data, Self::KEY)? {
+            None => Ok(Timestamp::ZERO),
+            Some(v) => Timestamp::decode(&v).ok_or_else(|| corrupt("gc threshold")),
+        }
+    }
+
+    /// Queue raising the threshold to `ts`.
+    pub fn put(batch: &mut WriteBatch, ts: Timestamp) {
+        batch.put(Cf::Data, Self::KEY.to_vec(), ts.encode().to_vec());
     }
 }
 
@@ -418,6 +447,44 @@ pub fn write_conflict(
 ) -> Result<Option<Conflict>> {
     let end = [key, &[0u8][..]].concat();
     find_conflict(engine, key, Some(&end), view, Timestamp::MAX)
+}
+
+/// Check a write of `key` by the viewing transaction ([`write_conflict`]) and, when it
+/// may go ahead, queue what must happen first to an intent already on the key, so that
+/// the write erases no one's history: an intent of a transaction that committed becomes
+/// its version at its commit timestamp; the viewer's own intent and an aborted one are
+/// dropped. With `intent_follows` the caller is about to put its own intent on the key,
+/// which replaces the old intent, so no delete is queued.
+pub fn prepare_write(
+    engine: &dyn Engine,
+    batch: &mut WriteBatch,
+    key: &[u8],
+    view: &ReadView<'_>,
+    intent_follows: bool,
+) -> Result<Option<Conflict>> {
+    if let Some(c) = write_conflict(engine, key, view)? {
+        return Ok(Some(c));
+    }
+    let Some(intent) = get_intent(engine, key)? else {
+        return Ok(None);
+    };
+    if Some(intent.txn) != view.txn {
+        match (view.status)(intent.txn)? {
+            TxnStatus::Committed(ts) => put_version(batch, key, ts, intent.value.as_deref()),
+            TxnStatus::Aborted => {}
+            // Reported as a conflict above.
+            TxnStatus::Pending => {
+                return Ok(Some(Conflict {
+                    key: key.to_vec(),
+                    kind: ConflictKind::Intent(intent.txn),
+                }))
+            }
+        }
+    }
+    if !intent_follows {
+        batch.delete(Cf::Data, intent_key(key));
+    }
+    Ok(None)
 }
 
 /// Queue the garbage collection of `[start, end)` below `threshold`: per key, every

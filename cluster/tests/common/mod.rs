@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+
+use parking_lot::Mutex;
 
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, MessageType};
 use tessera_cluster::replication::{
@@ -14,12 +16,20 @@ use tessera_cluster::replication::{
 };
 use tessera_storage::{Cf, Engine, MemoryEngine, Visit, Visitor, WriteBatch, WriteOp};
 
-/// A memory engine whose writes of table data can be made to fail, as a broken disk's
-/// would: the store must stop, and recover from what it wrote before.
+/// A memory engine with fault and pause hooks: writes of table data can be made to
+/// fail, as a broken disk's would (the store must stop, and recover from what it wrote
+/// before); so can unsynced writes alone (what follows a commit point); a write can be
+/// held in flight while another thread runs, and scans can be watched.
 #[derive(Default)]
 pub struct TestEngine {
     inner: MemoryEngine,
     failing: AtomicBool,
+    fail_unsynced: AtomicBool,
+    /// When set, the next write of data waits for the receiver's signal; the sender
+    /// half tells the test that the write has begun.
+    pause_next_write: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    /// When set, signalled on every scan of data.
+    on_scan: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl TestEngine {
@@ -30,6 +40,22 @@ impl TestEngine {
 
     pub fn is_failing(&self) -> bool {
         self.failing.load(Ordering::SeqCst)
+    }
+
+    /// Fail (or stop failing) every unsynced write.
+    pub fn fail_unsynced_writes(&self, on: bool) {
+        self.fail_unsynced.store(on, Ordering::SeqCst);
+    }
+
+    /// Hold the next write of data until `resume` receives; `started` hears when it
+    /// begins.
+    pub fn pause_next_write(&self, started: mpsc::Sender<()>, resume: mpsc::Receiver<()>) {
+        *self.pause_next_write.lock() = Some((started, resume));
+    }
+
+    /// Signal `watcher` on every scan of data (`None`: stop).
+    pub fn watch_scans(&self, watcher: Option<mpsc::Sender<()>>) {
+        *self.on_scan.lock() = watcher;
     }
 }
 
@@ -45,14 +71,32 @@ impl Engine for TestEngine {
         end: Option<&[u8]>,
         visit: &mut Visitor<'_>,
     ) -> tessera_storage::Result<()> {
+        if cf == Cf::Data {
+            if let Some(tx) = self.on_scan.lock().as_ref() {
+                let _ = tx.send(());
+            }
+        }
         self.inner.scan(cf, start, end, visit)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
         let data_put = |op: &WriteOp| matches!(op, WriteOp::Put { cf: Cf::Data, .. });
-        if self.is_failing() && batch.ops().iter().any(data_put) {
+        let data = batch.ops().iter().any(data_put);
+        if self.is_failing() && data {
             return Err(tessera_storage::Error::Engine(
                 "injected write failure".into(),
+            ));
+        }
+        if data {
+            let pause = self.pause_next_write.lock().take();
+            if let Some((started, resume)) = pause {
+                let _ = started.send(());
+                let _ = resume.recv();
+            }
+        }
+        if !sync && self.fail_unsynced.load(Ordering::SeqCst) {
+            return Err(tessera_storage::Error::Engine(
+                "injected failure of an unsynced write".into(),
             ));
         }
         self.inner.write(batch, sync)
