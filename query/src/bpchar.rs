@@ -28,6 +28,7 @@
 //! branch to `bpchar`), and a `::varchar` cast literal compares as `text` (both are Utf8
 //! after planning).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::{DataType, Field};
@@ -84,16 +85,29 @@ impl AnalyzerRule for CharSemantics {
         plan: LogicalPlan,
         _config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
-        Ok(plan.transform_up_with_subqueries(rewrite_node)?.data)
+        let casts = Cell::new(false);
+        let plan = plan
+            .transform_up_with_subqueries(|p| rewrite_node(p, &casts))?
+            .data;
+        if !casts.get() {
+            return Ok(plan);
+        }
+        // A cast now yields plain text: the schemas above it must stop calling it char(n).
+        Ok(plan
+            .transform_up_with_subqueries(|p| Ok(Transformed::yes(p.recompute_schema()?)))?
+            .data)
     }
 }
 
-fn rewrite_node(plan: LogicalPlan) -> datafusion::common::Result<Transformed<LogicalPlan>> {
+fn rewrite_node(
+    plan: LogicalPlan,
+    casts: &Cell<bool>,
+) -> datafusion::common::Result<Transformed<LogicalPlan>> {
     let schema = merge_schema(&plan.inputs());
     let names = NamePreserver::new(&plan);
     plan.map_expressions(|e| {
         let name = names.save(&e);
-        let out = e.transform_up(|e| rewrite_expr(e, &schema))?;
+        let out = e.transform_up(|e| rewrite_expr(e, &schema, casts))?;
         Ok(if out.transformed {
             out.update_data(|e| name.restore(e))
         } else {
@@ -204,7 +218,11 @@ fn text_field() -> std::sync::Arc<Field> {
     std::sync::Arc::new(Field::new("", DataType::Utf8, true).with_metadata(meta))
 }
 
-fn rewrite_expr(e: Expr, schema: &DFSchema) -> datafusion::common::Result<Transformed<Expr>> {
+fn rewrite_expr(
+    e: Expr,
+    schema: &DFSchema,
+    casts: &Cell<bool>,
+) -> datafusion::common::Result<Transformed<Expr>> {
     Ok(match e {
         Expr::BinaryExpr(b) if is_comparison(b.op) => {
             let (l, r) = (kind(&b.left, schema), kind(&b.right, schema));
@@ -293,6 +311,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> datafusion::common::Result<Transf
                 && c.field.data_type() == &DataType::Utf8
                 && padded_len(&c.field).is_none() =>
         {
+            casts.set(true);
             Transformed::yes(Expr::Cast(Cast::new_from_field(c.expr, text_field())))
         }
         other => Transformed::no(other),

@@ -667,9 +667,16 @@ impl Session {
     /// Plan and run a query (or EXPLAIN) with DataFusion; rows are collected.
     pub(crate) async fn query(&mut self, stmt: &Statement) -> Result<Output> {
         let plan = self.plan(stmt).await?;
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        // The result schema is the analysed plan's: analysis refines column metadata (a
+        // `char(n)` value cast to text is no longer padded on output).
+        let state = self.ctx.state();
+        let optimized = state.optimize(&plan)?;
+        let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
         let (schema, batches) = if matches!(stmt, Statement::Explain { .. }) {
             explain_lines(&batches)?
         } else {
