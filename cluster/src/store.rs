@@ -137,6 +137,9 @@ pub struct Store {
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     /// The Raft term of the lease this store last served under, and that lease's floor.
     lease: Mutex<(u64, Timestamp)>,
+    /// The replicated GC threshold as read under the lease of the given term (reloaded
+    /// from the engine when the term changes; this store's own collections raise it).
+    gc_threshold: Mutex<(u64, Timestamp)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,6 +188,7 @@ impl Store {
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             lease: Mutex::new((0, Timestamp::ZERO)),
+            gc_threshold: Mutex::new((u64::MAX, Timestamp::ZERO)),
         }))
     }
 
@@ -574,9 +578,20 @@ impl Store {
         Ok(status)
     }
 
+    /// The tablet's GC threshold. The replicated key is the truth; it is read once per
+    /// lease term, since within a term only this leaseholder raises it.
+    fn gc_threshold(&self) -> Result<Timestamp> {
+        let term = self.replicator.as_ref().map_or(0, |r| r.lease_term());
+        let mut cached = self.gc_threshold.lock();
+        if cached.0 != term {
+            *cached = (term, GcThreshold::read(&*self.engine)?);
+        }
+        Ok(cached.1)
+    }
+
     /// Refuse a read or commit at `read_ts` below the tablet's (replicated) GC threshold.
     fn check_gc(&self, read_ts: Timestamp) -> Result<()> {
-        let threshold = GcThreshold::read(&*self.engine)?;
+        let threshold = self.gc_threshold()?;
         if read_ts < threshold {
             return Err(Error::TooOld { read_ts, threshold });
         }
@@ -842,9 +857,11 @@ impl Store {
             // Under the latch: a commit checks the threshold and validates its reads
             // with no collection in between.
             let _exclusive = self.latch.write();
-            let stored = GcThreshold::read(&*self.engine)?;
-            GcThreshold::put(&mut batch, threshold.max(stored));
+            let raised = threshold.max(GcThreshold::read(&*self.engine)?);
+            GcThreshold::put(&mut batch, raised);
             self.write(batch, false)?;
+            let term = self.replicator.as_ref().map_or(0, |r| r.lease_term());
+            *self.gc_threshold.lock() = (term, raised);
         }
         tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
         Ok(removed)

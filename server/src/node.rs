@@ -73,10 +73,10 @@ pub struct Node {
     query: Arc<QueryNode>,
     store: Arc<Store>,
     /// Identity, replication and the transport to peers.
-    _cluster: ClusterNode,
+    cluster: ClusterNode,
 }
 
-/// Errors that stop a node from starting.
+/// Errors that stop a node from starting, or from serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The store could not be opened.
@@ -90,6 +90,10 @@ pub enum StartError {
     /// `tessera init` failed.
     #[error("init failed: {0}")]
     Init(String),
+    /// Replication stopped because the store could not persist (disk full, I/O error):
+    /// the node stops serving so that it restarts from what is on disk.
+    #[error("the node stopped serving: replication failed: {0}")]
+    Replication(String),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -152,7 +156,7 @@ impl Node {
             listener,
             query,
             store,
-            _cluster: cluster,
+            cluster,
         })
     }
 
@@ -211,12 +215,31 @@ impl Node {
                 }
             }
         };
-        tokio::select! {
-            _ = accept => {}
-            _ = shutdown_signal() => tracing::info!("shutting down"),
-        }
+        // Fail-stop: a node whose Raft driver could not persist must not go on serving
+        // from state it could not write.
+        let driver = self.cluster.driver.clone();
+        let failed = async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                if let Some(why) = driver.failure() {
+                    return why;
+                }
+            }
+        };
+        let result = tokio::select! {
+            _ = accept => Ok(()),
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+            why = failed => {
+                tracing::error!(reason = %why, "replication failed; the node stops serving and must be restarted");
+                Err(StartError::Replication(why))
+            }
+        };
         gc.abort();
-        Ok(())
+        result
     }
 }
 

@@ -449,12 +449,12 @@ pub fn write_conflict(
     find_conflict(engine, key, Some(&end), view, Timestamp::MAX)
 }
 
-/// Check a write of `key` by the viewing transaction ([`write_conflict`]) and, when it
-/// may go ahead, queue what must happen first to an intent already on the key, so that
-/// the write erases no one's history: an intent of a transaction that committed becomes
-/// its version at its commit timestamp; the viewer's own intent and an aborted one are
-/// dropped. With `intent_follows` the caller is about to put its own intent on the key,
-/// which replaces the old intent, so no delete is queued.
+/// Check a write of `key` by the viewing transaction (the conflicts of [`write_conflict`],
+/// in one pass over the key) and, when it may go ahead, queue what must happen first to
+/// an intent already on the key, so that the write erases no one's history: an intent of
+/// a transaction that committed becomes its version at its commit timestamp; the
+/// viewer's own intent and an aborted one are dropped. With `intent_follows` the caller
+/// is about to put its own intent on the key, which replaces the old one: no delete.
 pub fn prepare_write(
     engine: &dyn Engine,
     batch: &mut WriteBatch,
@@ -462,22 +462,49 @@ pub fn prepare_write(
     view: &ReadView<'_>,
     intent_follows: bool,
 ) -> Result<Option<Conflict>> {
-    if let Some(c) = write_conflict(engine, key, view)? {
-        return Ok(Some(c));
+    // One pass over the key's entries: its intent sorts first, then its versions,
+    // newest first, so the first version decides whether a newer write exists.
+    let end = [key, &[0u8][..]].concat();
+    let (from, to) = engine_span(key, Some(&end));
+    let mut intent = None;
+    let mut newer = None;
+    engine.scan(
+        Cf::Data,
+        &from,
+        to.as_deref(),
+        &mut |k, v| match decode_key(k)?.1 {
+            None => {
+                intent = Some(decode_intent(v)?);
+                Ok(Visit::Continue)
+            }
+            Some(ts) => {
+                if ts > view.read_ts {
+                    newer = Some(ts);
+                }
+                Ok(Visit::Stop)
+            }
+        },
+    )?;
+    let conflict = |kind| {
+        Ok(Some(Conflict {
+            key: key.to_vec(),
+            kind,
+        }))
+    };
+    if let Some(ts) = newer {
+        return conflict(ConflictKind::Version(ts));
     }
-    let Some(intent) = get_intent(engine, key)? else {
+    let Some(intent) = intent else {
         return Ok(None);
     };
     if Some(intent.txn) != view.txn {
         match (view.status)(intent.txn)? {
-            TxnStatus::Committed(ts) => put_version(batch, key, ts, intent.value.as_deref()),
+            TxnStatus::Committed(ts) if ts <= view.read_ts => {
+                put_version(batch, key, ts, intent.value.as_deref())
+            }
             TxnStatus::Aborted => {}
-            // Reported as a conflict above.
-            TxnStatus::Pending => {
-                return Ok(Some(Conflict {
-                    key: key.to_vec(),
-                    kind: ConflictKind::Intent(intent.txn),
-                }))
+            TxnStatus::Committed(_) | TxnStatus::Pending => {
+                return conflict(ConflictKind::Intent(intent.txn))
             }
         }
     }

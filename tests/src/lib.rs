@@ -6,7 +6,7 @@
 //! one named by `TESSERA_BIN`.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,16 @@ pub struct Node {
 impl Node {
     /// Start a node on a fresh store.
     pub fn start() -> Node {
+        Self::start_prepared(|_| {})
+    }
+
+    /// Start a node on a fresh store whose data directory `prepare` sets up first (for
+    /// instance by mounting a small file system there).
+    pub fn start_prepared(prepare: impl FnOnce(&Path)) -> Node {
         let store = tempfile::tempdir().expect("tempdir");
+        let data = store.path().join("data");
+        std::fs::create_dir_all(&data).expect("data directory");
+        prepare(&data);
         let mut node = Node {
             child: None,
             store,
@@ -68,6 +77,22 @@ impl Node {
         };
         node.spawn();
         node
+    }
+
+    /// Wait up to `within` for the process to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Start a member of a multi-node cluster (`tessera start`) listening for peers on

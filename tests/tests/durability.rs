@@ -1,5 +1,5 @@
-//! Durability: every acknowledged commit survives `kill -9`, and nothing of an
-//! unacknowledged transaction is half there.
+//! Durability: every acknowledged commit survives `kill -9` and a full disk, and nothing
+//! of an unacknowledged transaction is half there.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -126,4 +126,99 @@ async fn large_transactions_commit_and_roll_back() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
+}
+
+/// A tmpfs of `size` mounted at a directory, unmounted when dropped.
+struct Tmpfs {
+    at: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (the test command runs as root)"
+        );
+        Tmpfs {
+            at: at.to_path_buf(),
+        }
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.at)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+/// A full disk: the node stops serving (fail-stop) instead of going on from state it
+/// could not write, exits with an error that says why, and after space is freed and it
+/// restarts, every acknowledged row is there and no row is half there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_node_and_loses_nothing_acknowledged() {
+    let mut fs = None;
+    let mut node = Node::start_prepared(|data| fs = Some(Tmpfs::mount(data, "48m")));
+    let fs = fs.expect("mounted");
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE f (id INT PRIMARY KEY, a TEXT, b TEXT)")
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    let mut failed = None;
+    for id in 0..100_000 {
+        let sql = format!("INSERT INTO f VALUES ({id}, repeat('a', 20000), repeat('b', 20000))");
+        match c.batch_execute(&sql).await {
+            Ok(()) => acked.push(id),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let failed = failed.expect("the disk never filled up");
+    assert!(!acked.is_empty(), "nothing was written: {failed:?}");
+    let status = node
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the node kept running on a full disk: {}", node.log()));
+    assert!(!status.success(), "exited with success on a full disk");
+    assert!(
+        node.log().contains("replication failed"),
+        "the log does not say why it stopped: {}",
+        node.log()
+    );
+    fs.resize("512m");
+    node.restart();
+    let c = node.connect().await;
+    let rows = c
+        .query("SELECT id, length(a), length(b) FROM f ORDER BY id", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", node.log()));
+    let mut present = BTreeSet::new();
+    for r in rows {
+        let (id, a, b): (i32, i32, i32) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!((a, b), (20000, 20000), "row {id} is half there");
+        present.insert(id);
+    }
+    let lost: Vec<_> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    c.batch_execute("INSERT INTO f VALUES (-1, 'x', 'y')")
+        .await
+        .expect("serving again after the restart");
 }

@@ -6,8 +6,11 @@
 //! Ready cycle (one fsync), and answers each proposal once its command is applied here.
 //!
 //! A proposal's outcome is exact: applied (`Ok`), definitely not committed because another
-//! entry took its log index after a leadership change (a retryable conflict), or unknown
-//! when no answer came in time (`Ambiguous`, SQLSTATE 40003).
+//! entry took its log position after a leadership change (a retryable conflict), or
+//! unknown when no answer came in time or a snapshot replaced the log past it
+//! (`Ambiguous`, SQLSTATE 40003); see [`super::proposals`]. When the driver itself
+//! fails (the store cannot write), every waiting proposal is ambiguous and the driver
+//! stops; [`RaftDriver::failure`] says why, so that the node stops serving.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use tessera_storage::WriteBatch;
 
 use super::command::Command;
+use super::proposals::{first_command_id, Outcome, Position, Proposals};
 use super::raft_store::{ProposeError, RaftStore};
 use super::transport::Envelope;
 use crate::store::Replicator;
@@ -55,7 +59,15 @@ pub struct RaftDriver {
     thread: Option<JoinHandle<()>>,
     node_id: u64,
     leaders: Leaders,
+    /// The next command id, shared by the replicators of every group this driver runs
+    /// (proposals wait by command id).
+    next_id: Arc<AtomicU64>,
+    /// Why the driver thread stopped on its own, once it has.
+    failure: Failure,
 }
+
+/// Why a driver stopped serving, once it has: the store could not persist.
+type Failure = Arc<RwLock<Option<String>>>;
 
 /// Delivers messages from peers to a driver; cheap to clone (transports hold one).
 #[derive(Clone)]
@@ -70,13 +82,6 @@ impl Inbox {
     }
 }
 
-struct Waiter {
-    group: u64,
-    /// The log index the proposal was expected at.
-    index: u64,
-    reply: mpsc::Sender<Result<()>>,
-}
-
 impl RaftDriver {
     /// Start the driver thread over `store`, ticking every `tick`.
     pub fn start(mut store: RaftStore, tick: Duration) -> RaftDriver {
@@ -84,10 +89,12 @@ impl RaftDriver {
         let node_id = store.node_id();
         let leaders: Leaders = Arc::default();
         let published = leaders.clone();
+        let failure: Failure = Arc::default();
+        let failed = failure.clone();
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", store.node_id()))
             .spawn(move || {
-                let mut waiters: HashMap<u64, Waiter> = HashMap::new();
+                let mut waiters: Proposals<mpsc::Sender<Result<()>>> = Proposals::default();
                 // Reads waiting for confirmation, by request id, with when they were asked.
                 let mut reads: HashMap<u64, (mpsc::Sender<Result<()>>, Instant)> = HashMap::new();
                 // Confirmed reads waiting for the replica to apply up to their index.
@@ -110,15 +117,12 @@ impl RaftDriver {
                                 let id = cmd.id;
                                 match store.propose(group, &cmd) {
                                     Ok(()) => {
-                                        let index = store.last_index(group).unwrap_or(0);
-                                        waiters.insert(
-                                            id,
-                                            Waiter {
-                                                group,
-                                                index,
-                                                reply,
-                                            },
-                                        );
+                                        let at = Position {
+                                            group,
+                                            index: store.last_index(group).unwrap_or(0),
+                                            term: store.term(group).unwrap_or(0),
+                                        };
+                                        waiters.insert(id, at, reply);
                                     }
                                     Err(e) => {
                                         let _ = reply.send(Err(propose_error(e)));
@@ -165,23 +169,29 @@ impl RaftDriver {
                     match result {
                         Ok(applied) => {
                             for a in applied {
-                                if let Some(w) = waiters.remove(&a.id) {
-                                    let _ = w.reply.send(Ok(()));
+                                if let Some(reply) = waiters.applied(a.id) {
+                                    let _ = reply.send(Ok(()));
                                 }
                             }
-                            // Applied past a proposal's index without applying it: another
-                            // entry took that index after a leadership change.
-                            waiters.retain(|_, w| {
-                                let lost = store.applied_index(w.group).unwrap_or(0) >= w.index;
-                                if lost {
-                                    let _ = w.reply.send(Err(Error::Conflict {
+                            // Applied past a proposal's index without reporting it: the
+                            // log says whether another entry took the index.
+                            let settled = waiters.settle(
+                                |g| store.applied_index(g).unwrap_or(0),
+                                |g, i| store.entry_term(g, i),
+                            );
+                            for (reply, outcome) in settled {
+                                let _ = reply.send(match outcome {
+                                    Outcome::Applied => Ok(()),
+                                    Outcome::Lost => Err(Error::Conflict {
                                         key: Vec::new(),
                                         reason: "the proposal was lost in a leadership change"
                                             .into(),
-                                    }));
-                                }
-                                !lost
-                            });
+                                    }),
+                                    Outcome::Ambiguous => Err(Error::Ambiguous(
+                                        "a snapshot replaced the log past the proposal".into(),
+                                    )),
+                                });
+                            }
                             for (group, id, index) in store.take_read_states() {
                                 if let Some((reply, _)) = reads.remove(&id) {
                                     confirmed.push((group, index, reply));
@@ -205,11 +215,15 @@ impl RaftDriver {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "raft store failed; stopping replication");
+                            // Fail-stop: nothing may be served from state that could not
+                            // be written. Leadership is withdrawn before any waiter hears.
+                            *failed.write() = Some(e.to_string());
+                            published.write().clear();
                             for (_, (reply, _)) in reads.drain() {
                                 let _ = reply.send(Err(Error::Raft(e.to_string())));
                             }
-                            for (_, w) in waiters.drain() {
-                                let _ = w.reply.send(Err(Error::Ambiguous(e.to_string())));
+                            for reply in waiters.drain() {
+                                let _ = reply.send(Err(Error::Ambiguous(e.to_string())));
                             }
                             break;
                         }
@@ -217,12 +231,24 @@ impl RaftDriver {
                 }
             })
             .expect("spawn raft driver thread");
+        let boot_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
         RaftDriver {
             tx,
             thread: Some(thread),
             node_id,
             leaders,
+            next_id: Arc::new(AtomicU64::new(first_command_id(node_id, boot_micros))),
+            failure,
         }
+    }
+
+    /// Why the driver stopped, if it stopped on its own (the store could not persist):
+    /// the node must then stop serving and restart from what is on disk.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.read().clone()
     }
 
     /// The leader of `group` as last seen, if any.
@@ -266,14 +292,11 @@ impl RaftDriver {
 
     /// A writer that replicates batches through `group`.
     pub fn replicator(&self, group: u64, timeout: Duration) -> GroupReplicator {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
         GroupReplicator {
             tx: parking_lot::Mutex::new(self.tx.clone()),
             group,
-            next_id: AtomicU64::new(seed),
+            next_id: self.next_id.clone(),
+            failure: self.failure.clone(),
             timeout,
             node_id: self.node_id,
             leaders: self.leaders.clone(),
@@ -342,15 +365,19 @@ fn propose_error(e: ProposeError) -> Error {
 pub struct GroupReplicator {
     tx: parking_lot::Mutex<mpsc::Sender<Input>>,
     group: u64,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
+    failure: Failure,
     timeout: Duration,
     node_id: u64,
     leaders: Leaders,
 }
 
 impl GroupReplicator {
-    /// Refuse to serve unless this node leads the group.
+    /// Refuse to serve unless this node leads the group and its driver runs.
     fn check_leader(&self) -> Result<()> {
+        if let Some(why) = self.failure.read().as_ref() {
+            return Err(Error::Raft(format!("replication has stopped: {why}")));
+        }
         match self.leaders.read().get(&self.group) {
             Some((l, _)) if *l == self.node_id => Ok(()),
             Some((l, _)) => Err(Error::NotLeaseholder { leader: Some(*l) }),

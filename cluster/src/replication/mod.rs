@@ -35,6 +35,7 @@
 mod command;
 mod driver;
 pub mod log;
+mod proposals;
 mod raft_store;
 mod snapshot;
 mod tcp;

@@ -406,6 +406,16 @@ impl RaftStore {
         self.replicas.get(&group).map(|r| r.node.store().applied())
     }
 
+    /// The term of the entry at `index` in this replica's log, or `None` when the log
+    /// no longer holds it (truncated; a snapshot stands for it).
+    pub fn entry_term(&self, group: u64, index: u64) -> Option<u64> {
+        let log = &self.replicas.get(&group)?.node.raft.raft_log;
+        if index + 1 < log.first_index() || index > log.last_index() {
+            return None;
+        }
+        log.term(index).ok()
+    }
+
     /// The index of the last entry in this replica's log (stable or not).
     pub fn last_index(&self, group: u64) -> Option<u64> {
         self.replicas
