@@ -33,14 +33,13 @@ use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ExprSchema, ScalarValue};
 use datafusion::logical_expr::expr::{Cast, InList, Like, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Case, Expr, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
+use crate::plan_rewrite::rewrite_expressions;
 use crate::types::PG_TYPE_KEY;
 
 /// Arrow field metadata key holding `n` of a `char(n)` column.
@@ -86,9 +85,9 @@ impl AnalyzerRule for CharSemantics {
         _config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
         let casts = Cell::new(false);
-        let plan = plan
-            .transform_up_with_subqueries(|p| rewrite_node(p, &casts))?
-            .data;
+        let plan = rewrite_expressions(plan, may_rewrite, |e, schema| {
+            rewrite_expr(e, schema, &casts)
+        })?;
         if !casts.get() {
             return Ok(plan);
         }
@@ -99,21 +98,15 @@ impl AnalyzerRule for CharSemantics {
     }
 }
 
-fn rewrite_node(
-    plan: LogicalPlan,
-    casts: &Cell<bool>,
-) -> datafusion::common::Result<Transformed<LogicalPlan>> {
-    let schema = merge_schema(&plan.inputs());
-    let names = NamePreserver::new(&plan);
-    plan.map_expressions(|e| {
-        let name = names.save(&e);
-        let out = e.transform_up(|e| rewrite_expr(e, &schema, casts))?;
-        Ok(if out.transformed {
-            out.update_data(|e| name.restore(e))
-        } else {
-            out
-        })
-    })
+/// Whether `e` is an expression [`rewrite_expr`] may change.
+fn may_rewrite(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryExpr(b) => is_comparison(b.op) || is_pattern_match(b.op),
+        Expr::Like(_) | Expr::SimilarTo(_) | Expr::InList(_) | Expr::Cast(_) => true,
+        Expr::Case(c) => c.expr.is_some(),
+        Expr::ScalarFunction(f) => f.name() == "octet_length",
+        _ => false,
+    }
 }
 
 /// What an expression is, as far as `char(n)` rules care.

@@ -20,11 +20,9 @@ use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ExprSchema};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -32,6 +30,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{Error, SqlState};
+use crate::plan_rewrite::rewrite_expressions;
 
 /// The checked operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -186,20 +185,11 @@ impl AnalyzerRule for CheckedArithmetic {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        Ok(plan
-            .transform_up_with_subqueries(|plan| {
-                let schema = merge_schema(&plan.inputs());
-                let names = NamePreserver::new(&plan);
-                plan.map_expressions(|e| {
-                    let name = names.save(&e);
-                    let out = e.transform_up(|e| self.rewrite_expr(e, &schema))?;
-                    Ok(if out.transformed {
-                        out.update_data(|e| name.restore(e))
-                    } else {
-                        out
-                    })
-                })
-            })?
-            .data)
+        let wants = |e: &Expr| match e {
+            Expr::BinaryExpr(b) => Op::of(b.op).is_some(),
+            Expr::Negative(_) => true,
+            _ => false,
+        };
+        rewrite_expressions(plan, wants, |e, schema| self.rewrite_expr(e, schema))
     }
 }

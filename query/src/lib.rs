@@ -29,6 +29,7 @@ mod interval;
 mod json;
 mod params;
 mod pg_catalog;
+mod plan_rewrite;
 mod provider;
 mod sequence;
 mod session;
