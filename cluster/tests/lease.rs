@@ -87,12 +87,9 @@ impl Replicator for SimReplicator {
     }
 
     fn lease_term(&self) -> u64 {
-        let c = self.sim.lock();
-        let s = &c.stores[&self.node];
-        if s.is_leader(GROUP) {
-            s.term(GROUP).unwrap()
-        } else {
-            0
+        match self.sim.lock().stores[&self.node].leaseholder(GROUP) {
+            Some((l, term)) if l == self.node => term,
+            _ => 0,
         }
     }
 
@@ -101,7 +98,9 @@ impl Replicator for SimReplicator {
     }
 
     fn leader(&self) -> Option<u64> {
-        self.sim.lock().stores[&self.node].leader(GROUP)
+        self.sim.lock().stores[&self.node]
+            .leaseholder(GROUP)
+            .map(|(l, _)| l)
     }
 
     fn read_barrier(&self) -> Result<()> {
@@ -221,7 +220,7 @@ impl World {
         assert!(c.run_until(PATIENCE, |c| c
             .stores
             .values()
-            .all(|s| s.leader(GROUP) == Some(leader))));
+            .all(|s| s.leaseholder(GROUP).map(|l| l.0) == Some(leader))));
         leader
     }
 
@@ -325,10 +324,10 @@ fn lease_handover_without_stale_reads() {
         let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
         assert!(c.run_until(PATIENCE, |c| others
             .iter()
-            .any(|n| c.stores[n].is_leader(GROUP))));
+            .any(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(*n))));
         *others
             .iter()
-            .find(|n| c.stores[n].is_leader(GROUP))
+            .find(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(**n))
             .unwrap()
     };
     let written = w.write(new, b"\x10k", b"v2").unwrap();
@@ -481,8 +480,9 @@ fn the_gc_threshold_survives_a_lease_change() {
         let mut c = w.sim.lock();
         let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
         assert!(c.run_until(PATIENCE, |c| others.iter().any(|n| {
-            c.stores[n].is_leader(GROUP)
-                && others.iter().all(|m| c.stores[m].leader(GROUP) == Some(*n))
+            others
+                .iter()
+                .all(|m| c.stores[m].leaseholder(GROUP).map(|l| l.0) == Some(*n))
         })));
     }
     // `t` began on a node that is still connected; its read goes to the new leaseholder.

@@ -368,3 +368,62 @@ fn joint_consensus_replaces_a_member() {
     c.propose(1, &put_cmd(1, 5)).unwrap();
     assert!(c.run_until(300, |c| c.all_have(&[1, 2, 4], 1, [5])));
 }
+
+/// Claim: a new leader names itself leaseholder (in what the driver publishes, which
+/// gates every read and commit) only once it has applied an entry of its own term.
+/// Here the old leader acknowledged a write that a quorum had logged and died before
+/// telling the others it was committed: the next leader holds the write but learns that
+/// it is committed only when its own first entry commits, and until it has applied it
+/// its state lacks an acknowledged write.
+#[test]
+fn a_new_leader_serves_only_after_applying_what_its_predecessor_committed() {
+    let mut c = Cluster::new(3, &[1], 21);
+    let old = c.elect(1);
+    let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+    let published = |c: &Cluster, n: u64| c.stores[&n].leaders().find(|(g, _)| *g == 1);
+    assert!(c.run_until(100, |c| (1..=3)
+        .all(|n| published(c, n).is_some_and(|(_, (l, _))| l == old))));
+    c.propose(1, &put_cmd(1, 7)).unwrap();
+    // The old leader sends the entry, the followers log and acknowledge it, the old
+    // leader commits and applies it: the write is acknowledged.
+    c.step_node(old);
+    for &n in &others {
+        c.step_node(n);
+    }
+    c.step_node(old);
+    assert!(
+        c.applied_ids(old, 1).contains(&7),
+        "the write was not acknowledged"
+    );
+    // It dies before the followers hear that the entry is committed.
+    c.stop(old);
+    for &n in &others {
+        c.net.take(n);
+    }
+    let mut leader_without_the_write = false;
+    let mut serving = None;
+    for _ in 0..300 {
+        c.step();
+        for &n in &others {
+            let applied = c.applied_ids(n, 1).contains(&7);
+            if c.stores[&n].is_leader(1) && !applied {
+                leader_without_the_write = true;
+            }
+            if published(&c, n).is_some_and(|(_, (l, _))| l == n) {
+                assert!(
+                    applied,
+                    "node {n} serves as leaseholder without an acknowledged write"
+                );
+                serving = Some(n);
+            }
+        }
+        if serving.is_some() {
+            break;
+        }
+    }
+    assert!(
+        leader_without_the_write,
+        "the scenario needs a leader that has not applied the write yet"
+    );
+    assert!(serving.is_some(), "no new leader began to serve");
+}

@@ -386,12 +386,33 @@ impl RaftStore {
         (id != 0).then_some(id)
     }
 
-    /// Every group whose leader this store knows: (group, (leader, term)).
+    /// Where requests for `group` should go, as this replica knows it: the leader and
+    /// its term. This replica names itself only once it has applied an entry of its own
+    /// term: a new leader's log holds entries of earlier terms that a quorum acknowledged
+    /// but that it learns are committed only when its own first entry commits, so until
+    /// it has applied that far its state may lack acknowledged writes, and it serves
+    /// neither reads nor commits (it names no leader, which callers retry).
+    pub fn leaseholder(&self, group: u64) -> Option<(u64, u64)> {
+        let r = self.replicas.get(&group)?;
+        let raft = &r.node.raft;
+        let l = raft.leader_id;
+        if l == 0 {
+            return None;
+        }
+        if l == self.node_id {
+            let applied = r.node.store().applied();
+            if raft.state != StateRole::Leader || raft.raft_log.term(applied) != Ok(raft.term) {
+                return None;
+            }
+        }
+        Some((l, raft.term))
+    }
+
+    /// Every group with a [`RaftStore::leaseholder`]: (group, (leader, term)).
     pub fn leaders(&self) -> impl Iterator<Item = (u64, (u64, u64))> + '_ {
-        self.replicas.iter().filter_map(|(&g, r)| {
-            let l = r.node.raft.leader_id;
-            (l != 0).then_some((g, (l, r.node.raft.term)))
-        })
+        self.replicas
+            .keys()
+            .filter_map(|&g| self.leaseholder(g).map(|l| (g, l)))
     }
 
     /// Whether this replica leads `group`.

@@ -192,28 +192,33 @@ impl Cluster {
     pub fn step(&mut self) {
         let nodes: Vec<u64> = self.engines.keys().copied().collect();
         for n in nodes {
-            let msgs = self.net.take(n);
-            let Some(store) = self.stores.get_mut(&n) else {
-                continue; // a down node loses what was sent to it
-            };
-            for m in msgs {
-                if m.msg.get_msg_type() == MessageType::MsgSnapshot {
-                    self.snapshot_messages
-                        .push(m.msg.get_snapshot().get_data().len());
-                }
-                store.step(m);
+            self.step_node(n);
+        }
+    }
+
+    /// One step of node `n` alone: deliver what waits for it, tick, handle its ready.
+    pub fn step_node(&mut self, n: u64) {
+        let msgs = self.net.take(n);
+        let Some(store) = self.stores.get_mut(&n) else {
+            return; // a down node loses what was sent to it
+        };
+        for m in msgs {
+            if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshot_messages
+                    .push(m.msg.get_snapshot().get_data().len());
             }
-            store.tick();
-            match store.handle_ready() {
-                Ok(done) => self.applied.entry(n).or_default().extend(done),
-                Err(e) if self.engines[&n].is_failing() => {
-                    // A failed write is fatal for a store: the node goes down.
-                    tracing::info!(node = n, error = %e, "store stopped");
-                    self.stores.remove(&n);
-                    self.crashed.push(n);
-                }
-                Err(e) => panic!("node {n}: {e}"),
+            store.step(m);
+        }
+        store.tick();
+        match store.handle_ready() {
+            Ok(done) => self.applied.entry(n).or_default().extend(done),
+            Err(e) if self.engines[&n].is_failing() => {
+                // A failed write is fatal for a store: the node goes down.
+                tracing::info!(node = n, error = %e, "store stopped");
+                self.stores.remove(&n);
+                self.crashed.push(n);
             }
+            Err(e) => panic!("node {n}: {e}"),
         }
     }
 
