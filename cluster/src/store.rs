@@ -604,9 +604,10 @@ impl Store {
         limit.min(observed.max(self.lease_floor()))
     }
 
-    /// Record a read of `[start, end)` at `read_ts` in the timestamp cache.
-    pub(crate) fn record_read(&self, start: &[u8], end: &[u8], read_ts: Timestamp) {
-        self.tscache.lock().add(start, end, read_ts);
+    /// The latest timestamp at which `key` is known to have been read on this store
+    /// (its timestamp cache; the low-water mark when nothing newer is kept).
+    pub fn read_timestamp(&self, key: &[u8]) -> Timestamp {
+        self.tscache.lock().max_read_point(key)
     }
 
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.

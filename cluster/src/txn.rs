@@ -176,7 +176,8 @@ impl Txn {
         self.confirm()?;
         while out.len() < limit && cursor.as_slice() < end {
             let want = (limit - out.len()).clamp(16, 1024);
-            let page = self.scan_store(&cursor, end, want, false)?;
+            // Each page is recorded in the timestamp cache of the node that serves it.
+            let page = self.scan_store(&cursor, end, want, true)?;
             let exhausted = page.len() < want;
             let hi = match (&page.last(), exhausted) {
                 (Some((k, _)), false) => [k.as_slice(), &[0]].concat(),
@@ -207,7 +208,6 @@ impl Txn {
             _ => end.to_vec(),
         };
         if start < read_end.as_slice() {
-            self.store.record_read(start, &read_end, self.read_ts);
             self.reads.push((start.to_vec(), read_end));
         }
         Ok(out)
@@ -215,7 +215,10 @@ impl Txn {
 
     /// One scan at the store. A write in the uncertainty interval moves the snapshot up
     /// to it while nothing has been read or written yet (no earlier result depends on the
-    /// old snapshot); after that it is a retryable error.
+    /// old snapshot); after that it is a retryable error. Either way this node's clock
+    /// moves past the write, so the retry's snapshot includes it: otherwise a write
+    /// timestamped ahead of every clock in reach (by a previous leaseholder whose clock
+    /// ran fast) would make each retry uncertain again until real time caught up.
     fn scan_store(
         &mut self,
         start: &[u8],
@@ -234,6 +237,7 @@ impl Txn {
                 track,
             ) {
                 Err(Error::Uncertain { ts, .. }) if !self.has_read && !self.has_writes() => {
+                    self.store.clock().update(ts);
                     tracing::debug!(from = %self.read_ts, to = %ts, "restarting above an uncertain write");
                     self.store.move_read_ts(self.id, self.read_ts, ts);
                     self.read_ts = ts;
@@ -242,7 +246,12 @@ impl Txn {
                     self.has_read = true;
                     return Ok(rows);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if let Error::Uncertain { ts, .. } = &e {
+                        self.store.clock().update(*ts);
+                    }
+                    return Err(e);
+                }
             }
         }
     }

@@ -491,3 +491,73 @@ fn the_gc_threshold_survives_a_lease_change() {
         .expect_err("served a snapshot below the GC threshold");
     assert!(matches!(err, Error::TooOld { .. }), "{err}");
 }
+
+/// Claim: after the lease moves away from a node whose clock ran ahead, a transaction on
+/// the new leaseholder that meets one of that node's writes in its uncertainty interval
+/// (after reading something, so it cannot restart in place) fails, and its retry
+/// succeeds and sees the write: the failure moved the clock past it. Otherwise every
+/// retry would be uncertain again until real time caught up with the fast clock.
+#[test]
+fn a_retry_after_an_uncertain_read_succeeds() {
+    let w = World::new(8);
+    let old = w.leader();
+    w.skew(old, 400);
+    let written = w.write(old, b"\x10k", b"v1").unwrap();
+    w.isolate(old);
+    let new = {
+        let mut c = w.sim.lock();
+        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+        assert!(c.run_until(PATIENCE, |c| others
+            .iter()
+            .any(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(*n))));
+        *others
+            .iter()
+            .find(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(**n))
+            .unwrap()
+    };
+    let attempt = || -> Result<Option<Vec<u8>>> {
+        let mut t = w.dbs[&new].begin(TxnOptions::default());
+        assert!(
+            t.read_ts() < written,
+            "the scenario needs a read_ts below the write"
+        );
+        t.get(b"\x10a")?;
+        let v = t.get(b"\x10k")?;
+        t.commit()?;
+        Ok(v)
+    };
+    let first = attempt().expect_err("the first attempt should meet the write as uncertain");
+    assert!(matches!(first, Error::Uncertain { .. }), "{first}");
+    let mut t = w.dbs[&new].begin(TxnOptions::default());
+    assert!(
+        t.read_ts() > written,
+        "the retry began at {} below the write at {written}",
+        t.read_ts()
+    );
+    t.get(b"\x10a").unwrap();
+    assert_eq!(t.get(b"\x10k").unwrap().as_deref(), Some(&b"v1"[..]));
+    t.commit().unwrap();
+}
+
+/// Claim: a scan served by the leaseholder for another node's transaction is recorded
+/// in the leaseholder's timestamp cache, where the writes it must precede are checked.
+#[test]
+fn forwarded_scans_are_recorded_at_the_leaseholder() {
+    let w = World::new(9);
+    let leader = w.leader();
+    let gateway = follower_of(leader);
+    // The lease is in use, and real time is past its floor: the cache's low-water mark
+    // says nothing about the scan.
+    w.write(leader, b"\x11x", b"v").unwrap();
+    w.advance(2 * MAX_OFFSET / MS);
+    let mut t = w.dbs[&gateway].begin(TxnOptions::default());
+    let rows = t.scan(b"\x10a", Some(b"\x10z"), 100).unwrap();
+    assert!(rows.is_empty());
+    let read_ts = t.read_ts();
+    t.commit().unwrap();
+    let seen = w.dbs[&leader].store().read_timestamp(b"\x10m");
+    assert!(
+        seen >= read_ts,
+        "the leaseholder knows of a read at {seen}, not of the scan at {read_ts}"
+    );
+}
