@@ -94,6 +94,9 @@ impl Default for StoreConfig {
 /// returns once the batch is applied (after a quorum fsynced it).
 pub trait Replicator: Send + Sync {
     /// Replicate and apply `writes`; `Ok` only once they are applied on this node.
+    /// `Ambiguous` (the writes may still apply) only once this node no longer holds the
+    /// lease it proposed under: the caller holds its latch across the call, and no
+    /// commit may validate here while the writes can still land.
     fn replicate(&self, writes: WriteBatch) -> Result<()>;
 
     /// The Raft term in which this node holds the lease (0: it does not).

@@ -2,7 +2,8 @@
 //! driver thread: the claim is that a write acknowledged by the leader is on every
 //! replica, that followers refuse writes and reads naming the leader, that after the
 //! leader's node stops the other two elect a leader and keep accepting writes, and that a
-//! leader left alone refuses reads.
+//! leader left alone refuses reads. And that a commit whose replication outlives its
+//! timeout keeps later commits from validating without it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_cluster::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport};
-use tessera_cluster::{Error, Replicator};
+use tessera_cluster::{Db, Error, Hlc, Replicator, Store, StoreConfig, SystemClock, TxnOptions};
 use tessera_storage::{Cf, Engine, RocksEngine, WriteBatch};
 
 struct TestNode {
@@ -47,8 +48,9 @@ fn leader(nodes: &BTreeMap<u64, TestNode>) -> Option<u64> {
         .map(|(id, _)| *id)
 }
 
-#[test]
-fn replicates_over_tcp_and_survives_leader_loss() {
+/// Three nodes on loopback sockets, each with a replica of group 1 over the whole key
+/// space, ticking every `tick`.
+fn start(tick: Duration) -> (BTreeMap<u64, Arc<TcpTransport>>, BTreeMap<u64, TestNode>) {
     let transports: BTreeMap<u64, Arc<TcpTransport>> = (1..=3)
         .map(|n| {
             (
@@ -77,12 +79,12 @@ fn replicates_over_tcp_and_survives_leader_loss() {
                 GroupDesc {
                     id: 1,
                     start: Vec::new(),
-                    end: vec![0xFF],
+                    end: vec![0xFF, 0xFF, 0xFF, 0xFF],
                 },
                 &[1, 2, 3],
             )
             .unwrap();
-        let driver = RaftDriver::start(store, Duration::from_millis(20));
+        let driver = RaftDriver::start(store, tick);
         t.set_inbox(driver.inbox());
         nodes.insert(
             n,
@@ -93,6 +95,12 @@ fn replicates_over_tcp_and_survives_leader_loss() {
             },
         );
     }
+    (transports, nodes)
+}
+
+#[test]
+fn replicates_over_tcp_and_survives_leader_loss() {
+    let (_transports, mut nodes) = start(Duration::from_millis(20));
     assert!(wait_for(Duration::from_secs(20), || leader(&nodes).is_some()));
     let first = leader(&nodes).unwrap();
     let via = |nodes: &BTreeMap<u64, TestNode>, n: u64| {
@@ -152,4 +160,72 @@ fn replicates_over_tcp_and_survives_leader_loss() {
         matches!(err, Error::NotLeaseholder { .. } | Error::Raft(_)),
         "{err}"
     );
+}
+
+/// Claim: a commit that gets no answer from its group in time does not let later
+/// commits on the same leaseholder validate without it while it can still apply. Two
+/// transactions read the same key; the first commits while the followers are cut off
+/// (its proposal outlives the replication timeout, then applies when they return); the
+/// second must see that write at validation and fail, not commit a lost update.
+#[test]
+fn a_commit_that_outlives_its_timeout_still_holds_back_conflicting_commits() {
+    let (transports, nodes) = start(Duration::from_millis(50));
+    assert!(wait_for(Duration::from_secs(20), || leader(&nodes).is_some()));
+    let l = leader(&nodes).unwrap();
+    let driver = nodes[&l].driver.as_ref().unwrap();
+    let replicator: Arc<dyn Replicator> =
+        Arc::new(driver.replicator(1, Duration::from_millis(100)));
+    let store = Store::open_replicated(
+        nodes[&l].engine.clone(),
+        Arc::new(Hlc::new(Arc::new(SystemClock))),
+        StoreConfig::default(),
+        Some(replicator),
+    )
+    .unwrap();
+    let db = Db::new(store);
+    // A first write waits out the new lease's floor.
+    let mut warm = db.begin(TxnOptions::default());
+    warm.put(b"\x10w".to_vec(), b"w".to_vec()).unwrap();
+    warm.commit().unwrap();
+    let k = b"\x10k".to_vec();
+    let mut a = db.begin(TxnOptions::default());
+    let mut b = db.begin(TxnOptions::default());
+    assert_eq!(a.get(&k).unwrap(), None);
+    assert_eq!(b.get(&k).unwrap(), None);
+    a.put(k.clone(), b"a".to_vec()).unwrap();
+    b.put(k.clone(), b"b".to_vec()).unwrap();
+
+    let followers: Vec<Arc<TcpTransport>> = transports
+        .iter()
+        .filter(|(n, _)| **n != l)
+        .map(|(_, t)| t.clone())
+        .collect();
+    for t in &followers {
+        t.set_isolated(true);
+    }
+    // Back well within an election timeout (10 ticks): the leader keeps its term.
+    let heal = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        for t in &followers {
+            t.set_isolated(false);
+        }
+    });
+    let first = a.commit();
+    assert!(
+        matches!(first, Ok(_) | Err(Error::Ambiguous(_))),
+        "{first:?}"
+    );
+    let second = b.commit();
+    heal.join().unwrap();
+    assert!(
+        second.is_err(),
+        "the second commit validated without the first write: {second:?}"
+    );
+    let mut r = db.begin(TxnOptions::default());
+    let mut seen = None;
+    assert!(wait_for(Duration::from_secs(10), || {
+        seen = r.get(&k).ok().flatten();
+        seen.is_some()
+    }));
+    assert_eq!(seen.as_deref(), Some(&b"a"[..]));
 }

@@ -421,6 +421,7 @@ impl Replicator for GroupReplicator {
             return Ok(());
         }
         self.check_leader()?;
+        let term = self.lease_term();
         let cmd = Command {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             writes,
@@ -434,12 +435,44 @@ impl Replicator for GroupReplicator {
                 reply,
             })
             .map_err(|_| Error::Raft("the replication thread has stopped".into()))?;
-        match rx.recv_timeout(self.timeout) {
-            Ok(r) => r,
-            Err(_) => Err(Error::Ambiguous(format!(
-                "no answer from group {} within {:?}",
-                self.group, self.timeout
-            ))),
+        // Past the timeout the proposal may still apply, and the caller's latches must
+        // stay held while it can: otherwise later commits would validate against state
+        // without it. So the answer is awaited for as long as this node leads the group
+        // in the term it proposed in (a leader cut off from its quorum steps down within
+        // an election timeout); once that lease is gone, nothing this node serves can be
+        // validated before the proposal's fate is settled (a new leaseholder applies the
+        // old term's log before it serves), and the outcome is reported unknown.
+        let deadline = Instant::now() + self.timeout;
+        let mut warned = false;
+        loop {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10));
+            match rx.recv_timeout(wait) {
+                Ok(r) => return r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Ambiguous(
+                        "the replication thread stopped before the proposal was settled".into(),
+                    ))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.lease_term() != term || self.failure.read().is_some() {
+                        return Err(Error::Ambiguous(format!(
+                            "no answer from group {} within {:?}, and the lease was lost",
+                            self.group, self.timeout
+                        )));
+                    }
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(
+                            group = self.group,
+                            timeout = ?self.timeout,
+                            "a proposal is still unanswered; waiting while this node holds the lease"
+                        );
+                    }
+                }
+            }
         }
     }
 }
