@@ -67,6 +67,10 @@ pub(crate) enum KvRequest {
         txn: u128,
         flushed: Vec<Vec<u8>>,
     },
+    /// Renew the heartbeat of a pending transaction's record.
+    Heartbeat {
+        txn: u128,
+    },
 }
 
 /// The leaseholder's answer.
@@ -261,6 +265,10 @@ impl KvRequest {
                 o.u128(*txn);
                 o.list(flushed);
             }
+            KvRequest::Heartbeat { txn } => {
+                o.u8(5);
+                o.u128(*txn);
+            }
         }
         o.0
     }
@@ -294,6 +302,7 @@ impl KvRequest {
                 txn: i.u128()?,
                 flushed: i.list()?,
             },
+            5 => KvRequest::Heartbeat { txn: i.u128()? },
             _ => return Err(bad()),
         };
         i.done()?;
@@ -528,6 +537,7 @@ mod tests {
                 txn: 5,
                 flushed: vec![],
             },
+            KvRequest::Heartbeat { txn: 6 << 80 },
         ];
         for r in reqs {
             let b = r.encode();

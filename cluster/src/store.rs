@@ -40,6 +40,15 @@
 //!   is unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
 //!   id and the store's boot epoch: a pending transaction of this node's earlier epoch
 //!   died with its process and counts as aborted.
+//! - **Abandoned intents.** A transaction's first intents are written together with a
+//!   PENDING record that carries a heartbeat; its gateway renews the heartbeat while the
+//!   transaction is open ([`Store::heartbeat_once`]). A writer that meets a pending
+//!   intent whose heartbeat is older than the expiry (its gateway crashed or is cut
+//!   off) aborts that transaction: it writes ABORTED into the record in the same batch
+//!   as its own write, under the latch, after reading the record as PENDING, so it can
+//!   never overwrite COMMITTED (a commit writes its record under the same latch). A
+//!   transaction found ABORTED can no longer commit, flush or heartbeat. A pending
+//!   intent with a live heartbeat is a retryable conflict.
 //! - **History.** A write never erases another transaction's committed write: a
 //!   committed intent on a key being written becomes a version first
 //!   ([`mvcc::prepare_write`]).
@@ -48,7 +57,7 @@
 //!   flushes and commits with a `read_ts` below it are refused (retryable), on every
 //!   leaseholder, since the history they would be checked against may be gone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -76,6 +85,12 @@ pub struct StoreConfig {
     pub intent_batch_bytes: usize,
     /// The most a node's clock may be ahead of another's, in nanoseconds (DESIGN.md §4).
     pub max_clock_offset_nanos: u64,
+    /// How often a gateway renews the heartbeat of its open transactions that hold
+    /// intents, in nanoseconds (default 1 s).
+    pub txn_heartbeat_nanos: u64,
+    /// How old a pending transaction's heartbeat may get before a conflicting writer
+    /// aborts it, in nanoseconds (default 5 s).
+    pub txn_expiry_nanos: u64,
 }
 
 impl Default for StoreConfig {
@@ -86,6 +101,8 @@ impl Default for StoreConfig {
             write_buffer_bytes: 4 << 20,
             intent_batch_bytes: 4 << 20,
             max_clock_offset_nanos: 500_000_000,
+            txn_heartbeat_nanos: 1_000_000_000,
+            txn_expiry_nanos: 5_000_000_000,
         }
     }
 }
@@ -138,6 +155,8 @@ pub struct Store {
     next_txn: AtomicU64,
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
+    /// Open transactions of this gateway that hold intents: their heartbeats are renewed.
+    heartbeats: Mutex<BTreeSet<TxnId>>,
     /// The Raft term of the lease this store last served under, and that lease's floor.
     lease: Mutex<(u64, Timestamp)>,
     /// The replicated GC threshold as read under the lease of the given term (reloaded
@@ -190,6 +209,7 @@ impl Store {
             peers: RwLock::new(None),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
+            heartbeats: Mutex::new(BTreeSet::new()),
             lease: Mutex::new((0, Timestamp::ZERO)),
             gc_threshold: Mutex::new((u64::MAX, Timestamp::ZERO)),
         }))
@@ -379,6 +399,8 @@ impl Store {
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
+        // From now on the transaction holds intents: keep its heartbeat alive.
+        self.heartbeats.lock().insert(txn);
         let Some(node) = self.forward_to()? else {
             return self.flush_intents_local(txn, read_ts, writes);
         };
@@ -518,6 +540,10 @@ impl Store {
                     self.abort_local(txn, &flushed)?;
                     KvResponse::Done
                 }
+                KvRequest::Heartbeat { txn } => {
+                    self.heartbeat_local(txn)?;
+                    KvResponse::Done
+                }
             })
         })();
         let answer = match answer {
@@ -566,9 +592,99 @@ impl Store {
         active.insert((new, id), ());
     }
 
-    /// Forget a finished transaction's read timestamp.
+    /// Forget a finished transaction's read timestamp (and stop its heartbeat).
     pub(crate) fn end(&self, id: TxnId, read_ts: Timestamp) {
         self.active.lock().remove(&(read_ts, id));
+        self.heartbeats.lock().remove(&id);
+    }
+
+    /// Renew the heartbeat of every open transaction of this gateway that holds
+    /// intents; call it every [`StoreConfig::txn_heartbeat_nanos`]. Returns how many
+    /// were renewed. A transaction that a conflicting writer has aborted stays known
+    /// here until it ends (its commit fails).
+    pub fn heartbeat_once(&self) -> usize {
+        let open: Vec<TxnId> = self.heartbeats.lock().iter().copied().collect();
+        let mut renewed = 0;
+        for txn in open {
+            match self.heartbeat(txn) {
+                Ok(()) => renewed += 1,
+                Err(e) => tracing::debug!(txn, error = %e, "transaction heartbeat failed"),
+            }
+        }
+        renewed
+    }
+
+    /// Renew `txn`'s heartbeat on the leaseholder.
+    fn heartbeat(&self, txn: TxnId) -> Result<()> {
+        let Some(node) = self.forward_to()? else {
+            return self.heartbeat_local(txn);
+        };
+        self.forward(node, KvRequest::Heartbeat { txn }).map(|_| ())
+    }
+
+    fn heartbeat_local(&self, txn: TxnId) -> Result<()> {
+        let _exclusive = self.latch.write();
+        match self.status(txn)? {
+            TxnStatus::Pending => {
+                let mut b = WriteBatch::new();
+                b.put(
+                    Cf::Data,
+                    TxnRecord::key(txn),
+                    TxnRecord::encode_heartbeat(self.clock.now()),
+                );
+                self.write(b, false)
+            }
+            TxnStatus::Aborted => Err(Self::aborted_by_push()),
+            TxnStatus::Committed(_) => Ok(()),
+        }
+    }
+
+    fn aborted_by_push() -> Error {
+        Error::Conflict {
+            key: Vec::new(),
+            reason:
+                "the transaction was aborted by a conflicting writer after its heartbeat expired"
+                    .into(),
+        }
+    }
+
+    /// The fate of a transaction owning an intent that a write of this store meets:
+    /// [`Store::status`], except that a pending transaction whose heartbeat has expired
+    /// at `now` is aborted. Its id is added to `pushed`, and the caller must write its
+    /// ABORTED record in the batch that overwrites its intent (see the module docs).
+    fn status_for_write(
+        &self,
+        txn: TxnId,
+        now: Timestamp,
+        pushed: &Mutex<Vec<TxnId>>,
+    ) -> Result<TxnStatus, tessera_storage::Error> {
+        let status = self.status(txn)?;
+        if status != TxnStatus::Pending {
+            return Ok(status);
+        }
+        // No heartbeat at all: the record predates heartbeats; nothing renews it.
+        let expired = TxnRecord::heartbeat(&*self.engine, txn)?
+            .is_none_or(|hb| now.wall.saturating_sub(hb.wall) > self.config.txn_expiry_nanos);
+        if !expired {
+            return Ok(status);
+        }
+        tracing::info!(txn, "aborting a transaction whose heartbeat expired");
+        let mut pushed = pushed.lock();
+        if !pushed.contains(&txn) {
+            pushed.push(txn);
+        }
+        Ok(TxnStatus::Aborted)
+    }
+
+    /// Queue the ABORTED records of the transactions a write pushed aside.
+    fn record_pushed(batch: &mut WriteBatch, pushed: &Mutex<Vec<TxnId>>) {
+        for txn in pushed.lock().drain(..) {
+            batch.put(
+                Cf::Data,
+                TxnRecord::key(txn),
+                TxnRecord::encode(TxnStatus::Aborted),
+            );
+        }
     }
 
     /// The fate of a transaction owning an intent.
@@ -676,7 +792,9 @@ impl Store {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
         self.check_lease();
-        let status = |t| self.status(t);
+        let pushed = Mutex::new(Vec::new());
+        let now = || self.clock.now();
+        let status = |t| self.status_for_write(t, now(), &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -687,7 +805,16 @@ impl Store {
         while pending.peek().is_some() {
             let _exclusive = self.latch.write();
             self.check_gc(read_ts)?;
+            if self.status(txn)? == TxnStatus::Aborted {
+                return Err(Self::aborted_by_push());
+            }
             let mut batch = WriteBatch::new();
+            // The record, pending with a fresh heartbeat, goes with the intents.
+            batch.put(
+                Cf::Data,
+                TxnRecord::key(txn),
+                TxnRecord::encode_heartbeat(self.clock.now()),
+            );
             for (key, value) in pending.by_ref() {
                 if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true)? {
                     return Err(Self::conflict(c, "write-write conflict"));
@@ -702,6 +829,7 @@ impl Store {
                     break;
                 }
             }
+            Self::record_pushed(&mut batch, &pushed);
             self.write(batch, false)?;
         }
         Ok(())
@@ -717,7 +845,9 @@ impl Store {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: &[Vec<u8>],
     ) -> Result<Timestamp> {
-        let status = |t| self.status(t);
+        let pushed = Mutex::new(Vec::new());
+        let now = || self.clock.now();
+        let status = |t| self.status_for_write(t, now(), &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -749,7 +879,11 @@ impl Store {
                     return Err(Self::conflict(c, "read no longer valid"));
                 }
             }
-            // Every flushed key must still hold this transaction's intent.
+            // A transaction with intents commits only from PENDING, and every flushed
+            // key must still hold its intent.
+            if !flushed.is_empty() && self.status(txn)? == TxnStatus::Aborted {
+                return Err(Self::aborted_by_push());
+            }
             for key in flushed {
                 let ours = mvcc::get_intent(&*self.engine, key)?.is_some_and(|i| i.txn == txn);
                 if !ours && !writes.contains_key(key) {
@@ -776,6 +910,7 @@ impl Store {
                     TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 );
             }
+            Self::record_pushed(&mut batch, &pushed);
             self.write(batch, true)?;
             let mut cache = self.tscache.lock();
             for (start, end) in reads {

@@ -158,6 +158,11 @@ struct World {
 impl World {
     /// Three nodes whose clocks agree, until [`World::skew`] says otherwise.
     fn new(seed: u64) -> World {
+        Self::with_config(seed, StoreConfig::default())
+    }
+
+    /// Like [`World::new`], every store with `config` (and the test's clock offset).
+    fn with_config(seed: u64, config: StoreConfig) -> World {
         let whole = GroupDesc {
             id: GROUP,
             start: Vec::new(),
@@ -167,7 +172,7 @@ impl World {
         let truth = Arc::new(Truth(AtomicU64::new(1_000_000 * MS)));
         let config = StoreConfig {
             max_clock_offset_nanos: MAX_OFFSET,
-            ..StoreConfig::default()
+            ..config
         };
         let mut w = World {
             sim: sim.clone(),
@@ -559,5 +564,74 @@ fn forwarded_scans_are_recorded_at_the_leaseholder() {
     assert!(
         seen >= read_ts,
         "the leaseholder knows of a read at {seen}, not of the scan at {read_ts}"
+    );
+}
+
+/// A store config whose transactions flush intents after a few hundred bytes.
+fn small_buffers() -> StoreConfig {
+    StoreConfig {
+        write_buffer_bytes: 256,
+        intent_batch_bytes: 128,
+        ..StoreConfig::default()
+    }
+}
+
+/// Open a transaction on `node` that holds intents on `\x10k` and more keys.
+fn with_intents(w: &World, node: u64, tag: &str) -> tessera_cluster::Txn {
+    let mut t = w.dbs[&node].begin(TxnOptions::default());
+    t.put(b"\x10k".to_vec(), tag.as_bytes().to_vec()).unwrap();
+    for i in 0..20 {
+        t.put(format!("\x10k{i:03}").into_bytes(), vec![b'x'; 32])
+            .unwrap();
+    }
+    t
+}
+
+/// Claim: the intents of a transaction whose gateway stopped renewing its heartbeat
+/// (it crashed, or is cut off) do not lock their keys for ever. While the heartbeat is
+/// fresh, a conflicting writer fails (retryably); once it is older than the expiry, a
+/// writer aborts the abandoned transaction and goes ahead, and the abandoned
+/// transaction can no longer commit: none of its writes ever becomes visible.
+#[test]
+fn intents_whose_heartbeat_expired_are_pushed_aside() {
+    let w = World::with_config(10, small_buffers());
+    let leader = w.leader();
+    let gateway = follower_of(leader);
+    let other = (1..=3).find(|n| *n != leader && *n != gateway).unwrap();
+    let abandoned = with_intents(&w, gateway, "abandoned");
+    let err = w.write(other, b"\x10k", b"early").unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // Its gateway never heartbeats again.
+    w.advance(6_000);
+    w.write(other, b"\x10k", b"later").unwrap();
+    let mut abandoned = abandoned;
+    let err = abandoned.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        w.read(leader, b"\x10k").unwrap().0.as_deref(),
+        Some(&b"later"[..])
+    );
+    assert_eq!(w.read(leader, b"\x10k005").unwrap().0, None);
+}
+
+/// Claim: a transaction whose gateway keeps renewing its heartbeat is not aborted by
+/// conflicting writers, however long it stays open, and then commits.
+#[test]
+fn a_transaction_with_a_live_heartbeat_is_not_pushed() {
+    let w = World::with_config(11, small_buffers());
+    let leader = w.leader();
+    let gateway = follower_of(leader);
+    let other = (1..=3).find(|n| *n != leader && *n != gateway).unwrap();
+    let mut live = with_intents(&w, gateway, "live");
+    for _ in 0..8 {
+        w.advance(1_000);
+        assert_eq!(w.dbs[&gateway].store().heartbeat_once(), 1);
+        let err = w.write(other, b"\x10k", b"other").unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+    live.commit().unwrap();
+    assert_eq!(
+        w.read(leader, b"\x10k").unwrap().0.as_deref(),
+        Some(&b"live"[..])
     );
 }

@@ -195,6 +195,20 @@ impl Node {
                 }
             }
         });
+        // Open transactions that hold intents tell their leaseholder they are alive, so
+        // that their intents are not taken for those of a crashed gateway.
+        let hb_store = self.store.clone();
+        let heartbeat = tokio::spawn(async move {
+            let every = Duration::from_nanos(hb_store.config().txn_heartbeat_nanos.max(1_000_000));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let store = hb_store.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || store.heartbeat_once()).await {
+                    tracing::warn!(error = %e, "transaction heartbeat task failed");
+                }
+            }
+        });
         let factory = ConnectionFactory::new(self.query.clone());
         let accept = async {
             loop {
@@ -239,6 +253,7 @@ impl Node {
             }
         };
         gc.abort();
+        heartbeat.abort();
         result
     }
 }

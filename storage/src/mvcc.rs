@@ -84,6 +84,22 @@ impl TxnRecord {
         }
     }
 
+    /// Encode a pending record whose coordinator was last heard from at `heartbeat`.
+    pub fn encode_heartbeat(heartbeat: Timestamp) -> Vec<u8> {
+        [&[0u8][..], &heartbeat.encode()].concat()
+    }
+
+    /// When the coordinator of a pending transaction was last heard from: `None` when
+    /// there is no record, it is not pending, or it carries no heartbeat.
+    pub fn heartbeat(engine: &dyn Engine, txn: TxnId) -> Result<Option<Timestamp>> {
+        Ok(match engine.get(Cf::Data, &Self::key(txn))? {
+            Some(v) if v.first() == Some(&0) && v.len() > 1 => {
+                Some(Timestamp::decode(&v[1..]).ok_or_else(|| corrupt("txn record heartbeat"))?)
+            }
+            _ => None,
+        })
+    }
+
     /// Read a transaction's status; no record means pending.
     pub fn read(engine: &dyn Engine, txn: TxnId) -> Result<TxnStatus> {
         match engine.get(Cf::Data, &Self::key(txn))? {
