@@ -19,6 +19,7 @@
 
 mod clock;
 mod error;
+mod frame;
 mod node;
 mod remote;
 pub mod replication;

@@ -6,6 +6,7 @@
 //! Raft). The gateway keeps the transaction's buffer, read spans and `read_ts`.
 //!
 //! ```text
+//!   frame    = see crate::frame (length, checksum, body; bounded)
 //!   message  = sender's clock ts, body   (every request and every response)
 //!   request  = kind u8, fields...        response = kind u8, fields...
 //!   bytes    = len u32 BE, bytes         ts = wall u64 BE, logical u32 BE
@@ -26,14 +27,14 @@
 //! (`Ambiguous`, SQLSTATE 40003).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tessera_storage::Timestamp;
 
-use crate::{Error, Result};
+use crate::{frame, Error, Result};
 
 /// One KV operation sent to the leaseholder.
 #[derive(Debug, PartialEq, Eq)]
@@ -449,55 +450,76 @@ impl KvPeers for TcpPeers {
     }
 }
 
-/// Connections to other nodes' KV service, reused between calls.
+/// Connections to other nodes' KV service, reused between calls, at most
+/// [`MAX_CONNECTIONS_PER_PEER`] to each (a caller waits for one to come free), so
+/// that a busy gateway stays far below a peer's connection limit: a connection the
+/// peer refuses could not tell a refused commit from a lost answer.
 #[derive(Default)]
 struct KvClient {
-    pool: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+    pool: Mutex<HashMap<SocketAddr, PeerConnections>>,
+    returned: Condvar,
 }
+
+#[derive(Default)]
+struct PeerConnections {
+    idle: Vec<TcpStream>,
+    open: usize,
+}
+
+/// Most KV connections a node opens to one peer.
+const MAX_CONNECTIONS_PER_PEER: usize = 64;
 
 /// The byte that opens a KV connection on the node's RPC listener.
 pub(crate) const KV_STREAM: u8 = b'K';
-const MAX_MESSAGE: usize = 256 << 20;
-
-/// Write one length-prefixed message.
-pub(crate) fn write_message(w: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    w.write_all(&frame)?;
-    w.flush()
-}
-
-/// Read one length-prefixed message.
-pub(crate) fn read_message(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let n = u32::from_be_bytes(len) as usize;
-    if n > MAX_MESSAGE {
-        return Err(std::io::Error::other("KV message too large"));
-    }
-    let mut buf = vec![0u8; n];
-    r.read_exact(&mut buf)?;
-    Ok(buf)
-}
+/// The largest answer a gateway reads (a page of scanned rows can be large).
+const MAX_ANSWER: usize = 256 << 20;
 
 impl KvClient {
     /// Send one message to the node at `addr` and wait for its answer.
     fn call(&self, addr: SocketAddr, message: &[u8]) -> std::io::Result<Vec<u8>> {
-        let pooled = self.pool.lock().get_mut(&addr).and_then(|v| v.pop());
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-                c.set_nodelay(true)?;
-                c.set_read_timeout(Some(Duration::from_secs(30)))?;
-                (&c).write_all(&[KV_STREAM])?;
-                c
+        let pooled = {
+            let mut pool = self.pool.lock();
+            loop {
+                let peer = pool.entry(addr).or_default();
+                if let Some(c) = peer.idle.pop() {
+                    break Some(c);
+                }
+                if peer.open < MAX_CONNECTIONS_PER_PEER {
+                    peer.open += 1;
+                    break None;
+                }
+                self.returned.wait(&mut pool);
             }
         };
-        write_message(&mut conn, message)?;
-        let answer = read_message(&mut conn)?;
-        self.pool.lock().entry(addr).or_default().push(conn);
-        Ok(answer)
+        let result = (|| {
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                    c.set_nodelay(true)?;
+                    c.set_read_timeout(Some(Duration::from_secs(30)))?;
+                    (&c).write_all(&[KV_STREAM])?;
+                    c
+                }
+            };
+            frame::write_frame(&mut conn, message)?;
+            let answer = frame::read_frame(&mut conn, MAX_ANSWER)?;
+            Ok((conn, answer))
+        })();
+        let mut pool = self.pool.lock();
+        let peer = pool.entry(addr).or_default();
+        let answer = match result {
+            Ok((conn, answer)) => {
+                peer.idle.push(conn);
+                Ok(answer)
+            }
+            Err(e) => {
+                peer.open -= 1;
+                Err(e)
+            }
+        };
+        self.returned.notify_one();
+        answer
     }
 }
 

@@ -10,8 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_cluster::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport};
-use tessera_cluster::{Db, Error, Hlc, Replicator, Store, StoreConfig, SystemClock, TxnOptions};
+use tessera_cluster::replication::{
+    GroupDesc, Limits, RaftConfig, RaftDriver, RaftStore, TcpTransport,
+};
+use tessera_cluster::{
+    Db, Error, Hlc, KvPeers, Replicator, Store, StoreConfig, SystemClock, TcpPeers, TxnOptions,
+};
 use tessera_storage::{Cf, Engine, RocksEngine, WriteBatch};
 
 struct TestNode {
@@ -228,4 +232,109 @@ fn a_commit_that_outlives_its_timeout_still_holds_back_conflicting_commits() {
         seen.is_some()
     }));
     assert_eq!(seen.as_deref(), Some(&b"a"[..]));
+}
+
+/// Whether the peer closed `s` within `wait` (as opposed to keeping it open without
+/// answering).
+fn closed_by_peer(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn raw(addr: SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
+
+/// A transport whose KV service answers every request with its own bytes.
+fn echo(limits: Limits) -> (Arc<TcpTransport>, TcpPeers) {
+    let t = TcpTransport::bind_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+    t.set_kv_handler(Arc::new(|req: &[u8]| req.to_vec()));
+    let addr = t.local_addr();
+    let peers = TcpPeers::new(Arc::new(move |_| Some(addr)));
+    (t, peers)
+}
+
+/// Claim: the RPC port survives what an untrusted peer can send. A frame announcing more
+/// than the limit, a frame whose checksum fails, garbage on a Raft stream and a
+/// connection that never says what it carries are each closed, and the node goes on
+/// answering well-formed requests.
+#[test]
+fn bad_frames_close_only_their_connection() {
+    let (t, peers) = echo(Limits::default());
+    let addr = t.local_addr();
+    assert_eq!(peers.call(1, b"ping").unwrap(), b"ping");
+
+    // 'K', then a header announcing 4 GiB - 1: refused from the header alone.
+    let mut huge = raw(addr, &[b'K', 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
+    assert!(
+        closed_by_peer(&mut huge, Duration::from_secs(5)),
+        "an oversize frame was not refused"
+    );
+
+    // A well-sized frame whose checksum is wrong.
+    let mut bad_sum = vec![b'K'];
+    bad_sum.extend_from_slice(&4u32.to_be_bytes());
+    bad_sum.extend_from_slice(&0xDEAD_BEEFu32.to_be_bytes());
+    bad_sum.extend_from_slice(b"ping");
+    let mut corrupt = raw(addr, &bad_sum);
+    assert!(
+        closed_by_peer(&mut corrupt, Duration::from_secs(5)),
+        "a corrupt frame was not refused"
+    );
+
+    // Garbage where Raft frames belong.
+    let mut garbage = raw(addr, b"Rthis is not a frame at all");
+    assert!(
+        closed_by_peer(&mut garbage, Duration::from_secs(5)),
+        "garbage was not refused"
+    );
+
+    // Silence: the connection never names its kind.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    assert!(
+        closed_by_peer(&mut silent, Duration::from_secs(15)),
+        "a silent connection was kept"
+    );
+
+    assert_eq!(peers.call(1, b"still here").unwrap(), b"still here");
+}
+
+/// Claim: connections beyond the limit are closed as they arrive, and served ones keep
+/// being served; once one ends, a new one is accepted.
+#[test]
+fn connections_beyond_the_limit_are_closed() {
+    let (t, peers) = echo(Limits {
+        max_connections: 3,
+        ..Limits::default()
+    });
+    let addr = t.local_addr();
+    // The pooled client connection is one of the three.
+    assert_eq!(peers.call(1, b"a").unwrap(), b"a");
+    let mut held: Vec<_> = (0..2).map(|_| raw(addr, b"K")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = raw(addr, b"K");
+    assert!(
+        closed_by_peer(&mut extra, Duration::from_secs(5)),
+        "a fourth connection was served"
+    );
+    assert_eq!(peers.call(1, b"b").unwrap(), b"b");
+    held.pop();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = raw(addr, b"K");
+    assert!(
+        !closed_by_peer(&mut again, Duration::from_secs(1)),
+        "no connection was accepted after one ended"
+    );
 }

@@ -1,8 +1,10 @@
 //! The TCP transport between nodes.
 //!
 //! ```text
-//!   frame = len: u32 BE (of what follows), group: u64 BE, raft-rs Message (protobuf)
+//!   Raft frame body = group: u64 BE, raft-rs Message (protobuf)
 //! ```
+//!
+//! Every stream is cut into checksummed, bounded frames ([`crate::frame`]).
 //!
 //! - One sender thread per peer with a bounded queue: `send` never blocks the driver; when
 //!   a queue is full or the peer is unreachable, messages are dropped and Raft retransmits.
@@ -12,15 +14,21 @@
 //!   on `127.0.0.2` really sends from `127.0.0.2` (network-level partitions of loopback
 //!   addresses work).
 //! - A receiving connection delivers decoded messages to the driver's [`Inbox`]. A frame
-//!   that is too large or does not decode closes that connection only.
+//!   that is too large, fails its checksum or does not decode closes that connection
+//!   only.
 //! - The first byte of a connection says what it carries: `R` a stream of Raft frames,
-//!   `C` one control request (a length-prefixed line of text such as `JOIN <addr>`)
-//!   answered by one control response; the node installs the handler.
+//!   `C` one control request (a frame holding a line of text such as `JOIN <addr>`)
+//!   answered by one control response, `K` KV requests; the node installs the handlers.
+//! - What a peer can make this node spend is bounded ([`Limits`]): connections beyond
+//!   the limit are closed as they arrive (each served connection has a thread), frames
+//!   beyond the size limit close their connection, and the bytes of frames being read
+//!   or served at once share one budget (readers wait for room). A connection that does
+//!   not say what it carries within a few seconds is closed.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,11 +39,56 @@ use raft::prelude::Message;
 
 use super::driver::Inbox;
 use super::transport::{Envelope, Transport};
+use crate::frame::{encode_frame, read_frame, read_frame_within, write_frame, Budget};
 
-/// Largest frame accepted, in bytes.
-const MAX_FRAME: usize = 64 << 20;
 /// Messages queued per peer before new ones are dropped.
 const QUEUE_LEN: usize = 4096;
+/// Largest control request or answer, in bytes.
+const MAX_CONTROL: usize = 1 << 20;
+
+/// What peers may make a node's RPC listener spend.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once (each has a thread); more are closed on arrival.
+    pub max_connections: usize,
+    /// Largest Raft or KV frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Bytes of frames being read or served at once, over all connections; Raft and KV
+    /// frames have a budget of this size each (a KV request waits on Raft, so a shared
+    /// one could deadlock).
+    pub in_flight_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_frame_bytes: 64 << 20,
+            in_flight_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What every served connection shares.
+#[derive(Clone)]
+struct Shared {
+    inbox: Arc<RwLock<Option<Inbox>>>,
+    control: Arc<RwLock<Option<ControlHandler>>>,
+    kv: Arc<RwLock<Option<KvHandler>>>,
+    isolated: Arc<AtomicBool>,
+    limits: Limits,
+    kv_budget: Arc<Budget>,
+    raft_budget: Arc<Budget>,
+}
+
+/// Counts a served connection for as long as it lives.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The TCP transport of one node.
 pub struct TcpTransport {
@@ -64,55 +117,65 @@ pub fn control_call(addr: SocketAddr, request: &str, timeout: Duration) -> std::
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut msg = vec![CONTROL];
-    msg.extend_from_slice(&(request.len() as u32).to_be_bytes());
-    msg.extend_from_slice(request.as_bytes());
+    msg.extend_from_slice(&encode_frame(request.as_bytes())?);
     s.write_all(&msg)?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let n = u32::from_be_bytes(len) as usize;
-    if n > MAX_FRAME {
-        return Err(std::io::Error::other("control answer too large"));
-    }
-    let mut buf = vec![0u8; n];
-    s.read_exact(&mut buf)?;
-    String::from_utf8(buf).map_err(std::io::Error::other)
+    let answer = read_frame(&mut s, MAX_CONTROL)?;
+    String::from_utf8(answer).map_err(std::io::Error::other)
 }
 
 impl TcpTransport {
-    /// Listen on `addr` for peers' messages.
+    /// Listen on `addr` for peers' messages, with the default [`Limits`].
     pub fn bind(addr: SocketAddr) -> std::io::Result<Arc<TcpTransport>> {
+        Self::bind_with(addr, Limits::default())
+    }
+
+    /// Listen on `addr` for peers' messages, within `limits`.
+    pub fn bind_with(addr: SocketAddr, limits: Limits) -> std::io::Result<Arc<TcpTransport>> {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
-        let inbox: Arc<RwLock<Option<Inbox>>> = Arc::default();
-        let control: Arc<RwLock<Option<ControlHandler>>> = Arc::default();
-        let kv: Arc<RwLock<Option<KvHandler>>> = Arc::default();
-        let accept_inbox = inbox.clone();
-        let accept_control = control.clone();
-        let accept_kv = kv.clone();
-        let isolated: Arc<AtomicBool> = Arc::default();
-        let accept_isolated = isolated.clone();
+        let shared = Shared {
+            inbox: Arc::default(),
+            control: Arc::default(),
+            kv: Arc::default(),
+            isolated: Arc::default(),
+            kv_budget: Budget::new(limits.in_flight_bytes),
+            raft_budget: Budget::new(limits.in_flight_bytes),
+            limits,
+        };
+        let accepting = shared.clone();
+        let live = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("rpc-accept".into())
             .spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else { continue };
-                    let inbox = accept_inbox.clone();
-                    let control = accept_control.clone();
-                    let kv = accept_kv.clone();
-                    let isolated = accept_isolated.clone();
+                    if live.fetch_add(1, Ordering::SeqCst) >= accepting.limits.max_connections {
+                        live.fetch_sub(1, Ordering::SeqCst);
+                        tracing::warn!(
+                            peer = ?conn.peer_addr().ok(),
+                            limit = accepting.limits.max_connections,
+                            "too many RPC connections; closing the new one"
+                        );
+                        continue;
+                    }
+                    let counted = Live(live.clone());
+                    let shared = accepting.clone();
                     let _ = std::thread::Builder::new()
                         .name("rpc-recv".into())
-                        .spawn(move || serve(conn, inbox, control, kv, isolated));
+                        .spawn(move || {
+                            let _counted = counted;
+                            serve(conn, shared)
+                        });
                 }
             })?;
         Ok(Arc::new(TcpTransport {
             local,
             peers: RwLock::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
-            inbox,
-            control,
-            kv,
-            isolated,
+            inbox: shared.inbox,
+            control: shared.control,
+            kv: shared.kv,
+            isolated: shared.isolated,
         }))
     }
 
@@ -185,13 +248,12 @@ impl Transport for TcpTransport {
                 tracing::debug!(to, "no address for peer; message dropped");
                 continue;
             };
-            let Ok(body) = env.msg.write_to_bytes() else {
+            let Ok(msg) = env.msg.write_to_bytes() else {
                 continue;
             };
-            let mut frame = Vec::with_capacity(12 + body.len());
-            frame.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
-            frame.extend_from_slice(&env.group.to_be_bytes());
-            frame.extend_from_slice(&body);
+            let Ok(frame) = encode_frame(&[&env.group.to_be_bytes()[..], &msg].concat()) else {
+                continue;
+            };
             match q.try_send(frame) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => tracing::debug!(to, "peer queue full; dropped"),
@@ -252,92 +314,96 @@ fn send_loop(addr: SocketAddr, local_ip: std::net::IpAddr, rx: Receiver<Vec<u8>>
     }
 }
 
-fn serve(
-    conn: TcpStream,
-    inbox: Arc<RwLock<Option<Inbox>>>,
-    control: Arc<RwLock<Option<ControlHandler>>>,
-    kv: Arc<RwLock<Option<KvHandler>>>,
-    isolated: Arc<AtomicBool>,
-) {
+/// How long a new connection has to say what it carries.
+const KIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn serve(conn: TcpStream, shared: Shared) {
     let mut kind = [0u8; 1];
-    if (&conn).read_exact(&mut kind).is_err() {
+    if conn.set_read_timeout(Some(KIND_TIMEOUT)).is_err()
+        || (&conn).read_exact(&mut kind).is_err()
+        || conn.set_read_timeout(None).is_err()
+    {
         return;
     }
     match kind[0] {
-        RAFT_STREAM => receive(conn, inbox, isolated),
+        RAFT_STREAM => receive(conn, &shared),
         CONTROL => {
-            let _ = answer(conn, control);
+            if let Err(e) = answer(conn, &shared) {
+                tracing::debug!(error = %e, "control request failed");
+            }
         }
-        crate::remote::KV_STREAM if !isolated.load(Ordering::SeqCst) => serve_kv(conn, kv),
+        crate::remote::KV_STREAM if !shared.isolated.load(Ordering::SeqCst) => {
+            serve_kv(conn, &shared)
+        }
         crate::remote::KV_STREAM => {}
         other => tracing::warn!(byte = other, "unknown connection kind; closing"),
     }
 }
 
-fn answer(
-    mut conn: TcpStream,
-    control: Arc<RwLock<Option<ControlHandler>>>,
-) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len)?;
-    let n = u32::from_be_bytes(len) as usize;
-    if n > 64 << 10 {
-        return Ok(());
-    }
-    let mut buf = vec![0u8; n];
-    conn.read_exact(&mut buf)?;
-    let request = String::from_utf8_lossy(&buf).into_owned();
-    let handler = control.read().clone();
+    let request = read_frame(&mut conn, MAX_CONTROL)?;
+    let request = String::from_utf8_lossy(&request).into_owned();
+    let handler = shared.control.read().clone();
     let reply = match handler {
         Some(h) => h(&request),
         None => "ERR the node is starting".to_string(),
     };
-    let mut out = (reply.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(reply.as_bytes());
-    conn.write_all(&out)
+    write_frame(&mut conn, reply.as_bytes())
 }
 
-fn serve_kv(mut conn: TcpStream, kv: Arc<RwLock<Option<KvHandler>>>) {
+fn serve_kv(mut conn: TcpStream, shared: &Shared) {
     let _ = conn.set_nodelay(true);
-    while let Ok(req) = crate::remote::read_message(&mut conn) {
-        let handler = kv.read().clone();
+    let peer = conn.peer_addr().ok();
+    loop {
+        let (req, _room) =
+            match read_frame_within(&mut conn, shared.limits.max_frame_bytes, &shared.kv_budget) {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        tracing::warn!(?peer, error = %e, "bad KV frame; closing the connection");
+                    }
+                    return;
+                }
+            };
+        let handler = shared.kv.read().clone();
         let Some(h) = handler else { return };
-        if crate::remote::write_message(&mut conn, &h(&req)).is_err() {
+        if write_frame(&mut conn, &h(&req)).is_err() {
             return;
         }
     }
 }
 
-fn receive(conn: TcpStream, inbox: Arc<RwLock<Option<Inbox>>>, isolated: Arc<AtomicBool>) {
+fn receive(conn: TcpStream, shared: &Shared) {
     let peer = conn.peer_addr().ok();
     let mut r = BufReader::new(conn);
-    let mut len = [0u8; 4];
     loop {
-        if r.read_exact(&mut len).is_err() {
+        let (body, _room) =
+            match read_frame_within(&mut r, shared.limits.max_frame_bytes, &shared.raft_budget) {
+                Ok(b) => b,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        tracing::warn!(?peer, error = %e, "bad Raft frame; closing the connection");
+                    }
+                    return;
+                }
+            };
+        if body.len() < 8 {
+            tracing::warn!(?peer, "short Raft frame; closing the connection");
             return;
         }
-        let n = u32::from_be_bytes(len) as usize;
-        if !(8..=MAX_FRAME).contains(&n) {
-            tracing::warn!(?peer, n, "bad frame length; closing the connection");
-            return;
-        }
-        let mut buf = vec![0u8; n];
-        if r.read_exact(&mut buf).is_err() {
-            return;
-        }
-        let group = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
-        let msg = match Message::parse_from_bytes(&buf[8..]) {
+        let group = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+        let msg = match Message::parse_from_bytes(&body[8..]) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(?peer, error = %e, "undecodable message; closing the connection");
                 return;
             }
         };
-        if isolated.load(Ordering::SeqCst) {
+        if shared.isolated.load(Ordering::SeqCst) {
             continue;
         }
-        if let Some(inbox) = inbox.read().as_ref() {
+        if let Some(inbox) = shared.inbox.read().as_ref() {
             inbox.deliver(Envelope { group, msg });
         }
     }
