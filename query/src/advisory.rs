@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use tessera_cluster::{Db, TxnOptions};
 
 use crate::error::{Error, Result, SqlState};
+use crate::txn_slot::may_block;
 
 /// A lock's key: the one-`bigint` space (1) or the two-`int` space (2), and the value.
 pub type LockKey = (u8, i64);
@@ -278,16 +279,6 @@ fn key_of(
         1 => (1, value(0)?),
         _ => (2, (value(0)? << 32) | (value(1)? & 0xFFFF_FFFF)),
     })
-}
-
-/// Run `f`, which may wait, without holding up the runtime's other tasks.
-fn may_block<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 impl datafusion::logical_expr::ScalarUDFImpl for LockFn {

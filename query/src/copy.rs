@@ -593,7 +593,7 @@ impl Session {
             return Err(e);
         }
         if copy.implicit {
-            let r = self.slot.take().map(|mut t| t.commit());
+            let r = self.slot.commit();
             self.end_txn();
             if let Some(Err(e)) = r {
                 return Err(e.into());

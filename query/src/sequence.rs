@@ -64,7 +64,7 @@ impl SequenceCache {
         for _ in 0..100 {
             let mut txn = db.begin(TxnOptions::default());
             txn.put(sequence_key(seq.id), value.to_be_bytes().to_vec())?;
-            match txn.commit() {
+            match crate::txn_slot::may_block(|| txn.commit()) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => continue,
                 Err(e) => return Err(e.into()),
@@ -87,7 +87,7 @@ fn reserve(db: &Db, seq: &SequenceDesc, n: i64) -> Result<i64> {
     for _ in 0..100 {
         let mut txn = db.begin(TxnOptions::default());
         let key = sequence_key(seq.id);
-        let current = match txn.get(&key)? {
+        let current = match crate::txn_slot::may_block(|| txn.get(&key))? {
             Some(v) if v.len() == 8 => i64::from_be_bytes(v.try_into().expect("8 bytes")),
             _ => seq.start - seq.increment,
         };
@@ -101,7 +101,7 @@ fn reserve(db: &Db, seq: &SequenceDesc, n: i64) -> Result<i64> {
         }
         let last = last.clamp(seq.min, seq.max);
         txn.put(key, last.to_be_bytes().to_vec())?;
-        match txn.commit() {
+        match crate::txn_slot::may_block(|| txn.commit()) {
             Ok(_) => return Ok(first),
             Err(e) if e.is_retryable() => continue,
             Err(e) => return Err(e.into()),

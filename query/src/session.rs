@@ -443,14 +443,12 @@ impl Session {
                     self.slot.set(self.node.db.begin(TxnOptions::default()));
                     let r = self.run_in_txn(&stmt).await;
                     let r = match r {
-                        Ok(out) => match self.slot.take().map(|mut t| t.commit()) {
+                        Ok(out) => match self.slot.commit() {
                             Some(Err(e)) => Err(Error::from(e)),
                             _ => Ok(out),
                         },
                         Err(e) => {
-                            if let Some(mut t) = self.slot.take() {
-                                let _ = t.rollback();
-                            }
+                            self.slot.rollback();
                             Err(e)
                         }
                     };
@@ -475,9 +473,7 @@ impl Session {
         }
         let r = self.describe_inner(stmt).await;
         if temp {
-            if let Some(mut t) = self.slot.take() {
-                let _ = t.rollback();
-            }
+            self.slot.rollback();
         }
         r
     }
@@ -577,7 +573,7 @@ impl Session {
                 self.state = TxnState::Idle;
                 self.savepoints.clear();
                 self.advisory.end_transaction();
-                let r = self.slot.take().map(|mut t| t.commit());
+                let r = self.slot.commit();
                 self.registered = None;
                 match r {
                     Some(Err(e)) => Err(e.into()),
@@ -598,9 +594,7 @@ impl Session {
     pub(crate) fn end_txn(&mut self) {
         self.savepoints.clear();
         self.advisory.end_transaction();
-        if let Some(mut t) = self.slot.take() {
-            let _ = t.rollback();
-        }
+        self.slot.rollback();
         self.state = TxnState::Idle;
         // A rolled-back schema change must not stay registered.
         self.registered = None;

@@ -1,5 +1,10 @@
 //! The session's current transaction, shared with the table providers and functions
 //! that a running statement uses.
+//!
+//! KV calls wait (for a lease confirmation, a Raft round, a latch). Every call made
+//! through the slot, and every commit and rollback, runs through [`may_block`], so a
+//! waiting session hands its runtime worker's other tasks to another thread instead of
+//! holding up every other session scheduled there.
 
 use std::sync::Arc;
 
@@ -18,11 +23,26 @@ impl TxnSlot {
     pub fn with<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
         let mut guard = self.0.lock();
         match guard.as_mut() {
-            Some(txn) => f(txn),
+            Some(txn) => may_block(|| f(txn)),
             None => Err(Error::new(
                 SqlState::NoActiveSqlTransaction,
                 "no transaction is open",
             )),
+        }
+    }
+
+    /// Commit the transaction, if one is installed (it is removed).
+    pub fn commit(&self) -> Option<tessera_cluster::Result<tessera_storage::Timestamp>> {
+        let mut txn = self.take()?;
+        Some(may_block(|| txn.commit()))
+    }
+
+    /// Roll the transaction back, if one is installed (it is removed).
+    pub fn rollback(&self) {
+        if let Some(mut txn) = self.take() {
+            if let Err(e) = may_block(|| txn.rollback()) {
+                tracing::warn!(error = %e, "rollback failed");
+            }
         }
     }
 
@@ -39,5 +59,16 @@ impl TxnSlot {
     /// Whether a transaction is installed.
     pub fn is_open(&self) -> bool {
         self.0.lock().is_some()
+    }
+}
+
+/// Run `f`, which may wait, without holding up the runtime's other tasks (on a
+/// multi-threaded runtime; elsewhere it simply runs).
+pub(crate) fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

@@ -150,9 +150,7 @@ impl Session {
         } else {
             self.slot.set(self.node.db.begin(TxnOptions::default()));
             let r = check();
-            if let Some(mut t) = self.slot.take() {
-                let _ = t.rollback();
-            }
+            self.slot.rollback();
             r
         };
         Some(r.map(|()| Output::Command(tag.into())))
