@@ -8,7 +8,7 @@
 //!                                │  buffered writes, read spans, read_ts
 //!                                ▼
 //!                             Store (one per node): tablets over one Engine,
-//!                             timestamp cache, commit latch, GC
+//!                             timestamp cache, span latches, GC
 //! ```
 //!
 //! The KV API is the seam of DESIGN.md §1: query never learns where a key lives. Today a
@@ -20,6 +20,7 @@
 mod clock;
 mod error;
 mod frame;
+mod latch;
 mod node;
 mod remote;
 pub mod replication;

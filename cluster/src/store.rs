@@ -1,15 +1,22 @@
 //! A store: the tablets of one node over one [`Engine`].
 //!
 //! Today a store hosts a single tablet that spans the whole key space; the state here
-//! (timestamp cache, commit latch) is that tablet's, and becomes per-tablet state when
-//! the key space is cut into ranges.
+//! (timestamp cache, latches) is that tablet's, and becomes per-tablet state when the
+//! key space is cut into ranges.
 //!
 //! ## Invariants
 //!
-//! - **Snapshot reads.** A transaction's `read_ts` is taken under the commit latch, and
-//!   a commit takes its `commit_ts` and writes its batch while holding the latch
-//!   exclusively. So when `read_ts` is chosen, every commit at or below it is fully
-//!   written, and every later commit lands above it: a read at `read_ts` is a stable
+//! - **Latches.** Every request holds latches on the spans it touches ([`Latches`]):
+//!   a commit write-latches the keys it writes, the keys where it holds intents and its
+//!   record, and read-latches the spans it read, from before it chooses `commit_ts`
+//!   until its batch is applied; a read latches its span while it reads and records
+//!   it in the timestamp cache. Requests on disjoint spans run, and replicate, in
+//!   parallel.
+//! - **Snapshot reads.** A read waits for the commits in flight on its span, so it sees
+//!   every commit on the span that chose its `commit_ts` before the read began. A
+//!   commit chooses `commit_ts` and moves the clock past it in one step, and above the
+//!   timestamp cache of the keys it writes, so a commit on the span that begins after
+//!   the read lands above the read's `read_ts`: a read at `read_ts` is a stable
 //!   snapshot.
 //! - **Timestamp cache.** Every read records its span at its `read_ts`; every commit
 //!   chooses `commit_ts` above the cache for each key it writes, then records its own
@@ -31,7 +38,7 @@
 //!   leaseholder therefore has no uncertainty there.
 //! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
 //!   bounded batches, each checked for write-write conflicts and written under the
-//!   latch, so no two transactions ever both hold an intent on one key. The commit
+//!   latches of its keys, so no two transactions ever both hold an intent on one key. The commit
 //!   point is the transaction record written as committed (with any remaining writes)
 //!   in one synced batch, after checking that every flushed intent is still this
 //!   transaction's. Once that batch is durable the commit has succeeded: the intents
@@ -45,8 +52,8 @@
 //!   transaction is open ([`Store::heartbeat_once`]). A writer that meets a pending
 //!   intent whose heartbeat is older than the expiry (its gateway crashed or is cut
 //!   off) aborts that transaction: it writes ABORTED into the record in the same batch
-//!   as its own write, under the latch, after reading the record as PENDING, so it can
-//!   never overwrite COMMITTED (a commit writes its record under the same latch). A
+//!   as its own write, holding the latch of that record, after reading it as PENDING,
+//!   so it can never overwrite COMMITTED (a commit latches its record too). A
 //!   transaction found ABORTED can no longer commit, flush or heartbeat. A pending
 //!   intent with a live heartbeat is a retryable conflict.
 //! - **History.** A write never erases another transaction's committed write: a
@@ -62,6 +69,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+
+use crate::latch::{Access, Guard, Latches, Span};
 use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
@@ -147,7 +156,11 @@ pub struct Store {
     clock: Arc<Hlc>,
     config: StoreConfig,
     tscache: Mutex<TimestampCache>,
-    latch: RwLock<()>,
+    latches: Latches,
+    /// Held while a commit chooses its timestamp and moves the clock past it, and while
+    /// a read observes the clock: an observation is above every commit timestamp chosen
+    /// before it.
+    ts_choice: Mutex<()>,
     /// Node id (high 32 bits) and boot epoch (low 32 bits): the high half of txn ids.
     epoch: u64,
     /// How to reach another node's KV service (set by the node once its transport runs).
@@ -204,7 +217,8 @@ impl Store {
             replicator,
             clock,
             config,
-            latch: RwLock::new(()),
+            latches: Latches::default(),
+            ts_choice: Mutex::new(()),
             epoch,
             peers: RwLock::new(None),
             next_txn: AtomicU64::new(1),
@@ -360,7 +374,7 @@ impl Store {
                 Some(o) => *o,
                 None => {
                     let now = {
-                        let _no_commit_in_flight = self.latch.read();
+                        let _chosen = self.ts_choice.lock();
                         self.clock.now()
                     };
                     *bound.observed.entry(node).or_insert(now)
@@ -495,7 +509,7 @@ impl Store {
                         r.read_barrier()?;
                     }
                     let now = {
-                        let _no_commit_in_flight = self.latch.read();
+                        let _chosen = self.ts_choice.lock();
                         self.clock.update(read_ts);
                         self.clock.now()
                     };
@@ -567,10 +581,7 @@ impl Store {
     pub(crate) fn begin(&self) -> (TxnId, Timestamp, Uncertainty) {
         let id =
             ((self.epoch as u128) << 64) | self.next_txn.fetch_add(1, Ordering::Relaxed) as u128;
-        let read_ts = {
-            let _shared = self.latch.read();
-            self.clock.now()
-        };
+        let read_ts = self.clock.now();
         self.active.lock().insert((read_ts, id), ());
         let bound = Uncertainty {
             limit: Timestamp::new(
@@ -623,7 +634,8 @@ impl Store {
     }
 
     fn heartbeat_local(&self, txn: TxnId) -> Result<()> {
-        let _exclusive = self.latch.write();
+        let record = Span::key(&TxnRecord::key(txn), Access::Write);
+        let _latched = self.latches.acquire(vec![record]);
         match self.status(txn)? {
             TxnStatus::Pending => {
                 let mut b = WriteBatch::new();
@@ -652,12 +664,15 @@ impl Store {
     /// [`Store::status`], except that a pending transaction whose heartbeat has expired
     /// at `now` is aborted. Its id is added to `pushed`, and the caller must write its
     /// ABORTED record in the batch that overwrites its intent (see the module docs).
-    fn status_for_write(
-        &self,
+    fn status_for_write<'a>(
+        &'a self,
         txn: TxnId,
         now: Timestamp,
-        pushed: &Mutex<Vec<TxnId>>,
+        pushed: &Mutex<Pushed<'a>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
+        if pushed.lock().iter().any(|(t, _)| *t == txn) {
+            return Ok(TxnStatus::Aborted);
+        }
         let status = self.status(txn)?;
         if status != TxnStatus::Pending {
             return Ok(status);
@@ -668,17 +683,26 @@ impl Store {
         if !expired {
             return Ok(status);
         }
-        tracing::info!(txn, "aborting a transaction whose heartbeat expired");
-        let mut pushed = pushed.lock();
-        if !pushed.contains(&txn) {
-            pushed.push(txn);
+        // The record's latch makes the abort conditional on PENDING. It is taken
+        // without waiting (this request already holds latches); while it is busy, the
+        // transaction counts as pending.
+        let record = Span::key(&TxnRecord::key(txn), Access::Write);
+        let Some(latched) = self.latches.try_acquire(vec![record]) else {
+            return Ok(status);
+        };
+        let status = self.status(txn)?;
+        if status != TxnStatus::Pending {
+            return Ok(status);
         }
+        tracing::info!(txn, "aborting a transaction whose heartbeat expired");
+        pushed.lock().push((txn, latched));
         Ok(TxnStatus::Aborted)
     }
 
-    /// Queue the ABORTED records of the transactions a write pushed aside.
-    fn record_pushed(batch: &mut WriteBatch, pushed: &Mutex<Vec<TxnId>>) {
-        for txn in pushed.lock().drain(..) {
+    /// Queue the ABORTED records of the transactions a write pushed aside (their
+    /// latches stay held until the batch is written).
+    fn record_pushed(batch: &mut WriteBatch, pushed: &Mutex<Pushed<'_>>) {
+        for &(txn, _) in pushed.lock().iter() {
             batch.put(
                 Cf::Data,
                 TxnRecord::key(txn),
@@ -742,6 +766,12 @@ impl Store {
         limit: usize,
         track: bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Commits in flight on the span finish first; the read is recorded before any
+        // later one can choose its timestamp.
+        let _latched = self.latches.acquire(vec![
+            Span::range(start, end, Access::Read),
+            Span::key(GcThreshold::KEY, Access::Read),
+        ]);
         self.check_gc(read_ts)?;
         let status = |t| self.status(t);
         let view = ReadView {
@@ -792,18 +822,26 @@ impl Store {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
         self.check_lease();
-        let pushed = Mutex::new(Vec::new());
-        let now = || self.clock.now();
-        let status = |t| self.status_for_write(t, now(), &pushed);
-        let view = ReadView {
-            read_ts,
-            txn: Some(txn),
-            status: &status,
-            uncertainty_limit: Timestamp::ZERO,
+        let size = |(k, v): &(&Vec<u8>, &Option<Vec<u8>>)| {
+            k.len() + v.as_ref().map_or(0, |v| v.len()) + 64
         };
-        let mut pending = writes.iter().peekable();
-        while pending.peek().is_some() {
-            let _exclusive = self.latch.write();
+        for chunk in chunks(writes.iter(), size, self.config.intent_batch_bytes) {
+            let mut spans: Vec<Span> = chunk
+                .iter()
+                .map(|(k, _)| Span::key(k, Access::Write))
+                .collect();
+            spans.push(Span::key(&TxnRecord::key(txn), Access::Write));
+            spans.push(Span::key(GcThreshold::KEY, Access::Read));
+            let _latched = self.latches.acquire(spans);
+            let pushed = Mutex::new(Vec::new());
+            let now = || self.clock.now();
+            let status = |t| self.status_for_write(t, now(), &pushed);
+            let view = ReadView {
+                read_ts,
+                txn: Some(txn),
+                status: &status,
+                uncertainty_limit: Timestamp::ZERO,
+            };
             self.check_gc(read_ts)?;
             if self.status(txn)? == TxnStatus::Aborted {
                 return Err(Self::aborted_by_push());
@@ -815,7 +853,7 @@ impl Store {
                 TxnRecord::key(txn),
                 TxnRecord::encode_heartbeat(self.clock.now()),
             );
-            for (key, value) in pending.by_ref() {
+            for (key, value) in chunk {
                 if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true)? {
                     return Err(Self::conflict(c, "write-write conflict"));
                 }
@@ -825,9 +863,6 @@ impl Store {
                     value: value.clone(),
                 };
                 mvcc::put_intent(&mut batch, key, &intent);
-                if batch.size_bytes() >= self.config.intent_batch_bytes {
-                    break;
-                }
             }
             Self::record_pushed(&mut batch, &pushed);
             self.write(batch, false)?;
@@ -856,12 +891,23 @@ impl Store {
         };
         self.check_lease();
         let commit_ts = {
-            let _exclusive = self.latch.write();
+            let mut spans: Vec<Span> = writes
+                .keys()
+                .chain(flushed.iter())
+                .map(|k| Span::key(k, Access::Write))
+                .collect();
+            spans.push(Span::key(&TxnRecord::key(txn), Access::Write));
+            spans.extend(reads.iter().map(|(a, b)| Span::range(a, b, Access::Read)));
+            spans.push(Span::key(GcThreshold::KEY, Access::Read));
+            let _latched = self.latches.acquire(spans);
             // History below the threshold may be gone: reads and writes could not be
             // validated against it.
             self.check_gc(read_ts)?;
-            let mut commit_ts = self.clock.now();
-            {
+            let commit_ts = {
+                // Later transactions must start above this commit to see it: the clock
+                // moves past it before anyone can observe the clock again.
+                let _choosing = self.ts_choice.lock();
+                let mut commit_ts = self.clock.now();
                 let cache = self.tscache.lock();
                 for key in writes.keys().chain(flushed.iter()) {
                     let r = cache.max_read_point(key);
@@ -869,9 +915,9 @@ impl Store {
                         commit_ts = r.next();
                     }
                 }
-            }
-            // Later transactions must start above this commit to see it.
-            self.clock.update(commit_ts);
+                self.clock.update(commit_ts);
+                commit_ts
+            };
             for (start, end) in reads {
                 if let Some(c) =
                     mvcc::find_conflict(&*self.engine, start, Some(end), &view, commit_ts)?
@@ -936,7 +982,8 @@ impl Store {
             return Ok(());
         }
         let outcome = {
-            let _exclusive = self.latch.write();
+            let record = Span::key(&TxnRecord::key(txn), Access::Write);
+            let _latched = self.latches.acquire(vec![record]);
             match TxnRecord::read(&*self.engine, txn)? {
                 TxnStatus::Committed(ts) => Some(ts),
                 TxnStatus::Pending | TxnStatus::Aborted => {
@@ -958,14 +1005,16 @@ impl Store {
     }
 
     fn resolve(&self, txn: TxnId, keys: &[Vec<u8>], commit_ts: Option<Timestamp>) -> Result<()> {
-        let mut batch = WriteBatch::new();
-        for key in keys {
-            mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
-            if batch.size_bytes() >= self.config.intent_batch_bytes {
-                self.write(std::mem::take(&mut batch), false)?;
+        let size = |k: &&Vec<u8>| 2 * k.len() + 64;
+        for chunk in chunks(keys.iter(), size, self.config.intent_batch_bytes) {
+            let spans = chunk.iter().map(|k| Span::key(k, Access::Write)).collect();
+            let _latched = self.latches.acquire(spans);
+            let mut batch = WriteBatch::new();
+            for key in chunk {
+                mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
             }
+            self.write(batch, false)?;
         }
-        self.write(batch, false)?;
         Ok(())
     }
 
@@ -993,9 +1042,12 @@ impl Store {
             return Ok(0);
         }
         {
-            // Under the latch: a commit checks the threshold and validates its reads
-            // with no collection in between.
-            let _exclusive = self.latch.write();
+            // Latching everything: a commit checks the threshold and validates its
+            // reads with no collection in between.
+            let _latched = self.latches.acquire(vec![
+                Span::range(mvcc::MVCC_START, KEY_MAX, Access::Write),
+                Span::key(GcThreshold::KEY, Access::Write),
+            ]);
             let raised = threshold.max(GcThreshold::read(&*self.engine)?);
             GcThreshold::put(&mut batch, raised);
             self.write(batch, false)?;
@@ -1005,4 +1057,29 @@ impl Store {
         tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
         Ok(removed)
     }
+}
+
+/// Transactions a write aborted, with the latches of their records.
+type Pushed<'a> = Vec<(TxnId, Guard<'a>)>;
+
+/// Cut `items` into chunks of about `bound` bytes each (by `size`), never empty.
+fn chunks<T>(
+    items: impl Iterator<Item = T>,
+    size: impl Fn(&T) -> usize,
+    bound: usize,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let n = size(&item);
+        match out.last_mut() {
+            Some(last) if bytes + n <= bound || last.is_empty() => last.push(item),
+            _ => {
+                out.push(vec![item]);
+                bytes = 0;
+            }
+        }
+        bytes += n;
+    }
+    out
 }

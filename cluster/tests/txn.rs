@@ -151,3 +151,65 @@ fn concurrent_flushes_of_one_key_conflict() {
     let expected = if a.is_ok() { value("a", 0) } else { big };
     assert_eq!(read(&db, 0), Some(expected));
 }
+
+/// Claim: latches cover only the spans a request touches. While A's commit of key 1 is
+/// in flight (its write held), B commits key 2 without waiting for it; a transaction
+/// that began after A chose its timestamp and reads key 1 waits for A's write and sees
+/// it (a stable snapshot), instead of reading around it.
+#[test]
+fn commits_on_other_keys_go_ahead_while_readers_of_the_key_wait() {
+    let (db, engine) = store();
+    let db = Arc::new(db);
+    let (started_tx, started_rx) = mpsc::channel();
+    let (resume_tx, resume_rx) = mpsc::channel();
+    engine.pause_next_write(started_tx, resume_rx);
+    let a = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut t = db.begin(TxnOptions::default());
+            t.put(key(1), value("a", 1))?;
+            t.commit()
+        })
+    };
+    started_rx.recv().unwrap();
+
+    let (done_tx, done_rx) = mpsc::channel();
+    {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut t = db.begin(TxnOptions::default());
+            let r = t.put(key(2), value("b", 2)).and_then(|_| t.commit());
+            let _ = done_tx.send(r);
+        });
+    }
+    let b = done_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a commit of another key waited for the one in flight");
+    b.unwrap();
+
+    let (read_tx, read_rx) = mpsc::channel();
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut t = db.begin(TxnOptions::default());
+            let began = t.read_ts();
+            let _ = read_tx.send(());
+            let v = t.get(&key(1));
+            (began, v)
+        })
+    };
+    read_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !reader.is_finished(),
+        "a read went past a commit in flight on its key"
+    );
+    resume_tx.send(()).unwrap();
+    let committed_at = a.join().unwrap().unwrap();
+    let (began, seen) = reader.join().unwrap();
+    assert!(
+        began > committed_at,
+        "the reader began at {began}, below the commit at {committed_at}"
+    );
+    assert_eq!(seen.unwrap(), Some(value("a", 1)));
+}
