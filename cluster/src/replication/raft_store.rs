@@ -23,6 +23,10 @@ use crate::{Error, Result};
 pub struct RaftConfig {
     /// Ticks without a leader's heartbeat before a follower campaigns.
     pub election_tick: usize,
+    /// A follower campaigns after a random number of ticks in
+    /// `[election_tick, max_election_tick)`; 0: twice `election_tick`. Deterministic
+    /// simulations set `election_tick + 1` (raft-rs draws from an unseeded generator).
+    pub max_election_tick: usize,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_tick: usize,
     /// Largest append message, in bytes.
@@ -45,6 +49,7 @@ impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
             election_tick: 10,
+            max_election_tick: 0,
             heartbeat_tick: 2,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -218,6 +223,7 @@ impl RaftStore {
         let config = raft::Config {
             id: self.node_id,
             election_tick: self.cfg.election_tick,
+            max_election_tick: self.cfg.max_election_tick,
             heartbeat_tick: self.cfg.heartbeat_tick,
             applied: log.applied(),
             max_size_per_msg: self.cfg.max_size_per_msg,

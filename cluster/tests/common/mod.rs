@@ -4,6 +4,9 @@
 //! takes 10–20 steps.
 #![allow(dead_code)]
 
+pub mod history;
+pub mod world;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
