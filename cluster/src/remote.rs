@@ -1,16 +1,18 @@
 //! KV requests from a gateway node to the leaseholder.
 //!
 //! A node that does not hold the tablet's lease still serves SQL: its store sends each
-//! KV operation (scan, intent flush, commit, abort) to the leaseholder, whose store
-//! evaluates it exactly as for a local transaction (latch, timestamp cache, validation,
-//! Raft). The gateway keeps the transaction's buffer, read spans and `read_ts`.
+//! KV operation (scan, intent flush, commit, abort, heartbeat) to the leaseholder, whose
+//! store evaluates it exactly as for a local transaction (latches, timestamp cache,
+//! validation, Raft). The gateway keeps the transaction's buffer, read spans and
+//! `read_ts`.
 //!
 //! ```text
 //!   frame    = see crate::frame (length, checksum, body; bounded)
-//!   message  = sender's clock ts, body   (every request and every response)
-//!   request  = kind u8, fields...        response = kind u8, fields...
-//!   bytes    = len u32 BE, bytes         ts = wall u64 BE, logical u32 BE
+//!   message  = Message { sender's clock, body: KvRequest | KvResponse }   (postcard)
 //! ```
+//!
+//! Messages are typed and encoded by serde's derive with postcard; a message that does
+//! not decode completely (truncated, trailing bytes, unknown variant) is refused.
 //!
 //! Every message carries its sender's hybrid-logical-clock reading and the receiver
 //! ratchets its own clock past it (DESIGN.md §5), so a timestamp handed out after a
@@ -18,13 +20,13 @@
 //! A receiver refuses a request whose sender's clock is ahead of its own physical clock
 //! by more than the maximum offset: one of the two clocks is broken.
 //!
-//! A leaseholder serving a remote scan first waits for commits in flight (the commit
-//! latch), ratchets its clock to the reader's `read_ts`, and confirms its lease (Raft
-//! ReadIndex), so the snapshot at `read_ts` is stable and current. It answers with the
-//! clock reading it took under the latch (the *observed* timestamp): every write it
-//! commits later is above that reading, so the reader's uncertainty interval on this
-//! node ends there. A commit whose answer is lost in transit has an unknown outcome
-//! (`Ambiguous`, SQLSTATE 40003).
+//! A leaseholder serving a remote scan first confirms its lease (Raft ReadIndex),
+//! ratchets its clock to the reader's `read_ts` and waits for commits in flight on the
+//! span (latches), so the snapshot at `read_ts` is stable and current. It answers with a
+//! reading of its clock (the *observed* timestamp): every write it commits later is
+//! above that reading, so the reader's uncertainty interval on this node ends there. A
+//! commit whose answer is lost in transit has an unknown outcome (`Ambiguous`, SQLSTATE
+//! 40003).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -32,12 +34,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tessera_storage::Timestamp;
 
 use crate::{frame, Error, Result};
 
 /// One KV operation sent to the leaseholder.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum KvRequest {
     Scan {
         txn: u128,
@@ -75,7 +79,7 @@ pub(crate) enum KvRequest {
 }
 
 /// The leaseholder's answer.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum KvResponse {
     /// The rows, and the leaseholder's clock reading taken before it read them.
     Rows {
@@ -84,331 +88,80 @@ pub(crate) enum KvResponse {
     },
     Done,
     Committed(Timestamp),
-    Failed(Error),
+    Failed(WireError),
 }
 
-#[derive(Default)]
-struct Out(Vec<u8>);
+/// An error as it travels between nodes: the kinds a gateway acts on keep their
+/// structure, every other one its message.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    Conflict {
+        key: Vec<u8>,
+        reason: String,
+    },
+    TooOld {
+        read_ts: Timestamp,
+        threshold: Timestamp,
+    },
+    NotLeaseholder {
+        leader: Option<u64>,
+    },
+    Ambiguous(String),
+    Uncertain {
+        key: Vec<u8>,
+        ts: Timestamp,
+    },
+    Other(String),
+}
 
-impl Out {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u128(&mut self, v: u128) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn ts(&mut self, t: Timestamp) {
-        self.u64(t.wall);
-        self.0.extend_from_slice(&t.logical.to_be_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        self.0.extend_from_slice(b);
-    }
-    fn opt(&mut self, b: &Option<Vec<u8>>) {
-        match b {
-            Some(b) => {
-                self.u8(1);
-                self.bytes(b);
-            }
-            None => self.u8(0),
-        }
-    }
-    fn pairs(&mut self, p: &[(Vec<u8>, Vec<u8>)]) {
-        self.u64(p.len() as u64);
-        for (a, b) in p {
-            self.bytes(a);
-            self.bytes(b);
-        }
-    }
-    fn list(&mut self, l: &[Vec<u8>]) {
-        self.u64(l.len() as u64);
-        for b in l {
-            self.bytes(b);
-        }
-    }
-    fn writes(&mut self, w: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
-        self.u64(w.len() as u64);
-        for (k, v) in w {
-            self.bytes(k);
-            self.opt(v);
+impl From<Error> for WireError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Conflict { key, reason } => WireError::Conflict { key, reason },
+            Error::TooOld { read_ts, threshold } => WireError::TooOld { read_ts, threshold },
+            Error::NotLeaseholder { leader } => WireError::NotLeaseholder { leader },
+            Error::Ambiguous(m) => WireError::Ambiguous(m),
+            Error::Uncertain { key, ts } => WireError::Uncertain { key, ts },
+            other => WireError::Other(other.to_string()),
         }
     }
 }
 
-struct In<'a>(&'a [u8]);
-
-fn bad() -> Error {
-    Error::Raft("malformed KV message".into())
-}
-
-impl In<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        if self.0.len() < n {
-            return Err(bad());
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Ok(h)
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
-    }
-    fn u128(&mut self) -> Result<u128> {
-        Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16")))
-    }
-    fn ts(&mut self) -> Result<Timestamp> {
-        let wall = self.u64()?;
-        Ok(Timestamp::new(wall, self.u32()?))
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-    fn string(&mut self) -> Result<String> {
-        String::from_utf8(self.bytes()?).map_err(|_| bad())
-    }
-    fn opt(&mut self) -> Result<Option<Vec<u8>>> {
-        Ok(match self.u8()? {
-            0 => None,
-            _ => Some(self.bytes()?),
-        })
-    }
-    fn count(&mut self) -> Result<usize> {
-        let n = self.u64()? as usize;
-        // Every element takes at least 4 bytes: a count beyond that is corrupt.
-        if n > self.0.len() / 4 + 1 {
-            return Err(bad());
-        }
-        Ok(n)
-    }
-    fn pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        (0..self.count()?)
-            .map(|_| Ok((self.bytes()?, self.bytes()?)))
-            .collect()
-    }
-    fn list(&mut self) -> Result<Vec<Vec<u8>>> {
-        (0..self.count()?).map(|_| self.bytes()).collect()
-    }
-    fn writes(&mut self) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
-        (0..self.count()?)
-            .map(|_| Ok((self.bytes()?, self.opt()?)))
-            .collect()
-    }
-    fn done(&self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(bad())
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Conflict { key, reason } => Error::Conflict { key, reason },
+            WireError::TooOld { read_ts, threshold } => Error::TooOld { read_ts, threshold },
+            WireError::NotLeaseholder { leader } => Error::NotLeaseholder { leader },
+            WireError::Ambiguous(m) => Error::Ambiguous(m),
+            WireError::Uncertain { key, ts } => Error::Uncertain { key, ts },
+            WireError::Other(m) => Error::Raft(m),
         }
     }
 }
 
-impl KvRequest {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut o = Out::default();
-        match self {
-            KvRequest::Scan {
-                txn,
-                read_ts,
-                uncertainty_limit,
-                observed,
-                start,
-                end,
-                limit,
-                track,
-            } => {
-                o.u8(1);
-                o.u128(*txn);
-                o.ts(*read_ts);
-                o.ts(*uncertainty_limit);
-                o.ts(*observed);
-                o.bytes(start);
-                o.bytes(end);
-                o.u64(*limit);
-                o.u8(*track as u8);
-            }
-            KvRequest::Flush {
-                txn,
-                read_ts,
-                writes,
-            } => {
-                o.u8(2);
-                o.u128(*txn);
-                o.ts(*read_ts);
-                o.writes(writes);
-            }
-            KvRequest::Commit {
-                txn,
-                read_ts,
-                reads,
-                writes,
-                flushed,
-            } => {
-                o.u8(3);
-                o.u128(*txn);
-                o.ts(*read_ts);
-                o.pairs(reads);
-                o.writes(writes);
-                o.list(flushed);
-            }
-            KvRequest::Abort { txn, flushed } => {
-                o.u8(4);
-                o.u128(*txn);
-                o.list(flushed);
-            }
-            KvRequest::Heartbeat { txn } => {
-                o.u8(5);
-                o.u128(*txn);
-            }
-        }
-        o.0
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        let mut i = In(b);
-        let r = match i.u8()? {
-            1 => KvRequest::Scan {
-                txn: i.u128()?,
-                read_ts: i.ts()?,
-                uncertainty_limit: i.ts()?,
-                observed: i.ts()?,
-                start: i.bytes()?,
-                end: i.bytes()?,
-                limit: i.u64()?,
-                track: i.u8()? != 0,
-            },
-            2 => KvRequest::Flush {
-                txn: i.u128()?,
-                read_ts: i.ts()?,
-                writes: i.writes()?,
-            },
-            3 => KvRequest::Commit {
-                txn: i.u128()?,
-                read_ts: i.ts()?,
-                reads: i.pairs()?,
-                writes: i.writes()?,
-                flushed: i.list()?,
-            },
-            4 => KvRequest::Abort {
-                txn: i.u128()?,
-                flushed: i.list()?,
-            },
-            5 => KvRequest::Heartbeat { txn: i.u128()? },
-            _ => return Err(bad()),
-        };
-        i.done()?;
-        Ok(r)
-    }
+/// A message between nodes: the sender's clock reading and a body.
+#[derive(Serialize, Deserialize)]
+struct Message<T> {
+    clock: Timestamp,
+    body: T,
 }
 
-impl KvResponse {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut o = Out::default();
-        match self {
-            KvResponse::Rows { rows, observed } => {
-                o.u8(1);
-                o.pairs(rows);
-                o.ts(*observed);
-            }
-            KvResponse::Done => o.u8(2),
-            KvResponse::Committed(ts) => {
-                o.u8(3);
-                o.ts(*ts);
-            }
-            KvResponse::Failed(e) => {
-                o.u8(4);
-                match e {
-                    Error::Conflict { key, reason } => {
-                        o.u8(1);
-                        o.bytes(key);
-                        o.bytes(reason.as_bytes());
-                    }
-                    Error::TooOld { read_ts, threshold } => {
-                        o.u8(2);
-                        o.ts(*read_ts);
-                        o.ts(*threshold);
-                    }
-                    Error::NotLeaseholder { leader } => {
-                        o.u8(3);
-                        o.u64(leader.unwrap_or(0));
-                    }
-                    Error::Ambiguous(m) => {
-                        o.u8(4);
-                        o.bytes(m.as_bytes());
-                    }
-                    Error::Uncertain { key, ts } => {
-                        o.u8(6);
-                        o.bytes(key);
-                        o.ts(*ts);
-                    }
-                    other => {
-                        o.u8(5);
-                        o.bytes(other.to_string().as_bytes());
-                    }
-                }
-            }
-        }
-        o.0
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        let mut i = In(b);
-        let r = match i.u8()? {
-            1 => KvResponse::Rows {
-                rows: i.pairs()?,
-                observed: i.ts()?,
-            },
-            2 => KvResponse::Done,
-            3 => KvResponse::Committed(i.ts()?),
-            4 => KvResponse::Failed(match i.u8()? {
-                1 => Error::Conflict {
-                    key: i.bytes()?,
-                    reason: i.string()?,
-                },
-                2 => Error::TooOld {
-                    read_ts: i.ts()?,
-                    threshold: i.ts()?,
-                },
-                3 => Error::NotLeaseholder {
-                    leader: Some(i.u64()?).filter(|l| *l != 0),
-                },
-                4 => Error::Ambiguous(i.string()?),
-                6 => Error::Uncertain {
-                    key: i.bytes()?,
-                    ts: i.ts()?,
-                },
-                _ => Error::Raft(i.string()?),
-            }),
-            _ => return Err(bad()),
-        };
-        i.done()?;
-        Ok(r)
-    }
+/// Encode `body` with the sender's clock reading.
+pub(crate) fn seal<T: Serialize>(clock: Timestamp, body: T) -> Vec<u8> {
+    postcard::to_stdvec(&Message { clock, body }).expect("KV messages always encode")
 }
 
-/// Wrap a message body with the sender's clock reading.
-pub(crate) fn seal(clock: Timestamp, body: &[u8]) -> Vec<u8> {
-    let mut o = Out::default();
-    o.ts(clock);
-    o.0.extend_from_slice(body);
-    o.0
-}
-
-/// Split a message into the sender's clock reading and the body.
-pub(crate) fn open(message: &[u8]) -> Result<(Timestamp, &[u8])> {
-    let mut i = In(message);
-    let clock = i.ts()?;
-    Ok((clock, i.0))
+/// Decode a message into the sender's clock reading and the body; anything but one
+/// complete message is refused.
+pub(crate) fn open<T: DeserializeOwned>(message: &[u8]) -> Result<(Timestamp, T)> {
+    let bad = |why: String| Error::Raft(format!("malformed KV message: {why}"));
+    let (m, rest): (Message<T>, _) =
+        postcard::take_from_bytes(message).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} bytes after the message", rest.len())));
+    }
+    Ok((m.clock, m.body))
 }
 
 /// How a store reaches the KV service of other nodes: one request message in, its
@@ -562,36 +315,31 @@ mod tests {
             KvRequest::Heartbeat { txn: 6 << 80 },
         ];
         for r in reqs {
-            let b = r.encode();
-            assert_eq!(KvRequest::decode(&b).unwrap(), r);
+            let b = seal(Timestamp::new(11, 3), &r);
+            let (clock, back): (Timestamp, KvRequest) = open(&b).unwrap();
+            assert_eq!((clock, &back), (Timestamp::new(11, 3), &r));
             for cut in 0..b.len() {
-                assert!(KvRequest::decode(&b[..cut]).is_err());
+                assert!(open::<KvRequest>(&b[..cut]).is_err(), "cut at {cut}");
             }
+            let mut longer = b.clone();
+            longer.push(0);
+            assert!(open::<KvRequest>(&longer).is_err());
         }
-        let e = KvResponse::Failed(Error::Conflict {
+        let e = Error::Conflict {
             key: b"k".to_vec(),
             reason: "r".into(),
-        });
-        match KvResponse::decode(&e.encode()).unwrap() {
-            KvResponse::Failed(Error::Conflict { key, reason }) => {
-                assert_eq!((key, reason.as_str()), (b"k".to_vec(), "r"))
-            }
-            other => panic!("{other:?}"),
-        }
-        let rows = KvResponse::Rows {
-            rows: vec![(b"a".to_vec(), b"1".to_vec())],
-            observed: Timestamp::new(42, 3),
         };
-        let sealed = seal(Timestamp::new(7, 1), &rows.encode());
-        let (clock, body) = open(&sealed).unwrap();
-        assert_eq!(clock, Timestamp::new(7, 1));
-        match KvResponse::decode(body).unwrap() {
-            KvResponse::Rows { rows, observed } => {
-                assert_eq!(rows.len(), 1);
-                assert_eq!(observed, Timestamp::new(42, 3));
-            }
+        let b = seal(Timestamp::ZERO, KvResponse::Failed(e.into()));
+        match open::<KvResponse>(&b).unwrap().1 {
+            KvResponse::Failed(w) => match Error::from(w) {
+                Error::Conflict { key, reason } => {
+                    assert_eq!((key, reason.as_str()), (b"k".to_vec(), "r"))
+                }
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         }
-        assert!(open(&sealed[..5]).is_err());
+        // An unknown variant tag.
+        assert!(open::<KvRequest>(&[0, 0, 0x7f]).is_err());
     }
 }

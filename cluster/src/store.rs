@@ -324,7 +324,7 @@ impl Store {
             .clone()
             .ok_or(Error::NotLeaseholder { leader: Some(node) })?;
         let is_commit = matches!(req, KvRequest::Commit { .. });
-        let message = remote::seal(self.clock.now(), &req.encode());
+        let message = remote::seal(self.clock.now(), &req);
         let answer = match peers.call(node, &message) {
             Ok(a) => a,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -342,14 +342,16 @@ impl Store {
                 })
             }
         };
-        let (clock, body) = remote::open(&answer)?;
+        let (clock, response) = remote::open::<KvResponse>(&answer)?;
         self.clock.update(clock);
-        match KvResponse::decode(body)? {
-            KvResponse::Failed(Error::NotLeaseholder { .. }) => Err(Error::Conflict {
-                key: Vec::new(),
-                reason: "the tablet's lease moved; retry".into(),
-            }),
-            KvResponse::Failed(e) => Err(e),
+        match response {
+            KvResponse::Failed(e) => match Error::from(e) {
+                Error::NotLeaseholder { .. } => Err(Error::Conflict {
+                    key: Vec::new(),
+                    reason: "the tablet's lease moved; retry".into(),
+                }),
+                e => Err(e),
+            },
             other => Ok(other),
         }
     }
@@ -478,7 +480,7 @@ impl Store {
     /// timestamp so later commits land above it, and confirms the lease.
     pub fn serve_remote(&self, message: &[u8]) -> Vec<u8> {
         let answer = (|| -> Result<KvResponse> {
-            let (sender_clock, body) = remote::open(message)?;
+            let (sender_clock, request) = remote::open::<KvRequest>(message)?;
             let ahead = sender_clock
                 .wall
                 .saturating_sub(self.clock.physical_nanos());
@@ -494,7 +496,7 @@ impl Store {
                 )));
             }
             self.clock.update(sender_clock);
-            Ok(match KvRequest::decode(body)? {
+            Ok(match request {
                 KvRequest::Scan {
                     txn,
                     read_ts,
@@ -562,9 +564,9 @@ impl Store {
         })();
         let answer = match answer {
             Ok(a) => a,
-            Err(e) => KvResponse::Failed(e),
+            Err(e) => KvResponse::Failed(e.into()),
         };
-        remote::seal(self.clock.now(), &answer.encode())
+        remote::seal(self.clock.now(), &answer)
     }
 
     /// The node's clock.

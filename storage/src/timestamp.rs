@@ -5,7 +5,19 @@ use std::fmt;
 /// A hybrid logical clock reading: wall time in nanoseconds since the Unix epoch plus a
 /// logical counter that orders events within the same wall time. Ordered by `(wall,
 /// logical)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp {
     /// Nanoseconds since the Unix epoch.
     pub wall: u64,
