@@ -498,10 +498,7 @@ impl Session {
             Statement::Query(_) => {
                 let plan = self.plan(stmt).await?;
                 fill(&mut params, &plan);
-                Some(pg_column_names(
-                    stmt,
-                    Arc::new(plan.schema().as_arrow().clone()),
-                ))
+                Some(pg_column_names(stmt, self.result_schema(&plan)))
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (table, returning) = crate::dml::target_and_returning(stmt);
@@ -526,7 +523,7 @@ impl Session {
                             crate::dml::quote(&t.name)
                         );
                         let plan = self.plan(&parse(&sql)?.remove(0)).await?;
-                        Some(Arc::new(plan.schema().as_arrow().clone()) as SchemaRef)
+                        Some(self.result_schema(&plan))
                     }
                     _ => None,
                 }
@@ -655,6 +652,17 @@ impl Session {
                 out
             }
             other => self.run_utility(other),
+        }
+    }
+
+    /// The schema of the rows `plan` returns, as execution will send them: the analysed
+    /// plan's (analysis refines column metadata: a `char(n)` value cast to text is
+    /// text). A plan that cannot be analysed before its parameters are bound keeps its
+    /// own schema.
+    fn result_schema(&self, plan: &LogicalPlan) -> SchemaRef {
+        match self.ctx.state().optimize(plan) {
+            Ok(analysed) => Arc::new(analysed.schema().as_arrow().clone()),
+            Err(_) => Arc::new(plan.schema().as_arrow().clone()),
         }
     }
 
