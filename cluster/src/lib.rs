@@ -18,6 +18,7 @@
 //! change.
 
 mod clock;
+pub mod control;
 mod error;
 mod frame;
 mod latch;

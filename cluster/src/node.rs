@@ -16,7 +16,7 @@
 //!   tablet (`\x01node/<id>` keys, outside the SQL key space).
 //! - The identity is stored in the node-local column family before the node takes part;
 //!   an empty store can only join as a new node, never impersonate an old one.
-//! - A cluster is initialised once: `INIT` on a node that already has an identity or a
+//! - A cluster is initialised once: `Init` on a node that already has an identity or a
 //!   tablet is refused.
 
 use std::net::SocketAddr;
@@ -26,9 +26,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
-use crate::replication::{
-    control_call, GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport, FIRST_GROUP,
-};
+use crate::control::{control_call, ControlRequest, ControlResponse, Fault};
+use crate::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport, FIRST_GROUP};
 use crate::store::{Replicator, KEY_MAX};
 use crate::{Error, Hlc, Result, Store, StoreConfig, TcpPeers};
 
@@ -111,22 +110,6 @@ fn known_addrs(engine: &Arc<dyn Engine>) -> Result<Vec<(u64, SocketAddr)>> {
         Ok(Visit::Continue)
     })?;
     Ok(out)
-}
-
-/// Parse `OK <id> <id>=<addr> ...`, the answer to `JOIN`.
-fn parse_join_answer(answer: &str) -> Option<(u64, Vec<(u64, SocketAddr)>)> {
-    let mut words = answer.split_whitespace();
-    if words.next()? != "OK" {
-        return None;
-    }
-    let id = words.next()?.parse().ok()?;
-    let peers = words
-        .filter_map(|w| {
-            let (i, a) = w.split_once('=')?;
-            Some((i.parse().ok()?, a.parse().ok()?))
-        })
-        .collect();
-    Some((id, peers))
 }
 
 impl ClusterNode {
@@ -213,16 +196,16 @@ impl ClusterNode {
     ) -> Result<(u64, bool)> {
         let init = Arc::new(Mutex::new(false));
         let flag = init.clone();
-        transport.set_control_handler(Arc::new(move |req: &str| match req.trim() {
-            "INIT" => {
+        transport.set_control_handler(Arc::new(move |req| match req {
+            ControlRequest::Init => {
                 let mut asked = flag.lock();
                 if *asked {
-                    return "ERR the cluster is already being initialised".to_string();
+                    return refused("the cluster is already being initialised");
                 }
                 *asked = true;
-                "OK initialising".to_string()
+                ControlResponse::Initialising
             }
-            _ => "ERR this node has not joined a cluster yet".to_string(),
+            _ => refused("this node has not joined a cluster yet"),
         }));
         let own = transport.local_addr();
         if opts.join.is_empty() {
@@ -236,20 +219,20 @@ impl ClusterNode {
                 if *addr == own {
                     continue;
                 }
-                let answer = control_call(*addr, &format!("JOIN {own}"), Duration::from_secs(5));
-                match answer.as_deref().map(parse_join_answer) {
-                    Ok(Some((id, peers))) => {
+                let join = ControlRequest::Join { addr: own };
+                match control_call(*addr, &join, Duration::from_secs(5)) {
+                    Ok(ControlResponse::Joined { id, members }) => {
                         tracing::info!(node_id = id, via = %addr, "joined the cluster");
                         save_id(engine, id)?;
-                        for (peer, a) in peers {
+                        for (peer, a) in members {
                             if peer != id {
                                 transport.set_peer(peer, a);
                             }
                         }
                         return Ok((id, false));
                     }
-                    Ok(None) => {
-                        tracing::debug!(via = %addr, answer = ?answer, "join refused; retrying")
+                    Ok(answer) => {
+                        tracing::debug!(via = %addr, ?answer, "join refused; retrying")
                     }
                     Err(e) => tracing::debug!(via = %addr, error = %e, "join failed; retrying"),
                 }
@@ -258,10 +241,9 @@ impl ClusterNode {
         }
     }
 
-    /// Answer `STATUS` (this node and the leaseholder it knows), `FAULT isolate|heal`
-    /// (tests only), `INIT` (refused: already
-    /// part of a cluster) and `JOIN <addr>` (on the
-    /// leader: hand out an id, record the address through Raft, start adding the member).
+    /// Answer `Status` (this node and the leaseholder it knows), `Fault` (tests only),
+    /// `Init` (refused: already part of a cluster) and `Join` (on the leader: hand out
+    /// an id, record the address through Raft, start adding the member).
     fn serve_control(
         &self,
         engine: Arc<dyn Engine>,
@@ -271,71 +253,53 @@ impl ClusterNode {
         let transport = self.transport.clone();
         let node_id = self.node_id;
         let joins = Arc::new(Mutex::new(()));
-        self.transport
-            .set_control_handler(Arc::new(move |req: &str| {
-                let req = req.trim();
-                if req == "INIT" {
-                    return "ERR the cluster is already initialised".into();
-                }
-                if let Some(fault) = req.strip_prefix("FAULT ") {
+        self.transport.set_control_handler(Arc::new(move |req| {
+            let addr = match req {
+                ControlRequest::Init => return refused("the cluster is already initialised"),
+                ControlRequest::Fault(fault) => {
                     // Only when the node was started for fault-injection tests.
                     if std::env::var_os(FAULTS_ENV).is_none() {
-                        return format!("ERR fault injection is off (set {FAULTS_ENV})");
+                        return refused(&format!("fault injection is off (set {FAULTS_ENV})"));
                     }
-                    return match fault {
-                        "isolate" => {
-                            transport.set_isolated(true);
-                            "OK isolated".into()
-                        }
-                        "heal" => {
-                            transport.set_isolated(false);
-                            "OK healed".into()
-                        }
-                        other => format!("ERR unknown fault {other:?}"),
-                    };
+                    transport.set_isolated(fault == Fault::Isolate);
+                    return ControlResponse::Faulted(fault);
                 }
-                if req == "STATUS" {
-                    let leader = driver
-                        .leader_of(FIRST_GROUP)
-                        .map(|l| l.to_string())
-                        .unwrap_or_else(|| "none".into());
-                    return format!("OK node={node_id} leaseholder={leader}");
-                }
-                let Some(addr) = req.strip_prefix("JOIN ") else {
-                    return format!("ERR unknown request {req:?}");
-                };
-                let Ok(addr) = addr.trim().parse::<SocketAddr>() else {
-                    return "ERR bad address".into();
-                };
-                if driver.leader_of(FIRST_GROUP) != Some(node_id) {
-                    return "ERR not the leader".into();
-                }
-                let _one_at_a_time = joins.lock();
-                let known = match known_addrs(&engine) {
-                    Ok(k) => k,
-                    Err(e) => return format!("ERR {e}"),
-                };
-                // A node that asks again (its answer was lost) gets the same id.
-                let id = match known.iter().find(|(_, a)| *a == addr) {
-                    Some((id, _)) => *id,
-                    None => {
-                        let id = known.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
-                        let mut b = WriteBatch::new();
-                        b.put(Cf::Data, addr_key(id), addr.to_string().into_bytes());
-                        if let Err(e) = replicator.replicate(b) {
-                            return format!("ERR {e}");
-                        }
-                        id
+                ControlRequest::Status => {
+                    return ControlResponse::Status {
+                        node: node_id,
+                        leaseholder: driver.leader_of(FIRST_GROUP),
                     }
-                };
-                transport.set_peer(id, addr);
-                driver.add_member(FIRST_GROUP, id);
-                let mut answer = format!("OK {id}");
-                for (i, a) in known_addrs(&engine).unwrap_or_default() {
-                    answer.push_str(&format!(" {i}={a}"));
                 }
-                answer
-            }));
+                ControlRequest::Join { addr } => addr,
+            };
+            if driver.leader_of(FIRST_GROUP) != Some(node_id) {
+                return refused("not the leader");
+            }
+            let _one_at_a_time = joins.lock();
+            let known = match known_addrs(&engine) {
+                Ok(k) => k,
+                Err(e) => return refused(&e.to_string()),
+            };
+            // A node that asks again (its answer was lost) gets the same id.
+            let id = match known.iter().find(|(_, a)| *a == addr) {
+                Some((id, _)) => *id,
+                None => {
+                    let id = known.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1;
+                    let mut b = WriteBatch::new();
+                    b.put(Cf::Data, addr_key(id), addr.to_string().into_bytes());
+                    if let Err(e) = replicator.replicate(b) {
+                        return refused(&e.to_string());
+                    }
+                    id
+                }
+            };
+            transport.set_peer(id, addr);
+            driver.add_member(FIRST_GROUP, id);
+            ControlResponse::Joined {
+                id,
+                members: known_addrs(&engine).unwrap_or_default(),
+            }
+        }));
     }
 
     /// Keep the transport's peer addresses in step with the replicated member list.
@@ -355,4 +319,8 @@ impl ClusterNode {
                 std::thread::sleep(Duration::from_millis(500));
             });
     }
+}
+
+fn refused(why: &str) -> ControlResponse {
+    ControlResponse::Refused(why.to_string())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tessera_cluster::control::{ControlRequest, ControlResponse};
 
 use crate::node::{Node, NodeConfig, RaftSettings, StartError};
 
@@ -141,9 +142,9 @@ async fn init(host: SocketAddr) -> Result<(), StartError> {
     let answer = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let r = tessera_cluster::replication::control_call(
+            let r = tessera_cluster::control::control_call(
                 host,
-                "INIT",
+                &ControlRequest::Init,
                 std::time::Duration::from_secs(10),
             );
             if r.is_ok() || std::time::Instant::now() > deadline {
@@ -155,14 +156,13 @@ async fn init(host: SocketAddr) -> Result<(), StartError> {
     .await
     .map_err(|e| StartError::Init(e.to_string()))?
     .map_err(|e| StartError::Init(format!("cannot reach {host}: {e}")))?;
-    match answer.strip_prefix("OK") {
-        Some(_) => {
+    match answer {
+        ControlResponse::Initialising => {
             println!("cluster initialised on {host}");
             Ok(())
         }
-        None => Err(StartError::Init(
-            answer.trim_start_matches("ERR ").to_string(),
-        )),
+        ControlResponse::Refused(why) => Err(StartError::Init(why)),
+        other => Err(StartError::Init(format!("unexpected answer {other:?}"))),
     }
 }
 

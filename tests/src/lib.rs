@@ -116,10 +116,13 @@ impl Node {
         node
     }
 
-    /// Send a control request (`STATUS`, `FAULT isolate`, ...) to a member.
-    pub fn control(&self, request: &str) -> String {
+    /// Send a control request (status, a fault switch, ...) to a member.
+    pub fn control(
+        &self,
+        request: tessera_cluster::control::ControlRequest,
+    ) -> tessera_cluster::control::ControlResponse {
         let addr = self.rpc_addr().parse().expect("rpc address");
-        tessera_cluster::replication::control_call(addr, request, Duration::from_secs(5))
+        tessera_cluster::control::control_call(addr, &request, Duration::from_secs(5))
             .expect("control request")
     }
 

@@ -8,6 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tessera_cluster::control::{ControlRequest, ControlResponse, Fault};
 use tessera_tests::{free_port, tessera_bin, Node};
 
 /// The clusters of these tests run one at a time: several three-node clusters at once on
@@ -368,14 +369,19 @@ async fn a_partitioned_node_returns_errors_not_stale_data() {
     insert(&nodes[1], 1..=5).await;
 
     // Cut off the leaseholder's node: the worst case for stale reads.
-    let status = nodes[0].control("STATUS");
-    let lh: usize = status
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("leaseholder="))
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("{status}"));
-    let cut = lh - 1;
-    assert!(nodes[cut].control("FAULT isolate").starts_with("OK"));
+    let status = nodes[0].control(ControlRequest::Status);
+    let ControlResponse::Status {
+        leaseholder: Some(lh),
+        ..
+    } = status
+    else {
+        panic!("{status:?}")
+    };
+    let cut = lh as usize - 1;
+    assert_eq!(
+        nodes[cut].control(ControlRequest::Fault(Fault::Isolate)),
+        ControlResponse::Faulted(Fault::Isolate)
+    );
     let other = (0..3).find(|i| *i != cut).unwrap();
     insert(&nodes[other], 6..=10).await;
     assert_eq!(count(&nodes[other]).await, 10);
@@ -387,6 +393,9 @@ async fn a_partitioned_node_returns_errors_not_stale_data() {
             Err(e) => assert!(e.as_db_error().is_some(), "{e:?}"),
         }
     }
-    assert!(nodes[cut].control("FAULT heal").starts_with("OK"));
+    assert_eq!(
+        nodes[cut].control(ControlRequest::Fault(Fault::Heal)),
+        ControlResponse::Faulted(Fault::Heal)
+    );
     assert_eq!(count(&nodes[cut]).await, 10);
 }

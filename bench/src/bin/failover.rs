@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tessera_bench::{median_max, start_cluster};
-use tessera_cluster::replication::control_call;
+use tessera_cluster::control::{control_call, ControlRequest, ControlResponse};
 use tessera_tests::Node;
 
 /// Outcomes of writes: (when the write was sent, succeeded, when the answer came).
@@ -42,11 +42,10 @@ async fn writer(url: String, id: usize, stop: Arc<AtomicBool>, log: Log) {
 
 fn leaseholder(node: &Node) -> Option<u64> {
     let addr = node.rpc_addr().parse().ok()?;
-    let answer = control_call(addr, "STATUS", Duration::from_secs(2)).ok()?;
-    answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("leaseholder="))
-        .and_then(|l| l.parse().ok())
+    match control_call(addr, &ControlRequest::Status, Duration::from_secs(2)).ok()? {
+        ControlResponse::Status { leaseholder, .. } => leaseholder,
+        _ => None,
+    }
 }
 
 /// One trial: (seconds from the kill until a write sent after it succeeds,

@@ -44,7 +44,7 @@ mod transport;
 pub use command::Command;
 pub use driver::{GroupReplicator, Inbox, RaftDriver};
 pub use raft_store::{Applied, GroupDesc, ProposeError, RaftConfig, RaftStore};
-pub use tcp::{control_call, ControlHandler, KvHandler, Limits, TcpTransport};
+pub use tcp::{ControlHandler, KvHandler, Limits, TcpTransport};
 pub use transport::{Envelope, MemNetwork, NoPeers, Transport};
 
 /// The group of the first tablet, which spans the whole key space.

@@ -17,8 +17,8 @@
 //!   that is too large, fails its checksum or does not decode closes that connection
 //!   only.
 //! - The first byte of a connection says what it carries: `R` a stream of Raft frames,
-//!   `C` one control request (a frame holding a line of text such as `JOIN <addr>`)
-//!   answered by one control response, `K` KV requests; the node installs the handlers.
+//!   `C` one control request answered by one control response ([`crate::control`]),
+//!   `K` KV requests; the node installs the handlers.
 //! - What a peer can make this node spend is bounded ([`Limits`]): connections beyond
 //!   the limit are closed as they arrive (each served connection has a thread), frames
 //!   beyond the size limit close their connection, and the bytes of frames being read
@@ -39,12 +39,11 @@ use raft::prelude::Message;
 
 use super::driver::Inbox;
 use super::transport::{Envelope, Transport};
+use crate::control::{self, ControlRequest, ControlResponse, CONTROL_STREAM, MAX_CONTROL};
 use crate::frame::{encode_frame, read_frame, read_frame_within, write_frame, Budget};
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE_LEN: usize = 4096;
-/// Largest control request or answer, in bytes.
-const MAX_CONTROL: usize = 1 << 20;
 
 /// What peers may make a node's RPC listener spend.
 #[derive(Clone, Debug)]
@@ -105,23 +104,10 @@ pub struct TcpTransport {
 /// Answers KV requests from other nodes (one encoded request in, one answer out).
 pub type KvHandler = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
-/// Answers control requests (one line of text in, one out).
-pub type ControlHandler = Arc<dyn Fn(&str) -> String + Send + Sync>;
+/// Answers control requests.
+pub type ControlHandler = Arc<dyn Fn(ControlRequest) -> ControlResponse + Send + Sync>;
 
 const RAFT_STREAM: u8 = b'R';
-const CONTROL: u8 = b'C';
-
-/// Send one control request to the node listening on `addr` and return its answer.
-pub fn control_call(addr: SocketAddr, request: &str, timeout: Duration) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let mut msg = vec![CONTROL];
-    msg.extend_from_slice(&encode_frame(request.as_bytes())?);
-    s.write_all(&msg)?;
-    let answer = read_frame(&mut s, MAX_CONTROL)?;
-    String::from_utf8(answer).map_err(std::io::Error::other)
-}
 
 impl TcpTransport {
     /// Listen on `addr` for peers' messages, with the default [`Limits`].
@@ -327,7 +313,7 @@ fn serve(conn: TcpStream, shared: Shared) {
     }
     match kind[0] {
         RAFT_STREAM => receive(conn, &shared),
-        CONTROL => {
+        CONTROL_STREAM => {
             if let Err(e) = answer(conn, &shared) {
                 tracing::debug!(error = %e, "control request failed");
             }
@@ -343,13 +329,13 @@ fn serve(conn: TcpStream, shared: Shared) {
 fn answer(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let request = read_frame(&mut conn, MAX_CONTROL)?;
-    let request = String::from_utf8_lossy(&request).into_owned();
     let handler = shared.control.read().clone();
-    let reply = match handler {
-        Some(h) => h(&request),
-        None => "ERR the node is starting".to_string(),
+    let reply = match (control::decode::<ControlRequest>(&request), handler) {
+        (None, _) => ControlResponse::Refused("malformed control request".into()),
+        (Some(_), None) => ControlResponse::Refused("the node is starting".into()),
+        (Some(r), Some(h)) => h(r),
     };
-    write_frame(&mut conn, reply.as_bytes())
+    write_frame(&mut conn, &control::encode(&reply))
 }
 
 fn serve_kv(mut conn: TcpStream, shared: &Shared) {
