@@ -11,30 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::history::{check, Committed, Op, Rng};
+use common::history::{check, decode_list, encode_list, list_key, Committed, Op, Rng};
 use common::TestEngine;
 use tessera_cluster::{Db, Hlc, ManualClock, Store, StoreConfig, TxnOptions};
 
 const KEYS: u32 = 6;
 const THREADS: usize = 4;
 const TXNS_PER_THREAD: usize = 120;
-
-fn key(k: u32) -> Vec<u8> {
-    format!("\x10list{k}").into_bytes()
-}
-
-fn decode(v: Option<Vec<u8>>) -> Vec<u32> {
-    v.map(|v| {
-        v.chunks(4)
-            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn encode(list: &[u32]) -> Vec<u8> {
-    list.iter().flat_map(|x| x.to_be_bytes()).collect()
-}
 
 /// Run the workload; returns the committed transactions, the failed ones' appended
 /// elements, and the final lists.
@@ -69,7 +52,7 @@ fn run(seed: u64) -> (Vec<Committed>, Vec<u32>, BTreeMap<u32, Vec<u32>>) {
                     let outcome = (|| {
                         for _ in 0..n {
                             let k = rng.below(KEYS as u64) as u32;
-                            let list = decode(txn.get(&key(k))?);
+                            let list = decode_list(txn.get(&list_key(k))?);
                             if rng.below(2) == 0 {
                                 ops.push(Op::Read(k, list));
                             } else {
@@ -77,7 +60,7 @@ fn run(seed: u64) -> (Vec<Committed>, Vec<u32>, BTreeMap<u32, Vec<u32>>) {
                                 appended.push(v);
                                 let mut list = list;
                                 list.push(v);
-                                txn.put(key(k), encode(&list))?;
+                                txn.put(list_key(k), encode_list(&list))?;
                                 ops.push(Op::Append(k, v));
                             }
                         }
@@ -104,7 +87,7 @@ fn run(seed: u64) -> (Vec<Committed>, Vec<u32>, BTreeMap<u32, Vec<u32>>) {
     }
     let mut last = db.begin(TxnOptions::default());
     let finals = (0..KEYS)
-        .map(|k| (k, decode(last.get(&key(k)).unwrap())))
+        .map(|k| (k, decode_list(last.get(&list_key(k)).unwrap())))
         .collect();
     let committed = committed.lock().unwrap().clone();
     let failed = failed.lock().unwrap().clone();

@@ -63,17 +63,7 @@ fn lease_handover_without_stale_reads() {
     w.isolate(old);
     let stale = w.read(old, b"\x10k");
     assert!(stale.is_err(), "a cut-off leaseholder served {stale:?}");
-    let new = {
-        let mut c = w.sim.lock();
-        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
-        assert!(c.run_until(PATIENCE, |c| others
-            .iter()
-            .any(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(*n))));
-        *others
-            .iter()
-            .find(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(**n))
-            .unwrap()
-    };
+    let new = w.leaseholder_besides(old);
     let written = w.write(new, b"\x10k", b"v2").unwrap();
     assert!(
         written > read_at,
@@ -241,17 +231,7 @@ fn a_retry_after_an_uncertain_read_succeeds() {
     w.skew(old, 400);
     let written = w.write(old, b"\x10k", b"v1").unwrap();
     w.isolate(old);
-    let new = {
-        let mut c = w.sim.lock();
-        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
-        assert!(c.run_until(PATIENCE, |c| others
-            .iter()
-            .any(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(*n))));
-        *others
-            .iter()
-            .find(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(**n))
-            .unwrap()
-    };
+    let new = w.leaseholder_besides(old);
     let attempt = || -> Result<Option<Vec<u8>>> {
         let mut t = w.dbs[&new].begin(TxnOptions::default());
         assert!(

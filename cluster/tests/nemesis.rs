@@ -15,29 +15,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::history::{check, Committed, Op, Rng};
+use common::history::{check, decode_list, encode_list, list_key, Committed, Op, Rng};
 use common::world::World;
 use tessera_cluster::{Error, StoreConfig, Txn, TxnOptions};
 
 const KEYS: u64 = 5;
 const ACTIONS: usize = 400;
-
-fn key(k: u32) -> Vec<u8> {
-    format!("\x10list{k}").into_bytes()
-}
-
-fn decode(v: Option<Vec<u8>>) -> Vec<u32> {
-    v.map(|v| {
-        v.chunks(4)
-            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn encode(list: &[u32]) -> Vec<u8> {
-    list.iter().flat_map(|x| x.to_be_bytes()).collect()
-}
 
 struct Open {
     id: usize,
@@ -130,14 +113,14 @@ fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
                 let k = rng.below(KEYS) as u32;
                 let append = rng.below(2) == 0;
                 let o = &mut open[i];
-                let r = o.txn.get(&key(k)).and_then(|v| {
-                    let mut list = decode(v);
+                let r = o.txn.get(&list_key(k)).and_then(|v| {
+                    let mut list = decode_list(v);
                     if !append {
                         o.ops.push(Op::Read(k, list));
                         return Ok(());
                     }
                     list.push(next_value);
-                    o.txn.put(key(k), encode(&list))?;
+                    o.txn.put(list_key(k), encode_list(&list))?;
                     o.ops.push(Op::Append(k, next_value));
                     o.appended.push(next_value);
                     next_value += 1;
@@ -185,9 +168,9 @@ fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
     let mut finals = BTreeMap::new();
     for k in 0..KEYS as u32 {
         let list = (0..20)
-            .find_map(|_| w.read(leader, &key(k)).ok())
+            .find_map(|_| w.read(leader, &list_key(k)).ok())
             .unwrap_or_else(|| panic!("seed {seed}: key {k} could not be read"));
-        finals.insert(k, decode(list.0));
+        finals.insert(k, decode_list(list.0));
     }
     (out, finals)
 }

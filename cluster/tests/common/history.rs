@@ -16,6 +16,26 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// The key of list `k`.
+pub fn list_key(k: u32) -> Vec<u8> {
+    format!("\x10list{k}").into_bytes()
+}
+
+/// A stored list (absent: empty).
+pub fn decode_list(v: Option<Vec<u8>>) -> Vec<u32> {
+    v.map(|v| {
+        v.chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The stored form of a list.
+pub fn encode_list(list: &[u32]) -> Vec<u8> {
+    list.iter().flat_map(|x| x.to_be_bytes()).collect()
+}
+
 /// One operation of a transaction: a read of a key's list, or an append to it.
 #[derive(Clone, Debug)]
 pub enum Op {

@@ -233,6 +233,20 @@ impl World {
         leader
     }
 
+    /// Step until a node other than `old` serves as leaseholder; that node.
+    pub fn leaseholder_besides(&self, old: u64) -> u64 {
+        let mut c = self.sim.lock();
+        let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
+        let serving = |c: &Cluster| {
+            others
+                .iter()
+                .copied()
+                .find(|n| c.stores[n].leaseholder(GROUP).map(|l| l.0) == Some(*n))
+        };
+        assert!(c.run_until(PATIENCE, |c| serving(c).is_some()));
+        serving(&c).unwrap()
+    }
+
     /// Cut `node` off from the others, in Raft and for KV requests.
     pub fn isolate(&self, node: u64) {
         let others: Vec<u64> = (1..=3).filter(|n| *n != node).collect();

@@ -69,13 +69,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-
-use crate::latch::{Access, Guard, Latches, Span};
 use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
-use crate::remote::{self, KvPeers, KvRequest, KvResponse};
+use crate::latch::{Access, Latches, Span};
+use crate::remote::{KvPeers, KvRequest, KvResponse};
 use crate::{Error, Hlc, Result};
+
+mod forward;
+mod gc;
+mod push;
 
 /// The exclusive upper bound of the key space used for open-ended spans.
 pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
@@ -298,64 +301,6 @@ impl Store {
         self.replicator.as_ref().map_or(1, |r| r.node_id())
     }
 
-    /// Where requests must go: `None` to serve them here, or the leaseholder's node id.
-    fn forward_to(&self) -> Result<Option<u64>> {
-        let Some(r) = &self.replicator else {
-            return Ok(None);
-        };
-        match r.leader() {
-            Some(l) if l == r.node_id() => Ok(None),
-            Some(l) => Ok(Some(l)),
-            // An election is under way: the statement can be retried shortly.
-            None => Err(Error::Conflict {
-                key: Vec::new(),
-                reason: "the tablet has no leaseholder at the moment; retry".into(),
-            }),
-        }
-    }
-
-    /// Send a request to the leaseholder `node`, carrying this node's clock and ratcheting
-    /// it past the answer's. A lease that moved on the way is retryable; a lost answer
-    /// leaves a commit's outcome unknown.
-    fn forward(&self, node: u64, req: KvRequest) -> Result<KvResponse> {
-        let peers = self
-            .peers
-            .read()
-            .clone()
-            .ok_or(Error::NotLeaseholder { leader: Some(node) })?;
-        let is_commit = matches!(req, KvRequest::Commit { .. });
-        let message = remote::seal(self.clock.now(), &req);
-        let answer = match peers.call(node, &message) {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotLeaseholder { leader: Some(node) })
-            }
-            Err(e) if is_commit => {
-                return Err(Error::Ambiguous(format!(
-                    "lost contact with the leaseholder (node {node}): {e}"
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Conflict {
-                    key: Vec::new(),
-                    reason: format!("lost contact with the leaseholder (node {node}): {e}"),
-                })
-            }
-        };
-        let (clock, response) = remote::open::<KvResponse>(&answer)?;
-        self.clock.update(clock);
-        match response {
-            KvResponse::Failed(e) => match Error::from(e) {
-                Error::NotLeaseholder { .. } => Err(Error::Conflict {
-                    key: Vec::new(),
-                    reason: "the tablet's lease moved; retry".into(),
-                }),
-                e => Err(e),
-            },
-            other => Ok(other),
-        }
-    }
-
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`,
     /// served by the leaseholder. `bound` is the transaction's uncertainty state; it
     /// learns the serving node's clock reading.
@@ -475,100 +420,6 @@ impl Store {
         self.forward(node, req).map(|_| ())
     }
 
-    /// Serve a KV request from another node (this node holds the lease, or says it
-    /// does not). A forwarded read waits for commits in flight, moves the clock past its
-    /// timestamp so later commits land above it, and confirms the lease.
-    pub fn serve_remote(&self, message: &[u8]) -> Vec<u8> {
-        let answer = (|| -> Result<KvResponse> {
-            let (sender_clock, request) = remote::open::<KvRequest>(message)?;
-            let ahead = sender_clock
-                .wall
-                .saturating_sub(self.clock.physical_nanos());
-            if ahead > self.config.max_clock_offset_nanos {
-                tracing::error!(
-                    ahead_ms = ahead / 1_000_000,
-                    "refusing a request from a node whose clock is ahead by more than the maximum offset"
-                );
-                return Err(Error::Raft(format!(
-                    "the sender's clock is {} ms ahead of this node's, more than the maximum offset of {} ms",
-                    ahead / 1_000_000,
-                    self.config.max_clock_offset_nanos / 1_000_000
-                )));
-            }
-            self.clock.update(sender_clock);
-            Ok(match request {
-                KvRequest::Scan {
-                    txn,
-                    read_ts,
-                    uncertainty_limit,
-                    observed,
-                    start,
-                    end,
-                    limit,
-                    track,
-                } => {
-                    if let Some(r) = &self.replicator {
-                        r.read_barrier()?;
-                    }
-                    let now = {
-                        let _chosen = self.ts_choice.lock();
-                        self.clock.update(read_ts);
-                        self.clock.now()
-                    };
-                    // A first visit observes this clock now; later ones bring theirs.
-                    let observed = if observed == Timestamp::ZERO {
-                        now
-                    } else {
-                        observed
-                    };
-                    let rows = self.scan_local(
-                        txn,
-                        read_ts,
-                        self.uncertainty_limit(uncertainty_limit, observed),
-                        &start,
-                        &end,
-                        limit as usize,
-                        track,
-                    )?;
-                    KvResponse::Rows { rows, observed }
-                }
-                KvRequest::Flush {
-                    txn,
-                    read_ts,
-                    writes,
-                } => {
-                    self.flush_intents_local(txn, read_ts, &writes)?;
-                    KvResponse::Done
-                }
-                KvRequest::Commit {
-                    txn,
-                    read_ts,
-                    reads,
-                    writes,
-                    flushed,
-                } => {
-                    self.clock.update(read_ts);
-                    KvResponse::Committed(
-                        self.commit_local(txn, read_ts, &reads, &writes, &flushed)?,
-                    )
-                }
-                KvRequest::Abort { txn, flushed } => {
-                    self.abort_local(txn, &flushed)?;
-                    KvResponse::Done
-                }
-                KvRequest::Heartbeat { txn } => {
-                    self.heartbeat_local(txn)?;
-                    KvResponse::Done
-                }
-            })
-        })();
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => KvResponse::Failed(e.into()),
-        };
-        remote::seal(self.clock.now(), &answer)
-    }
-
     /// The node's clock.
     pub fn clock(&self) -> &Arc<Hlc> {
         &self.clock
@@ -611,108 +462,6 @@ impl Store {
         self.heartbeats.lock().remove(&id);
     }
 
-    /// Renew the heartbeat of every open transaction of this gateway that holds
-    /// intents; call it every [`StoreConfig::txn_heartbeat_nanos`]. Returns how many
-    /// were renewed. A transaction that a conflicting writer has aborted stays known
-    /// here until it ends (its commit fails).
-    pub fn heartbeat_once(&self) -> usize {
-        let open: Vec<TxnId> = self.heartbeats.lock().iter().copied().collect();
-        let mut renewed = 0;
-        for txn in open {
-            match self.heartbeat(txn) {
-                Ok(()) => renewed += 1,
-                Err(e) => tracing::debug!(txn, error = %e, "transaction heartbeat failed"),
-            }
-        }
-        renewed
-    }
-
-    /// Renew `txn`'s heartbeat on the leaseholder.
-    fn heartbeat(&self, txn: TxnId) -> Result<()> {
-        let Some(node) = self.forward_to()? else {
-            return self.heartbeat_local(txn);
-        };
-        self.forward(node, KvRequest::Heartbeat { txn }).map(|_| ())
-    }
-
-    fn heartbeat_local(&self, txn: TxnId) -> Result<()> {
-        let record = Span::key(&TxnRecord::key(txn), Access::Write);
-        let _latched = self.latches.acquire(vec![record]);
-        match self.status(txn)? {
-            TxnStatus::Pending => {
-                let mut b = WriteBatch::new();
-                b.put(
-                    Cf::Data,
-                    TxnRecord::key(txn),
-                    TxnRecord::encode_heartbeat(self.clock.now()),
-                );
-                self.write(b, false)
-            }
-            TxnStatus::Aborted => Err(Self::aborted_by_push()),
-            TxnStatus::Committed(_) => Ok(()),
-        }
-    }
-
-    fn aborted_by_push() -> Error {
-        Error::Conflict {
-            key: Vec::new(),
-            reason:
-                "the transaction was aborted by a conflicting writer after its heartbeat expired"
-                    .into(),
-        }
-    }
-
-    /// The fate of a transaction owning an intent that a write of this store meets:
-    /// [`Store::status`], except that a pending transaction whose heartbeat has expired
-    /// at `now` is aborted. Its id is added to `pushed`, and the caller must write its
-    /// ABORTED record in the batch that overwrites its intent (see the module docs).
-    fn status_for_write<'a>(
-        &'a self,
-        txn: TxnId,
-        now: Timestamp,
-        pushed: &Mutex<Pushed<'a>>,
-    ) -> Result<TxnStatus, tessera_storage::Error> {
-        if pushed.lock().iter().any(|(t, _)| *t == txn) {
-            return Ok(TxnStatus::Aborted);
-        }
-        let status = self.status(txn)?;
-        if status != TxnStatus::Pending {
-            return Ok(status);
-        }
-        // No heartbeat at all: the record predates heartbeats; nothing renews it.
-        let expired = TxnRecord::heartbeat(&*self.engine, txn)?
-            .is_none_or(|hb| now.wall.saturating_sub(hb.wall) > self.config.txn_expiry_nanos);
-        if !expired {
-            return Ok(status);
-        }
-        // The record's latch makes the abort conditional on PENDING. It is taken
-        // without waiting (this request already holds latches); while it is busy, the
-        // transaction counts as pending.
-        let record = Span::key(&TxnRecord::key(txn), Access::Write);
-        let Some(latched) = self.latches.try_acquire(vec![record]) else {
-            return Ok(status);
-        };
-        let status = self.status(txn)?;
-        if status != TxnStatus::Pending {
-            return Ok(status);
-        }
-        tracing::info!(txn, "aborting a transaction whose heartbeat expired");
-        pushed.lock().push((txn, latched));
-        Ok(TxnStatus::Aborted)
-    }
-
-    /// Queue the ABORTED records of the transactions a write pushed aside (their
-    /// latches stay held until the batch is written).
-    fn record_pushed(batch: &mut WriteBatch, pushed: &Mutex<Pushed<'_>>) {
-        for &(txn, _) in pushed.lock().iter() {
-            batch.put(
-                Cf::Data,
-                TxnRecord::key(txn),
-                TxnRecord::encode(TxnStatus::Aborted),
-            );
-        }
-    }
-
     /// The fate of a transaction owning an intent.
     fn status(&self, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
         let status = TxnRecord::read(&*self.engine, txn)?;
@@ -721,26 +470,6 @@ impl Store {
             return Ok(TxnStatus::Aborted);
         }
         Ok(status)
-    }
-
-    /// The tablet's GC threshold. The replicated key is the truth; it is read once per
-    /// lease term, since within a term only this leaseholder raises it.
-    fn gc_threshold(&self) -> Result<Timestamp> {
-        let term = self.replicator.as_ref().map_or(0, |r| r.lease_term());
-        let mut cached = self.gc_threshold.lock();
-        if cached.0 != term {
-            *cached = (term, GcThreshold::read(&*self.engine)?);
-        }
-        Ok(cached.1)
-    }
-
-    /// Refuse a read or commit at `read_ts` below the tablet's (replicated) GC threshold.
-    fn check_gc(&self, read_ts: Timestamp) -> Result<()> {
-        let threshold = self.gc_threshold()?;
-        if read_ts < threshold {
-            return Err(Error::TooOld { read_ts, threshold });
-        }
-        Ok(())
     }
 
     /// The uncertainty limit of a read served here: the transaction's `limit`, lowered
@@ -1019,50 +748,7 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Collect versions that no open transaction and no read within the GC window can
-    /// see. Returns how many versions were removed.
-    pub fn gc_once(&self) -> Result<usize> {
-        let now = self.clock.now();
-        let mut threshold = Timestamp::new(now.wall.saturating_sub(self.config.gc_window_nanos), 0);
-        if let Some(((oldest, _), _)) = self.active.lock().first_key_value() {
-            threshold = threshold.min(*oldest);
-        }
-        if threshold == Timestamp::ZERO {
-            return Ok(0);
-        }
-        let mut batch = WriteBatch::new();
-        // Only the MVCC key space: below it lie the tablet's raw bookkeeping keys.
-        let removed = mvcc::gc(
-            &*self.engine,
-            &mut batch,
-            mvcc::MVCC_START,
-            Some(KEY_MAX),
-            threshold,
-        )?;
-        if removed == 0 {
-            return Ok(0);
-        }
-        {
-            // Latching everything: a commit checks the threshold and validates its
-            // reads with no collection in between.
-            let _latched = self.latches.acquire(vec![
-                Span::range(mvcc::MVCC_START, KEY_MAX, Access::Write),
-                Span::key(GcThreshold::KEY, Access::Write),
-            ]);
-            let raised = threshold.max(GcThreshold::read(&*self.engine)?);
-            GcThreshold::put(&mut batch, raised);
-            self.write(batch, false)?;
-            let term = self.replicator.as_ref().map_or(0, |r| r.lease_term());
-            *self.gc_threshold.lock() = (term, raised);
-        }
-        tracing::debug!(removed, %threshold, "garbage-collected MVCC versions");
-        Ok(removed)
-    }
 }
-
-/// Transactions a write aborted, with the latches of their records.
-type Pushed<'a> = Vec<(TxnId, Guard<'a>)>;
 
 /// Cut `items` into chunks of about `bound` bytes each (by `size`), never empty.
 fn chunks<T>(

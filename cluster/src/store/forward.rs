@@ -1,0 +1,162 @@
+//! Requests that cross nodes: where a request must be served, sending it to the
+//! leaseholder, and serving another node's request (see [`crate::remote`]).
+
+use tessera_storage::Timestamp;
+
+use super::Store;
+use crate::remote::{self, KvRequest, KvResponse};
+use crate::{Error, Result};
+
+impl Store {
+    /// Where requests must go: `None` to serve them here, or the leaseholder's node id.
+    pub(super) fn forward_to(&self) -> Result<Option<u64>> {
+        let Some(r) = &self.replicator else {
+            return Ok(None);
+        };
+        match r.leader() {
+            Some(l) if l == r.node_id() => Ok(None),
+            Some(l) => Ok(Some(l)),
+            // An election is under way: the statement can be retried shortly.
+            None => Err(Error::Conflict {
+                key: Vec::new(),
+                reason: "the tablet has no leaseholder at the moment; retry".into(),
+            }),
+        }
+    }
+
+    /// Send a request to the leaseholder `node`, carrying this node's clock and ratcheting
+    /// it past the answer's. A lease that moved on the way is retryable; a lost answer
+    /// leaves a commit's outcome unknown.
+    pub(super) fn forward(&self, node: u64, req: KvRequest) -> Result<KvResponse> {
+        let peers = self
+            .peers
+            .read()
+            .clone()
+            .ok_or(Error::NotLeaseholder { leader: Some(node) })?;
+        let is_commit = matches!(req, KvRequest::Commit { .. });
+        let message = remote::seal(self.clock.now(), &req);
+        let answer = match peers.call(node, &message) {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotLeaseholder { leader: Some(node) })
+            }
+            Err(e) if is_commit => {
+                return Err(Error::Ambiguous(format!(
+                    "lost contact with the leaseholder (node {node}): {e}"
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Conflict {
+                    key: Vec::new(),
+                    reason: format!("lost contact with the leaseholder (node {node}): {e}"),
+                })
+            }
+        };
+        let (clock, response) = remote::open::<KvResponse>(&answer)?;
+        self.clock.update(clock);
+        match response {
+            KvResponse::Failed(e) => match Error::from(e) {
+                Error::NotLeaseholder { .. } => Err(Error::Conflict {
+                    key: Vec::new(),
+                    reason: "the tablet's lease moved; retry".into(),
+                }),
+                e => Err(e),
+            },
+            other => Ok(other),
+        }
+    }
+
+    /// Serve a KV request from another node (this node holds the lease, or says it
+    /// does not). A forwarded read waits for commits in flight, moves the clock past its
+    /// timestamp so later commits land above it, and confirms the lease.
+    pub fn serve_remote(&self, message: &[u8]) -> Vec<u8> {
+        let answer = (|| -> Result<KvResponse> {
+            let (sender_clock, request) = remote::open::<KvRequest>(message)?;
+            let ahead = sender_clock
+                .wall
+                .saturating_sub(self.clock.physical_nanos());
+            if ahead > self.config.max_clock_offset_nanos {
+                tracing::error!(
+                    ahead_ms = ahead / 1_000_000,
+                    "refusing a request from a node whose clock is ahead by more than the maximum offset"
+                );
+                return Err(Error::Raft(format!(
+                    "the sender's clock is {} ms ahead of this node's, more than the maximum offset of {} ms",
+                    ahead / 1_000_000,
+                    self.config.max_clock_offset_nanos / 1_000_000
+                )));
+            }
+            self.clock.update(sender_clock);
+            Ok(match request {
+                KvRequest::Scan {
+                    txn,
+                    read_ts,
+                    uncertainty_limit,
+                    observed,
+                    start,
+                    end,
+                    limit,
+                    track,
+                } => {
+                    if let Some(r) = &self.replicator {
+                        r.read_barrier()?;
+                    }
+                    let now = {
+                        let _chosen = self.ts_choice.lock();
+                        self.clock.update(read_ts);
+                        self.clock.now()
+                    };
+                    // A first visit observes this clock now; later ones bring theirs.
+                    let observed = if observed == Timestamp::ZERO {
+                        now
+                    } else {
+                        observed
+                    };
+                    let rows = self.scan_local(
+                        txn,
+                        read_ts,
+                        self.uncertainty_limit(uncertainty_limit, observed),
+                        &start,
+                        &end,
+                        limit as usize,
+                        track,
+                    )?;
+                    KvResponse::Rows { rows, observed }
+                }
+                KvRequest::Flush {
+                    txn,
+                    read_ts,
+                    writes,
+                } => {
+                    self.flush_intents_local(txn, read_ts, &writes)?;
+                    KvResponse::Done
+                }
+                KvRequest::Commit {
+                    txn,
+                    read_ts,
+                    reads,
+                    writes,
+                    flushed,
+                } => {
+                    self.clock.update(read_ts);
+                    KvResponse::Committed(
+                        self.commit_local(txn, read_ts, &reads, &writes, &flushed)?,
+                    )
+                }
+                KvRequest::Abort { txn, flushed } => {
+                    self.abort_local(txn, &flushed)?;
+                    KvResponse::Done
+                }
+                KvRequest::Heartbeat { txn } => {
+                    self.heartbeat_local(txn)?;
+                    KvResponse::Done
+                }
+            })
+        })();
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => KvResponse::Failed(e.into()),
+        };
+        remote::seal(self.clock.now(), &answer)
+    }
+}
