@@ -11,10 +11,14 @@
 //! - A request acquires all of its latches at once, waiting while any of them
 //!   conflicts with a held one; it never holds some while waiting for others, so
 //!   waiting cannot deadlock. The one exception, [`Latches::try_acquire`], never waits.
+//! - Conflicting requests are served in arrival order: a request also waits for every
+//!   earlier request still waiting that it conflicts with, so a write over a wide span
+//!   (garbage collection latches the whole tablet) is not starved by a stream of
+//!   overlapping reads. The earliest waiter waits only for holders, and holders wait
+//!   for nothing but their own Raft round, so the queue always moves.
 //! - A latch is released when its guard is dropped, and waiters are woken.
 //!
-//! Waiters are not queued in arrival order: a write can wait behind a stream of
-//! overlapping reads. Conflict checks compare each requested span with each held one,
+//! Conflict checks compare each requested span with each held or earlier waiting one,
 //! which is cheap for the point spans of OLTP and linear in the spans of a large
 //! transaction.
 
@@ -70,23 +74,27 @@ pub(crate) struct Latches {
     released: Condvar,
 }
 
+/// Requests by arrival: their spans, and whether they hold them yet.
 #[derive(Debug, Default)]
 struct Held {
     next: u64,
-    by_request: BTreeMap<u64, Vec<Span>>,
+    by_request: BTreeMap<u64, (Vec<Span>, bool)>,
 }
 
 impl Held {
-    fn conflicts(&self, spans: &[Span]) -> bool {
+    /// Whether `spans` conflict with a held latch or with a request that arrived
+    /// before `before` and still waits.
+    fn blocked(&self, spans: &[Span], before: u64) -> bool {
         self.by_request
-            .values()
-            .flatten()
+            .iter()
+            .filter(|(id, (_, held))| *held || **id < before)
+            .flat_map(|(_, (h, _))| h)
             .any(|h| spans.iter().any(|s| s.conflicts(h)))
     }
 
-    fn insert(&mut self, spans: Vec<Span>) -> u64 {
+    fn insert(&mut self, spans: Vec<Span>, held: bool) -> u64 {
         self.next += 1;
-        self.by_request.insert(self.next, spans);
+        self.by_request.insert(self.next, (spans, held));
         self.next
     }
 }
@@ -106,23 +114,30 @@ impl Drop for Guard<'_> {
 }
 
 impl Latches {
-    /// Wait until none of `spans` conflicts with a held latch, then hold them all.
+    /// Wait until none of `spans` conflicts with a held latch or an earlier waiting
+    /// request, then hold them all.
     pub(crate) fn acquire(&self, spans: Vec<Span>) -> Guard<'_> {
         let mut state = self.state.lock();
-        while state.conflicts(&spans) {
+        let id = state.insert(spans, false);
+        loop {
+            let (spans, _) = &state.by_request[&id];
+            if !state.blocked(spans, id) {
+                break;
+            }
             self.released.wait(&mut state);
         }
-        let id = state.insert(spans);
+        state.by_request.get_mut(&id).expect("queued").1 = true;
         Guard { latches: self, id }
     }
 
-    /// Hold `spans` if none conflicts with a held latch right now; never waits.
+    /// Hold `spans` if none conflicts with a held latch or a waiting request right
+    /// now; never waits.
     pub(crate) fn try_acquire(&self, spans: Vec<Span>) -> Option<Guard<'_>> {
         let mut state = self.state.lock();
-        if state.conflicts(&spans) {
+        if state.blocked(&spans, u64::MAX) {
             return None;
         }
-        let id = state.insert(spans);
+        let id = state.insert(spans, true);
         Some(Guard { latches: self, id })
     }
 }
@@ -157,6 +172,35 @@ mod tests {
     }
 
     #[test]
+    fn conflicting_requests_are_served_in_arrival_order() {
+        let l = Arc::new(Latches::default());
+        let held = l.acquire(vec![w("k")]);
+        // A wide write arrives and waits for the holder.
+        let wide = {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                let _g = l.acquire(vec![Span::range(b"a", b"z", Access::Write)]);
+                std::thread::sleep(Duration::from_millis(20));
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // A read of another key conflicts with the waiting write, not with the holder:
+        // it queues behind the write instead of overtaking it.
+        assert!(l.try_acquire(vec![r("x", "y")]).is_none());
+        let late = {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                let _g = l.acquire(vec![r("x", "y")]);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!late.is_finished(), "a later read overtook a waiting write");
+        drop(held);
+        wide.join().unwrap();
+        late.join().unwrap();
+    }
+
+    #[test]
     fn a_conflicting_request_waits_until_the_holder_releases() {
         let l = Arc::new(Latches::default());
         let held = l.acquire(vec![w("k")]);
@@ -168,8 +212,9 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "acquired over a conflicting latch");
-        // While it waits it holds nothing: its other span is free.
-        assert!(l.try_acquire(vec![w("x")]).is_some());
+        // While it waits it holds nothing: a request that conflicts with neither the
+        // holder nor the waiter goes ahead.
+        assert!(l.try_acquire(vec![w("zz")]).is_some());
         drop(held);
         waiter.join().unwrap();
         assert!(l.try_acquire(vec![w("k")]).is_some());
