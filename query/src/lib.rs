@@ -31,6 +31,7 @@ mod params;
 mod pg_catalog;
 mod plan_rewrite;
 mod provider;
+mod result_columns;
 mod sequence;
 mod session;
 mod txn_slot;

@@ -761,7 +761,7 @@ fn chunks<T>(
     for item in items {
         let n = size(&item);
         match out.last_mut() {
-            Some(last) if bytes + n <= bound || last.is_empty() => last.push(item),
+            Some(last) if bytes + n <= bound => last.push(item),
             _ => {
                 out.push(vec![item]);
                 bytes = 0;
