@@ -18,7 +18,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use tessera_storage::mvcc::{self, Intent, ReadView, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, MemoryEngine, RocksEngine, Timestamp, Visit, WriteBatch};
@@ -194,7 +193,10 @@ fn run(engine: &dyn Engine, script: &str) -> String {
 
 #[test]
 fn mvcc_histories() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mvcc");
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("testdata/mvcc");
     let mut scripts: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

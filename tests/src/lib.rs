@@ -32,6 +32,15 @@ pub fn tessera_bin() -> PathBuf {
     bin
 }
 
+/// The `tests` package's source folder. The runtime value wins over the one compiled in:
+/// one target directory serves several checkouts, and a test binary built from another
+/// checkout must still read this checkout's files.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -9,7 +9,7 @@ use std::process::Command;
 use tessera_tests::Node;
 
 fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    tessera_tests::package_dir()
         .parent()
         .expect("checkout root")
         .to_path_buf()

@@ -14,7 +14,7 @@ fn declared_dependencies() -> HashMap<String, Vec<String>> {
             "--no-deps",
             "--offline",
         ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .current_dir(tessera_tests::package_dir().join(".."))
         .output()
         .expect("cargo metadata");
     assert!(

@@ -3,7 +3,6 @@
 //! from a real PostgreSQL 15 server with `tests/psql/regenerate.sh`; `\l`, whose
 //! database list necessarily differs, is checked on its own.
 
-use std::path::Path;
 use std::process::Command;
 
 use tessera_tests::Node;
@@ -26,7 +25,7 @@ fn psql(node: &Node, args: &[&str]) -> String {
 
 #[test]
 fn backslash_commands_print_what_postgresql_prints() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("psql");
+    let dir = tessera_tests::package_dir().join("psql");
     let node = Node::start();
     let schema = dir.join("schema.sql");
     psql(

@@ -2,8 +2,6 @@
 //! against a fresh `tessera` process. Errors are matched by SQLSTATE
 //! (`statement error (42P01)`) or by a regex on `SQLSTATE: message`.
 
-use std::path::Path;
-
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 use tessera_tests::Node;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -94,7 +92,7 @@ impl AsyncDB for Db {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_logic_tests() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let dir = tessera_tests::package_dir().join("slt");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
