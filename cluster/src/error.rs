@@ -49,6 +49,16 @@ pub enum Error {
         /// The leaseholder's node id.
         leader: Option<u64>,
     },
+    /// The tablet the request reached no longer owns `key` (a split moved it); the
+    /// request must be routed again (retryable).
+    #[error("the tablet no longer owns key {key:?}: it was split; retry")]
+    RangeKeyMismatch {
+        /// The first key of the request.
+        key: Vec<u8>,
+    },
+    /// The request needs something not built yet (SQLSTATE 0A000); names the feature.
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] tessera_storage::Error),
@@ -59,7 +69,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Conflict { .. } | Error::TooOld { .. } | Error::Uncertain { .. }
+            Error::Conflict { .. }
+                | Error::TooOld { .. }
+                | Error::Uncertain { .. }
+                | Error::RangeKeyMismatch { .. }
         )
     }
 }

@@ -7,15 +7,15 @@
 //!   query ──▶ Db::begin() ──▶ Txn { get, scan, put, delete, commit, rollback }
 //!                                │  buffered writes, read spans, read_ts
 //!                                ▼
-//!                             Store (one per node): tablets over one Engine,
-//!                             timestamp cache, span latches, GC
+//!                             Store (one per node): tablets over one Engine, each
+//!                             with its latches, timestamp cache, lease and GC
 //! ```
 //!
-//! The KV API is the seam of DESIGN.md §1: query never learns where a key lives. Today a
-//! store holds one tablet spanning the whole key space and commits are one fsynced
-//! RocksDB write batch (the one-tablet 1PC path of DESIGN.md §5). Replication replaces
-//! the inside of [`Store::commit`] with a Raft proposal; the `Txn` contract does not
-//! change.
+//! The KV API is the seam of DESIGN.md §1: query never learns where a key lives. A store
+//! cuts the key space into tablets and routes each request to the one that owns its
+//! keys, on this node or at the tablet's leaseholder; a commit is one fsynced batch on
+//! the tablet it writes (the 1PC path of DESIGN.md §5), through that tablet's Raft group
+//! when replicated. The `Txn` contract does not change with the number of tablets.
 
 mod clock;
 pub mod control;
@@ -32,5 +32,6 @@ pub use clock::{Hlc, ManualClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
 pub use node::{ClusterNode, NodeOptions};
 pub use remote::{KvPeers, PeerResolver, TcpPeers};
-pub use store::{Replicator, Store, StoreConfig};
+pub use store::tablet::{Descriptor, FIRST_RANGE};
+pub use store::{RangeInfo, Replicator, Store, StoreConfig};
 pub use txn::{Db, Savepoint, Txn, TxnOptions};

@@ -67,6 +67,15 @@ pub(crate) enum KvRequest {
         reads: Vec<(Vec<u8>, Vec<u8>)>,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: Vec<Vec<u8>>,
+        /// The fixed commit timestamp when reads on other tablets were refreshed to it.
+        at: Option<Timestamp>,
+    },
+    /// Check reads of `spans` over `(read_ts, to]` and record them as read at `to`.
+    Refresh {
+        txn: u128,
+        read_ts: Timestamp,
+        to: Timestamp,
+        spans: Vec<(Vec<u8>, Vec<u8>)>,
     },
     Abort {
         txn: u128,
@@ -88,6 +97,8 @@ pub(crate) enum KvResponse {
     },
     Done,
     Committed(Timestamp),
+    /// Not committed: a commit at a fixed timestamp would have to move up to this one.
+    Pushed(Timestamp),
     Failed(WireError),
 }
 
@@ -111,6 +122,10 @@ pub(crate) enum WireError {
         key: Vec<u8>,
         ts: Timestamp,
     },
+    RangeKeyMismatch {
+        key: Vec<u8>,
+    },
+    Unsupported(String),
     Other(String),
 }
 
@@ -122,6 +137,8 @@ impl From<Error> for WireError {
             Error::NotLeaseholder { leader } => WireError::NotLeaseholder { leader },
             Error::Ambiguous(m) => WireError::Ambiguous(m),
             Error::Uncertain { key, ts } => WireError::Uncertain { key, ts },
+            Error::RangeKeyMismatch { key } => WireError::RangeKeyMismatch { key },
+            Error::Unsupported(m) => WireError::Unsupported(m),
             other => WireError::Other(other.to_string()),
         }
     }
@@ -135,6 +152,8 @@ impl From<WireError> for Error {
             WireError::NotLeaseholder { leader } => Error::NotLeaseholder { leader },
             WireError::Ambiguous(m) => Error::Ambiguous(m),
             WireError::Uncertain { key, ts } => Error::Uncertain { key, ts },
+            WireError::RangeKeyMismatch { key } => Error::RangeKeyMismatch { key },
+            WireError::Unsupported(m) => Error::Unsupported(m),
             WireError::Other(m) => Error::Raft(m),
         }
     }
@@ -302,6 +321,13 @@ mod tests {
                 reads: vec![(b"a".to_vec(), b"b".to_vec())],
                 writes: writes.clone(),
                 flushed: vec![b"f".to_vec()],
+                at: Some(Timestamp::new(10, 0)),
+            },
+            KvRequest::Refresh {
+                txn: 3,
+                read_ts: Timestamp::new(9, 0),
+                to: Timestamp::new(10, 0),
+                spans: vec![(b"c".to_vec(), b"d".to_vec())],
             },
             KvRequest::Flush {
                 txn: 4,

@@ -17,7 +17,7 @@
 //!   fails with a conflict and leaves nothing behind. `rollback` (or dropping an open
 //!   transaction) leaves nothing behind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tessera_storage::mvcc::TxnId;
@@ -61,7 +61,7 @@ impl Db {
             flushed: Vec::new(),
             reads: Vec::new(),
             state: State::Open,
-            confirmed: false,
+            confirmed: BTreeSet::new(),
         }
     }
 }
@@ -87,8 +87,9 @@ pub struct Txn {
     flushed: Vec<Vec<u8>>,
     reads: Vec<(Vec<u8>, Vec<u8>)>,
     state: State,
-    /// Whether the tablet confirmed this node may read locally (once per transaction).
-    confirmed: bool,
+    /// The tablets that confirmed this node may read them locally (once per
+    /// transaction and tablet).
+    confirmed: BTreeSet<u64>,
 }
 
 /// A savepoint: the buffered state a transaction can return to.
@@ -113,16 +114,6 @@ impl Txn {
     /// Whether the transaction has buffered or flushed any write.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty() || !self.flushed.is_empty()
-    }
-
-    /// Before the first read: make sure this node's copy is current (a deposed leader
-    /// cut off from the quorum must not serve stale data).
-    fn confirm(&mut self) -> Result<()> {
-        if !self.confirmed {
-            self.store.read_barrier()?;
-            self.confirmed = true;
-        }
-        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -152,7 +143,6 @@ impl Txn {
             return Ok(v.clone());
         }
         let end = [key, &[0]].concat();
-        self.confirm()?;
         let mut rows = self.scan_store(key, &end, 1, track)?;
         if track {
             self.reads.push((key.to_vec(), end));
@@ -173,7 +163,6 @@ impl Txn {
         let end = end.unwrap_or(KEY_MAX);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut cursor = start.to_vec();
-        self.confirm()?;
         while out.len() < limit && cursor.as_slice() < end {
             let want = (limit - out.len()).clamp(16, 1024);
             // Each page is recorded in the timestamp cache of the node that serves it.
@@ -231,6 +220,7 @@ impl Txn {
                 self.id,
                 self.read_ts,
                 &mut self.uncertainty,
+                &mut self.confirmed,
                 start,
                 end,
                 limit,

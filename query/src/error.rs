@@ -241,6 +241,12 @@ impl From<tessera_cluster::Error> for Error {
                     .map(|l| format!("the leaseholder is node {l}; connect there"))
                     .unwrap_or_else(|| "the leaseholder is not known yet".into())
             )),
+            E::RangeKeyMismatch { .. } => Error::new(
+                SqlState::SerializationFailure,
+                format!("could not serialize access: {e}"),
+            )
+            .with_detail("The transaction can be retried."),
+            E::Unsupported(m) => Error::unsupported(m),
             E::Raft(m) => Error::new(
                 SqlState::ObjectNotInPrerequisiteState,
                 format!("replication unavailable: {m}"),

@@ -43,6 +43,7 @@ enum Input {
         reply: mpsc::Sender<Result<()>>,
     },
     IsLeader(u64, mpsc::Sender<bool>),
+    Voters(u64, mpsc::Sender<Vec<u64>>),
     AddMember {
         group: u64,
         node: u64,
@@ -144,6 +145,9 @@ impl RaftDriver {
                             }
                             Input::IsLeader(group, reply) => {
                                 let _ = reply.send(store.is_leader(group));
+                            }
+                            Input::Voters(group, reply) => {
+                                let _ = reply.send(store.voters(group));
                             }
                             Input::AddMember { group, node } => {
                                 wanted.insert((group, node));
@@ -393,6 +397,19 @@ impl Replicator for GroupReplicator {
 
     fn leader(&self) -> Option<u64> {
         self.leaders.read().get(&self.group).map(|(l, _)| *l)
+    }
+
+    fn replicas(&self) -> Vec<u64> {
+        let (reply, rx) = mpsc::channel();
+        if self
+            .tx
+            .lock()
+            .send(Input::Voters(self.group, reply))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
     }
 
     fn lease_term(&self) -> u64 {

@@ -3,14 +3,18 @@
 
 use tessera_storage::Timestamp;
 
-use super::Store;
+use tessera_storage::mvcc::TxnRecord;
+
+use super::tablet::Tablet;
+use super::{Commit, Store};
 use crate::remote::{self, KvRequest, KvResponse};
 use crate::{Error, Result};
 
 impl Store {
-    /// Where requests must go: `None` to serve them here, or the leaseholder's node id.
-    pub(super) fn forward_to(&self) -> Result<Option<u64>> {
-        let Some(r) = &self.replicator else {
+    /// Where requests for `t` must go: `None` to serve them here, or the leaseholder's
+    /// node id.
+    pub(super) fn forward_to(&self, t: &Tablet) -> Result<Option<u64>> {
+        let Some(r) = &t.replicator else {
             return Ok(None);
         };
         match r.leader() {
@@ -98,7 +102,8 @@ impl Store {
                     limit,
                     track,
                 } => {
-                    if let Some(r) = &self.replicator {
+                    let t = self.tablets.for_key(&start);
+                    if let Some(r) = &t.replicator {
                         r.read_barrier()?;
                     }
                     let now = {
@@ -113,9 +118,10 @@ impl Store {
                         observed
                     };
                     let rows = self.scan_local(
+                        &t,
                         txn,
                         read_ts,
-                        self.uncertainty_limit(uncertainty_limit, observed),
+                        self.uncertainty_limit(&t, uncertainty_limit, observed),
                         &start,
                         &end,
                         limit as usize,
@@ -128,7 +134,8 @@ impl Store {
                     read_ts,
                     writes,
                 } => {
-                    self.flush_intents_local(txn, read_ts, &writes)?;
+                    let t = self.intent_tablet(writes.keys())?;
+                    self.flush_intents_local(&t, txn, read_ts, &writes)?;
                     KvResponse::Done
                 }
                 KvRequest::Commit {
@@ -137,18 +144,38 @@ impl Store {
                     reads,
                     writes,
                     flushed,
+                    at,
                 } => {
                     self.clock.update(read_ts);
-                    KvResponse::Committed(
-                        self.commit_local(txn, read_ts, &reads, &writes, &flushed)?,
-                    )
+                    let first = writes.keys().chain(flushed.iter()).next();
+                    let t = self
+                        .tablets
+                        .for_key(first.map_or(&[][..], |k| k.as_slice()));
+                    match self.commit_local(&t, txn, read_ts, &reads, &writes, &flushed, at)? {
+                        Commit::Committed(ts) => KvResponse::Committed(ts),
+                        Commit::Pushed(ts) => KvResponse::Pushed(ts),
+                    }
+                }
+                KvRequest::Refresh {
+                    txn,
+                    read_ts,
+                    to,
+                    spans,
+                } => {
+                    let first = spans.first().map_or(&[][..], |(a, _)| a.as_slice());
+                    let t = self.tablets.for_key(first);
+                    self.clock.update(to);
+                    self.refresh_local(&t, txn, read_ts, to, &spans)?;
+                    KvResponse::Done
                 }
                 KvRequest::Abort { txn, flushed } => {
-                    self.abort_local(txn, &flushed)?;
+                    let t = self.tablets.for_key(&TxnRecord::key(txn));
+                    self.abort_local(&t, txn, &flushed)?;
                     KvResponse::Done
                 }
                 KvRequest::Heartbeat { txn } => {
-                    self.heartbeat_local(txn)?;
+                    let t = self.tablets.for_key(&TxnRecord::key(txn));
+                    self.heartbeat_local(&t, txn)?;
                     KvResponse::Done
                 }
             })

@@ -1,8 +1,10 @@
 //! A store: the tablets of one node over one [`Engine`].
 //!
-//! Today a store hosts a single tablet that spans the whole key space; the state here
-//! (timestamp cache, latches) is that tablet's, and becomes per-tablet state when the
-//! key space is cut into ranges.
+//! The key space is cut into tablets ([`tablet`]); each has its own latches, timestamp
+//! cache, lease and GC threshold, and each request is evaluated on the tablet that owns
+//! its keys, here or at the tablet's leaseholder ([`forward`]). The invariants below
+//! hold per tablet; [`gateway`] states how a transaction that touches several tablets
+//! keeps them.
 //!
 //! ## Invariants
 //!
@@ -62,7 +64,9 @@
 //! - **Garbage collection.** The GC threshold is replicated with the tablet
 //!   ([`GcThreshold`]) and written with the first deletions it allows; reads, intent
 //!   flushes and commits with a `read_ts` below it are refused (retryable), on every
-//!   leaseholder, since the history they would be checked against may be gone.
+//!   leaseholder, since the history they would be checked against may be gone. Only
+//!   the first tablet collects so far: the others keep every version, and their
+//!   threshold stays at zero.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,13 +76,20 @@ use parking_lot::{Mutex, RwLock};
 use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
-use crate::latch::{Access, Latches, Span};
-use crate::remote::{KvPeers, KvRequest, KvResponse};
+use crate::latch::{Access, Span};
+use crate::remote::KvPeers;
 use crate::{Error, Hlc, Result};
 
 mod forward;
+mod gateway;
 mod gc;
 mod push;
+mod split;
+pub mod tablet;
+
+pub use split::RangeInfo;
+
+use tablet::{Descriptor, Tablet, Tablets, FIRST_RANGE};
 
 /// The exclusive upper bound of the key space used for open-ended spans.
 pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
@@ -137,6 +148,9 @@ pub trait Replicator: Send + Sync {
     /// The node holding the lease, as last seen.
     fn leader(&self) -> Option<u64>;
 
+    /// The nodes holding a voting replica of the group (empty when unknown).
+    fn replicas(&self) -> Vec<u64>;
+
     /// Return once the group has confirmed (with a quorum) that nothing was committed
     /// that this node has not applied: local reads after it are not stale.
     fn read_barrier(&self) -> Result<()>;
@@ -154,12 +168,11 @@ pub(crate) struct Uncertainty {
 /// One node's store. See the module docs.
 pub struct Store {
     engine: Arc<dyn Engine>,
-    /// `None`: the tablet is not replicated and batches go straight to the engine.
-    replicator: Option<Arc<dyn Replicator>>,
     clock: Arc<Hlc>,
     config: StoreConfig,
-    tscache: Mutex<TimestampCache>,
-    latches: Latches,
+    /// This node's id (1 for a store that is not replicated).
+    node: u64,
+    tablets: Tablets,
     /// Held while a commit chooses its timestamp and moves the clock past it, and while
     /// a read observes the clock: an observation is above every commit timestamp chosen
     /// before it.
@@ -173,11 +186,6 @@ pub struct Store {
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     /// Open transactions of this gateway that hold intents: their heartbeats are renewed.
     heartbeats: Mutex<BTreeSet<TxnId>>,
-    /// The Raft term of the lease this store last served under, and that lease's floor.
-    lease: Mutex<(u64, Timestamp)>,
-    /// The replicated GC threshold as read under the lease of the given term (reloaded
-    /// from the engine when the term changes; this store's own collections raise it).
-    gc_threshold: Mutex<(u64, Timestamp)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -196,7 +204,8 @@ impl Store {
         Self::open_replicated(engine, clock, config, None)
     }
 
-    /// Open a store whose data writes go through `replicator` (its tablet's Raft group).
+    /// Open a store whose first tablet's data writes go through `replicator` (its Raft
+    /// group).
     pub fn open_replicated(
         engine: Arc<dyn Engine>,
         clock: Arc<Hlc>,
@@ -214,21 +223,30 @@ impl Store {
         tracing::info!(epoch, "store opened");
         let node = replicator.as_ref().map(|r| r.node_id()).unwrap_or(1);
         let epoch = (node << 32) | (epoch & 0xFFFF_FFFF);
-        Ok(Arc::new(Store {
-            tscache: Mutex::new(TimestampCache::new(config.tscache_capacity, low_water)),
-            engine,
+        let tablets = Tablets::default();
+        let first = Descriptor {
+            range_id: FIRST_RANGE,
+            start: Vec::new(),
+            end: KEY_MAX.to_vec(),
+            generation: 1,
+        };
+        tablets.insert(Arc::new(Tablet::new(
+            first,
             replicator,
+            TimestampCache::new(config.tscache_capacity, low_water),
+        )));
+        Ok(Arc::new(Store {
+            engine,
             clock,
             config,
-            latches: Latches::default(),
+            node,
+            tablets,
             ts_choice: Mutex::new(()),
             epoch,
             peers: RwLock::new(None),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             heartbeats: Mutex::new(BTreeSet::new()),
-            lease: Mutex::new((0, Timestamp::ZERO)),
-            gc_threshold: Mutex::new((u64::MAX, Timestamp::ZERO)),
         }))
     }
 
@@ -242,53 +260,43 @@ impl Store {
         &self.engine
     }
 
-    /// Write a batch of data: through the Raft group when replicated (durable on a
-    /// quorum when this returns), else to the engine, fsynced when `sync`.
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        match &self.replicator {
+    /// Write a batch of `t`'s data: through its Raft group when replicated (durable on
+    /// a quorum when this returns), else to the engine, fsynced when `sync`.
+    fn write(&self, t: &Tablet, batch: WriteBatch, sync: bool) -> Result<()> {
+        match &t.replicator {
             Some(r) => r.replicate(batch),
             None => Ok(self.engine.write(batch, sync)?),
         }
     }
 
-    /// The floor of the current lease: no write lands at or below it, and every write
+    /// The floor of `t`'s current lease: no write lands at or below it, and every write
     /// of an earlier leaseholder lies at or below it. Reads by earlier leaseholders are
     /// not in this node's timestamp cache, and their clocks may be ahead of this one by
     /// up to the maximum offset, so the floor is this clock's reading when the lease is
     /// first used plus that offset; the cache is raised to it.
-    fn lease_floor(&self) -> Timestamp {
-        let Some(r) = &self.replicator else {
+    fn lease_floor(&self, t: &Tablet) -> Timestamp {
+        let Some(r) = &t.replicator else {
             return Timestamp::ZERO;
         };
         let term = r.lease_term();
-        let mut lease = self.lease.lock();
+        let mut lease = t.lease.lock();
         if term == 0 || lease.0 == term {
             return lease.1;
         }
         let start = self.clock.now();
         let floor = Timestamp::new(start.wall + self.config.max_clock_offset_nanos, 0);
-        self.tscache.lock().add(&[], KEY_MAX, floor);
+        t.tscache.lock().add(&[], KEY_MAX, floor);
         *lease = (term, floor);
-        tracing::info!(term, %floor, "serving under a new lease");
+        tracing::info!(range = t.range_id(), term, %floor, "serving under a new lease");
         floor
     }
 
     /// Before a write: wait until this clock has passed the lease floor, so that commit
     /// timestamps stay within the offset of real time (writing ahead instead would let a
     /// restarted node's clock lag behind committed data).
-    fn check_lease(&self) {
-        let floor = self.lease_floor();
+    fn check_lease(&self, t: &Tablet) {
+        let floor = self.lease_floor(t);
         self.clock.wait_until(floor.wall);
-    }
-
-    /// Make sure local reads are current: see [`Replicator::read_barrier`]. A store that
-    /// forwards to the leaseholder has nothing to confirm (the leaseholder confirms each
-    /// forwarded read).
-    pub(crate) fn read_barrier(&self) -> Result<()> {
-        match &self.replicator {
-            Some(r) if self.forward_to()?.is_none() => r.read_barrier(),
-            _ => Ok(()),
-        }
     }
 
     /// Let this store forward requests to other nodes through `peers`.
@@ -298,126 +306,7 @@ impl Store {
 
     /// This node's id (1 for a store that is not replicated).
     pub fn node_id(&self) -> u64 {
-        self.replicator.as_ref().map_or(1, |r| r.node_id())
-    }
-
-    /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`,
-    /// served by the leaseholder. `bound` is the transaction's uncertainty state; it
-    /// learns the serving node's clock reading.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn scan(
-        &self,
-        txn: TxnId,
-        read_ts: Timestamp,
-        bound: &mut Uncertainty,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        track: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let Some(node) = self.forward_to()? else {
-            let node = self.node_id();
-            let observed = match bound.observed.get(&node) {
-                Some(o) => *o,
-                None => {
-                    let now = {
-                        let _chosen = self.ts_choice.lock();
-                        self.clock.now()
-                    };
-                    *bound.observed.entry(node).or_insert(now)
-                }
-            };
-            let limit_ts = self.uncertainty_limit(bound.limit, observed);
-            return self.scan_local(txn, read_ts, limit_ts, start, end, limit, track);
-        };
-        let req = KvRequest::Scan {
-            txn,
-            read_ts,
-            uncertainty_limit: bound.limit,
-            observed: bound
-                .observed
-                .get(&node)
-                .copied()
-                .unwrap_or(Timestamp::ZERO),
-            start: start.to_vec(),
-            end: end.to_vec(),
-            limit: limit as u64,
-            track,
-        };
-        match self.forward(node, req)? {
-            KvResponse::Rows { rows, observed } => {
-                bound.observed.entry(node).or_insert(observed);
-                Ok(rows)
-            }
-            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
-        }
-    }
-
-    /// Write `writes` as intents of `txn`, on the leaseholder.
-    pub(crate) fn flush_intents(
-        &self,
-        txn: TxnId,
-        read_ts: Timestamp,
-        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    ) -> Result<()> {
-        // From now on the transaction holds intents: keep its heartbeat alive.
-        self.heartbeats.lock().insert(txn);
-        let Some(node) = self.forward_to()? else {
-            return self.flush_intents_local(txn, read_ts, writes);
-        };
-        let req = KvRequest::Flush {
-            txn,
-            read_ts,
-            writes: writes.clone(),
-        };
-        self.forward(node, req).map(|_| ())
-    }
-
-    /// Validate and commit on the leaseholder; see [`Store::commit_local`].
-    pub(crate) fn commit(
-        &self,
-        txn: TxnId,
-        read_ts: Timestamp,
-        reads: &[(Vec<u8>, Vec<u8>)],
-        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        flushed: &[Vec<u8>],
-    ) -> Result<Timestamp> {
-        if writes.is_empty() && flushed.is_empty() {
-            // Read-only: commits at its read timestamp without validation.
-            return Ok(read_ts);
-        }
-        let Some(node) = self.forward_to()? else {
-            return self.commit_local(txn, read_ts, reads, writes, flushed);
-        };
-        let req = KvRequest::Commit {
-            txn,
-            read_ts,
-            reads: reads.to_vec(),
-            writes: writes.clone(),
-            flushed: flushed.to_vec(),
-        };
-        match self.forward(node, req)? {
-            KvResponse::Committed(ts) => {
-                self.clock.update(ts);
-                Ok(ts)
-            }
-            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
-        }
-    }
-
-    /// Roll back on the leaseholder.
-    pub(crate) fn abort(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
-        if flushed.is_empty() {
-            return Ok(());
-        }
-        let Some(node) = self.forward_to()? else {
-            return self.abort_local(txn, flushed);
-        };
-        let req = KvRequest::Abort {
-            txn,
-            flushed: flushed.to_vec(),
-        };
-        self.forward(node, req).map(|_| ())
+        self.node
     }
 
     /// The node's clock.
@@ -472,16 +361,33 @@ impl Store {
         Ok(status)
     }
 
-    /// The uncertainty limit of a read served here: the transaction's `limit`, lowered
-    /// to this node's clock reading `observed` but not below the lease floor.
-    fn uncertainty_limit(&self, limit: Timestamp, observed: Timestamp) -> Timestamp {
-        limit.min(observed.max(self.lease_floor()))
+    /// The uncertainty limit of a read served by `t` here: the transaction's `limit`,
+    /// lowered to this node's clock reading `observed` but not below the lease floor.
+    fn uncertainty_limit(&self, t: &Tablet, limit: Timestamp, observed: Timestamp) -> Timestamp {
+        limit.min(observed.max(self.lease_floor(t)))
     }
 
     /// The latest timestamp at which `key` is known to have been read on this store
-    /// (its timestamp cache; the low-water mark when nothing newer is kept).
+    /// (its tablet's timestamp cache; the low-water mark when nothing newer is kept).
     pub fn read_timestamp(&self, key: &[u8]) -> Timestamp {
-        self.tscache.lock().max_read_point(key)
+        self.tablets.for_key(key).tscache.lock().max_read_point(key)
+    }
+
+    /// Take `spans` on `t` and check that `t` still owns `[start, end)`: a split may
+    /// have moved the keys between routing and latching (see [`tablet`]).
+    fn latch<'a>(
+        t: &'a Tablet,
+        spans: Vec<Span>,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<crate::latch::Guard<'a>> {
+        let guard = t.latches.acquire(spans);
+        if !t.desc.read().contains_span(start, end) {
+            return Err(Error::RangeKeyMismatch {
+                key: start.to_vec(),
+            });
+        }
+        Ok(guard)
     }
 
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.
@@ -489,6 +395,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     fn scan_local(
         &self,
+        t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         uncertainty_limit: Timestamp,
@@ -499,11 +406,16 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         // Commits in flight on the span finish first; the read is recorded before any
         // later one can choose its timestamp.
-        let _latched = self.latches.acquire(vec![
-            Span::range(start, end, Access::Read),
-            Span::key(GcThreshold::KEY, Access::Read),
-        ]);
-        self.check_gc(read_ts)?;
+        let _latched = Self::latch(
+            t,
+            vec![
+                Span::range(start, end, Access::Read),
+                Span::key(GcThreshold::KEY, Access::Read),
+            ],
+            start,
+            end,
+        )?;
+        self.check_gc(t, read_ts)?;
         let status = |t| self.status(t);
         let view = ReadView {
             read_ts,
@@ -523,9 +435,60 @@ impl Store {
                 Some((k, _)) if rows.len() >= limit => [k.as_slice(), &[0]].concat(),
                 _ => end.to_vec(),
             };
-            self.tscache.lock().add(start, &read_end, read_ts);
+            t.tscache.lock().add(start, &read_end, read_ts);
         }
         Ok(rows)
+    }
+
+    /// Check that nothing was committed in `(read_ts, to]` on `spans` of `t` and that no
+    /// foreign intent lies there, and record the spans as read at `to`: the reads of a
+    /// transaction that commits at `to` on another tablet stay valid up to its commit.
+    fn refresh_local(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        to: Timestamp,
+        spans: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
+        let Some((lo, hi)) = bounds(spans) else {
+            return Ok(());
+        };
+        let mut latched: Vec<Span> = spans
+            .iter()
+            .map(|(a, b)| Span::range(a, b, Access::Read))
+            .collect();
+        latched.push(Span::key(GcThreshold::KEY, Access::Read));
+        let _latched = Self::latch(t, latched, &lo, &hi)?;
+        self.check_gc(t, read_ts)?;
+        let status = |t| self.status(t);
+        let view = ReadView {
+            read_ts,
+            txn: Some(txn),
+            status: &status,
+            uncertainty_limit: Timestamp::ZERO,
+        };
+        self.validate_reads(&view, spans, to)?;
+        let mut cache = t.tscache.lock();
+        for (start, end) in spans {
+            cache.add(start, end, to);
+        }
+        Ok(())
+    }
+
+    /// Fail unless every span of `reads` is valid over `(view.read_ts, to]`.
+    fn validate_reads(
+        &self,
+        view: &ReadView<'_>,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        to: Timestamp,
+    ) -> Result<()> {
+        for (start, end) in reads {
+            if let Some(c) = mvcc::find_conflict(&*self.engine, start, Some(end), view, to)? {
+                return Err(Self::conflict(c, "read no longer valid"));
+            }
+        }
+        Ok(())
     }
 
     fn conflict(c: mvcc::Conflict, what: &str) -> Error {
@@ -543,16 +506,17 @@ impl Store {
         Error::Conflict { key: c.key, reason }
     }
 
-    /// Write `writes` as intents of `txn`, in batches of bounded size. Each batch is
-    /// checked and written under the latch, so no other write of its keys can come
-    /// between the conflict check and the intent.
+    /// Write `writes` as intents of `txn` on `t` (the tablet of its record), in batches
+    /// of bounded size. Each batch is checked and written under the latch, so no other
+    /// write of its keys can come between the conflict check and the intent.
     fn flush_intents_local(
         &self,
+        t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<()> {
-        self.check_lease();
+        self.check_lease(t);
         let size = |(k, v): &(&Vec<u8>, &Option<Vec<u8>>)| {
             k.len() + v.as_ref().map_or(0, |v| v.len()) + 64
         };
@@ -561,19 +525,25 @@ impl Store {
                 .iter()
                 .map(|(k, _)| Span::key(k, Access::Write))
                 .collect();
-            spans.push(Span::key(&TxnRecord::key(txn), Access::Write));
+            let record = TxnRecord::key(txn);
+            spans.push(Span::key(&record, Access::Write));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let _latched = self.latches.acquire(spans);
+            let last = [
+                chunk.last().expect("chunks are not empty").0.as_slice(),
+                &[0],
+            ]
+            .concat();
+            let _latched = Self::latch(t, spans, &record, &last)?;
             let pushed = Mutex::new(Vec::new());
             let now = || self.clock.now();
-            let status = |t| self.status_for_write(t, now(), &pushed);
+            let status = |x| self.status_for_write(t, x, now(), &pushed);
             let view = ReadView {
                 read_ts,
                 txn: Some(txn),
                 status: &status,
                 uncertainty_limit: Timestamp::ZERO,
             };
-            self.check_gc(read_ts)?;
+            self.check_gc(t, read_ts)?;
             if self.status(txn)? == TxnStatus::Aborted {
                 return Err(Self::aborted_by_push());
             }
@@ -581,7 +551,7 @@ impl Store {
             // The record, pending with a fresh heartbeat, goes with the intents.
             batch.put(
                 Cf::Data,
-                TxnRecord::key(txn),
+                record,
                 TxnRecord::encode_heartbeat(self.clock.now()),
             );
             for (key, value) in chunk {
@@ -596,66 +566,79 @@ impl Store {
                 mvcc::put_intent(&mut batch, key, &intent);
             }
             Self::record_pushed(&mut batch, &pushed);
-            self.write(batch, false)?;
+            self.write(t, batch, false)?;
         }
         Ok(())
     }
 
-    /// Validate and commit. `reads` are the spans the transaction read; `writes` its
-    /// buffered writes; `flushed` the keys where it already holds intents.
+    /// Validate and commit on `t`, which holds every key involved. `reads` are the
+    /// spans the transaction read there; `writes` its buffered writes; `flushed` the
+    /// keys where it already holds intents. With `at`, the commit timestamp is fixed
+    /// (the transaction's reads on other tablets were refreshed up to it): when the
+    /// timestamp cache pushes it higher, nothing is written and the pushed timestamp is
+    /// returned instead.
+    #[allow(clippy::too_many_arguments)]
     fn commit_local(
         &self,
+        t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         reads: &[(Vec<u8>, Vec<u8>)],
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: &[Vec<u8>],
-    ) -> Result<Timestamp> {
+        at: Option<Timestamp>,
+    ) -> Result<Commit> {
         let pushed = Mutex::new(Vec::new());
         let now = || self.clock.now();
-        let status = |t| self.status_for_write(t, now(), &pushed);
+        let status = |x| self.status_for_write(t, x, now(), &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
             status: &status,
             uncertainty_limit: Timestamp::ZERO,
         };
-        self.check_lease();
+        self.check_lease(t);
+        let record = TxnRecord::key(txn);
+        let keys = writes.keys().chain(flushed.iter());
+        let (lo, hi) = bounds(
+            keys.clone()
+                .map(|k| (k.clone(), [k.as_slice(), &[0]].concat()))
+                .chain(reads.iter().cloned())
+                .chain(
+                    (!flushed.is_empty()).then(|| (record.clone(), [&record[..], &[0]].concat())),
+                )
+                .collect::<Vec<_>>()
+                .as_slice(),
+        )
+        .expect("a commit writes");
         let commit_ts = {
-            let mut spans: Vec<Span> = writes
-                .keys()
-                .chain(flushed.iter())
-                .map(|k| Span::key(k, Access::Write))
-                .collect();
-            spans.push(Span::key(&TxnRecord::key(txn), Access::Write));
+            let mut spans: Vec<Span> = keys.clone().map(|k| Span::key(k, Access::Write)).collect();
+            spans.push(Span::key(&record, Access::Write));
             spans.extend(reads.iter().map(|(a, b)| Span::range(a, b, Access::Read)));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let _latched = self.latches.acquire(spans);
+            let _latched = Self::latch(t, spans, &lo, &hi)?;
             // History below the threshold may be gone: reads and writes could not be
             // validated against it.
-            self.check_gc(read_ts)?;
+            self.check_gc(t, read_ts)?;
             let commit_ts = {
                 // Later transactions must start above this commit to see it: the clock
                 // moves past it before anyone can observe the clock again.
                 let _choosing = self.ts_choice.lock();
-                let mut commit_ts = self.clock.now();
-                let cache = self.tscache.lock();
-                for key in writes.keys().chain(flushed.iter()) {
+                let mut commit_ts = at.unwrap_or_else(|| self.clock.now());
+                let cache = t.tscache.lock();
+                for key in keys.clone() {
                     let r = cache.max_read_point(key);
                     if r >= commit_ts {
                         commit_ts = r.next();
                     }
                 }
+                if at.is_some_and(|at| at != commit_ts) {
+                    return Ok(Commit::Pushed(commit_ts));
+                }
                 self.clock.update(commit_ts);
                 commit_ts
             };
-            for (start, end) in reads {
-                if let Some(c) =
-                    mvcc::find_conflict(&*self.engine, start, Some(end), &view, commit_ts)?
-                {
-                    return Err(Self::conflict(c, "read no longer valid"));
-                }
-            }
+            self.validate_reads(&view, reads, commit_ts)?;
             // A transaction with intents commits only from PENDING, and every flushed
             // key must still hold its intent.
             if !flushed.is_empty() && self.status(txn)? == TxnStatus::Aborted {
@@ -683,13 +666,13 @@ impl Store {
             if !flushed.is_empty() {
                 batch.put(
                     Cf::Data,
-                    TxnRecord::key(txn),
+                    record,
                     TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 );
             }
             Self::record_pushed(&mut batch, &pushed);
-            self.write(batch, true)?;
-            let mut cache = self.tscache.lock();
+            self.write(t, batch, true)?;
+            let mut cache = t.tscache.lock();
             for (start, end) in reads {
                 cache.add(start, end, commit_ts);
             }
@@ -698,33 +681,30 @@ impl Store {
         // The commit point is durable: the transaction has committed, whatever happens
         // to the resolution of its intents (readers resolve them through the record).
         if !flushed.is_empty() {
-            if let Err(e) = self.resolve(txn, flushed, Some(commit_ts)) {
+            if let Err(e) = self.resolve(t, txn, flushed, Some(commit_ts)) {
                 tracing::warn!(error = %e, txn, "resolving the intents of a committed transaction failed; they stay until read");
             }
         }
-        Ok(commit_ts)
+        Ok(Commit::Committed(commit_ts))
     }
 
-    /// Roll back: mark the record aborted (when intents exist) and remove the intents.
-    /// A record that says COMMITTED is never overwritten: the intents are then resolved
-    /// as committed instead.
-    fn abort_local(&self, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
+    /// Roll back on `t` (the tablet of the record and the intents): mark the record
+    /// aborted and remove the intents. A record that says COMMITTED is never
+    /// overwritten: the intents are then resolved as committed instead.
+    fn abort_local(&self, t: &Tablet, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
         if flushed.is_empty() {
             return Ok(());
         }
         let outcome = {
-            let record = Span::key(&TxnRecord::key(txn), Access::Write);
-            let _latched = self.latches.acquire(vec![record]);
+            let key = TxnRecord::key(txn);
+            let record = Span::key(&key, Access::Write);
+            let _latched = Self::latch(t, vec![record], &key, &[&key[..], &[0]].concat())?;
             match TxnRecord::read(&*self.engine, txn)? {
                 TxnStatus::Committed(ts) => Some(ts),
                 TxnStatus::Pending | TxnStatus::Aborted => {
                     let mut b = WriteBatch::new();
-                    b.put(
-                        Cf::Data,
-                        TxnRecord::key(txn),
-                        TxnRecord::encode(TxnStatus::Aborted),
-                    );
-                    self.write(b, false)?;
+                    b.put(Cf::Data, key, TxnRecord::encode(TxnStatus::Aborted));
+                    self.write(t, b, false)?;
                     None
                 }
             }
@@ -732,22 +712,46 @@ impl Store {
         if let Some(ts) = outcome {
             tracing::error!(txn, %ts, "asked to roll back a committed transaction; keeping it committed");
         }
-        self.resolve(txn, flushed, outcome)
+        self.resolve(t, txn, flushed, outcome)
     }
 
-    fn resolve(&self, txn: TxnId, keys: &[Vec<u8>], commit_ts: Option<Timestamp>) -> Result<()> {
+    fn resolve(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        keys: &[Vec<u8>],
+        commit_ts: Option<Timestamp>,
+    ) -> Result<()> {
         let size = |k: &&Vec<u8>| 2 * k.len() + 64;
         for chunk in chunks(keys.iter(), size, self.config.intent_batch_bytes) {
             let spans = chunk.iter().map(|k| Span::key(k, Access::Write)).collect();
-            let _latched = self.latches.acquire(spans);
+            let first = chunk.iter().min().expect("chunks are not empty");
+            let last = [chunk.iter().max().expect("not empty").as_slice(), &[0]].concat();
+            let _latched = Self::latch(t, spans, first, &last)?;
             let mut batch = WriteBatch::new();
             for key in chunk {
                 mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
             }
-            self.write(batch, false)?;
+            self.write(t, batch, false)?;
         }
         Ok(())
     }
+}
+
+/// What a commit on one tablet did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Committed at the timestamp.
+    Committed(Timestamp),
+    /// Not committed: the fixed commit timestamp must move up to this one.
+    Pushed(Timestamp),
+}
+
+/// The smallest span covering every span of `spans` (`None` when there are none).
+fn bounds(spans: &[(Vec<u8>, Vec<u8>)]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let lo = spans.iter().map(|(a, _)| a).min()?.clone();
+    let hi = spans.iter().map(|(_, b)| b).max()?.clone();
+    Some((lo, hi))
 }
 
 /// Cut `items` into chunks of about `bound` bytes each (by `size`), never empty.

@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 use tessera_storage::mvcc::{TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Timestamp, WriteBatch};
 
+use super::tablet::Tablet;
 use super::Store;
 use crate::latch::{Access, Guard, Span};
 use crate::remote::KvRequest;
@@ -31,17 +32,19 @@ impl Store {
         renewed
     }
 
-    /// Renew `txn`'s heartbeat on the leaseholder.
+    /// Renew `txn`'s heartbeat on the leaseholder of its record.
     pub(super) fn heartbeat(&self, txn: TxnId) -> Result<()> {
-        let Some(node) = self.forward_to()? else {
-            return self.heartbeat_local(txn);
+        let t = self.tablets.for_key(&TxnRecord::key(txn));
+        let Some(node) = self.forward_to(&t)? else {
+            return self.heartbeat_local(&t, txn);
         };
         self.forward(node, KvRequest::Heartbeat { txn }).map(|_| ())
     }
 
-    pub(super) fn heartbeat_local(&self, txn: TxnId) -> Result<()> {
-        let record = Span::key(&TxnRecord::key(txn), Access::Write);
-        let _latched = self.latches.acquire(vec![record]);
+    pub(super) fn heartbeat_local(&self, t: &Tablet, txn: TxnId) -> Result<()> {
+        let key = TxnRecord::key(txn);
+        let record = Span::key(&key, Access::Write);
+        let _latched = Self::latch(t, vec![record], &key, &[&key[..], &[0]].concat())?;
         match self.status(txn)? {
             TxnStatus::Pending => {
                 let mut b = WriteBatch::new();
@@ -50,7 +53,7 @@ impl Store {
                     TxnRecord::key(txn),
                     TxnRecord::encode_heartbeat(self.clock.now()),
                 );
-                self.write(b, false)
+                self.write(t, b, false)
             }
             TxnStatus::Aborted => Err(Self::aborted_by_push()),
             TxnStatus::Committed(_) => Ok(()),
@@ -66,12 +69,15 @@ impl Store {
         }
     }
 
-    /// The fate of a transaction owning an intent that a write of this store meets:
+    /// The fate of a transaction owning an intent that a write on `t` meets:
     /// [`Store::status`], except that a pending transaction whose heartbeat has expired
     /// at `now` is aborted. Its id is added to `pushed`, and the caller must write its
     /// ABORTED record in the batch that overwrites its intent (see the module docs).
+    /// Only a record on `t` itself can go in that batch; elsewhere the transaction
+    /// counts as pending.
     pub(super) fn status_for_write<'a>(
         &'a self,
+        t: &'a Tablet,
         txn: TxnId,
         now: Timestamp,
         pushed: &Mutex<Pushed<'a>>,
@@ -92,8 +98,12 @@ impl Store {
         // The record's latch makes the abort conditional on PENDING. It is taken
         // without waiting (this request already holds latches); while it is busy, the
         // transaction counts as pending.
-        let record = Span::key(&TxnRecord::key(txn), Access::Write);
-        let Some(latched) = self.latches.try_acquire(vec![record]) else {
+        let key = TxnRecord::key(txn);
+        if !t.desc.read().contains(&key) {
+            return Ok(status);
+        }
+        let record = Span::key(&key, Access::Write);
+        let Some(latched) = t.latches.try_acquire(vec![record]) else {
             return Ok(status);
         };
         let status = self.status(txn)?;

@@ -101,6 +101,10 @@ impl Replicator for SimReplicator {
             .map(|(l, _)| l)
     }
 
+    fn replicas(&self) -> Vec<u64> {
+        self.sim.lock().stores[&self.node].voters(GROUP)
+    }
+
     fn read_barrier(&self) -> Result<()> {
         let id = self.id();
         let mut c = self.sim.lock();
