@@ -28,6 +28,7 @@ use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
 use crate::control::{control_call, ControlRequest, ControlResponse, Fault};
 use crate::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport, FIRST_GROUP};
+use crate::store::tablet::Descriptor;
 use crate::store::{Replicator, KEY_MAX};
 use crate::{Error, Hlc, Result, Store, StoreConfig, TcpPeers};
 
@@ -77,6 +78,7 @@ fn first_group() -> GroupDesc {
         id: FIRST_GROUP,
         start: Vec::new(),
         end: KEY_MAX.to_vec(),
+        generation: 1,
     }
 }
 
@@ -141,13 +143,17 @@ impl ClusterNode {
             rs.create_group(first_group(), voters)?;
         }
         let alone = rs.voters(FIRST_GROUP) == [node_id];
-        if alone {
-            // The only voter: no need to wait for an election timeout.
-            rs.campaign(FIRST_GROUP)?;
+        let groups = rs.groups();
+        for g in &groups {
+            if rs.voters(g.id) == [node_id] {
+                // The only voter: no need to wait for an election timeout.
+                rs.campaign(g.id)?;
+            }
         }
         let driver = Arc::new(RaftDriver::start(rs, opts.tick));
         transport.set_inbox(driver.inbox());
-        let replicator = Arc::new(driver.replicator(FIRST_GROUP, Duration::from_secs(30)));
+        let replicators = driver.replicators(Duration::from_secs(30));
+        let replicator = Arc::new(replicators.group(FIRST_GROUP));
         if bootstrap {
             if !driver.wait_leader(FIRST_GROUP, Duration::from_secs(10)) {
                 return Err(Error::Raft("the first node did not become leader".into()));
@@ -159,12 +165,22 @@ impl ClusterNode {
         } else if alone && !driver.wait_leader(FIRST_GROUP, Duration::from_secs(10)) {
             return Err(Error::Raft("the only voter did not become leader".into()));
         }
-        let store = Store::open_replicated(
-            engine.clone(),
-            clock,
-            opts.store.clone(),
-            Some(replicator.clone() as Arc<dyn Replicator>),
-        )?;
+        let mut tablets = Vec::new();
+        for g in &groups {
+            let r: Arc<dyn Replicator> = Arc::new(replicators.group(g.id));
+            tablets.push((Descriptor::from_group(g)?, Some(r)));
+        }
+        let store =
+            Store::open_tablets(engine.clone(), clock, opts.store.clone(), node_id, tablets)?;
+        // Splits applied from now on (and any applied since the driver started) add
+        // their tablets to the store.
+        let splitting = store.clone();
+        driver.on_split(Box::new(move |left, right| {
+            let r: Arc<dyn Replicator> = Arc::new(replicators.group(right.id));
+            if let Err(e) = splitting.apply_split(left, right, r) {
+                tracing::error!(error = %e, "a split could not be installed in the store");
+            }
+        }));
         // Serve KV requests of other nodes, and forward ours to the leaseholder.
         let peers = transport.clone();
         store.set_peers(Arc::new(TcpPeers::new(Arc::new(move |id| {
@@ -253,6 +269,7 @@ impl ClusterNode {
         let transport = self.transport.clone();
         let node_id = self.node_id;
         let joins = Arc::new(Mutex::new(()));
+        let members = self.store.clone();
         self.transport.set_control_handler(Arc::new(move |req| {
             let addr = match req {
                 ControlRequest::Init => return refused("the cluster is already initialised"),
@@ -294,7 +311,9 @@ impl ClusterNode {
                 }
             };
             transport.set_peer(id, addr);
-            driver.add_member(FIRST_GROUP, id);
+            for range in members.ranges() {
+                driver.add_member(range.desc.range_id, id);
+            }
             ControlResponse::Joined {
                 id,
                 members: known_addrs(&engine).unwrap_or_default(),

@@ -85,6 +85,12 @@ pub(crate) enum KvRequest {
     Heartbeat {
         txn: u128,
     },
+    /// Split the tablet holding `key` at `key` (sent to that tablet's leaseholder).
+    Split {
+        key: Vec<u8>,
+    },
+    /// Hand out a new range id (sent to the first tablet's leaseholder).
+    AllocateRangeId,
 }
 
 /// The leaseholder's answer.
@@ -99,6 +105,14 @@ pub(crate) enum KvResponse {
     Committed(Timestamp),
     /// Not committed: a commit at a fixed timestamp would have to move up to this one.
     Pushed(Timestamp),
+    /// The tablet that starts at the split key.
+    Split {
+        range_id: u64,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        generation: u64,
+    },
+    RangeId(u64),
     Failed(WireError),
 }
 

@@ -7,7 +7,9 @@ mod common;
 
 use common::{key, put_cmd, Cluster};
 use raft::prelude::ConfChangeType;
-use tessera_cluster::replication::ProposeError;
+use tessera_cluster::replication::{Command, GroupDesc, ProposeError, SplitTrigger};
+use tessera_storage::mvcc::intent_key;
+use tessera_storage::{Cf, WriteBatch};
 
 /// Claim: a fresh group elects exactly one leader, and a command proposed there is applied,
 /// byte for byte, on every replica; followers refuse proposals and name the leader.
@@ -426,4 +428,81 @@ fn a_new_leader_serves_only_after_applying_what_its_predecessor_committed() {
         "the scenario needs a leader that has not applied the write yet"
     );
     assert!(serving.is_some(), "no new leader began to serve");
+}
+
+fn whole() -> GroupDesc {
+    GroupDesc {
+        id: 1,
+        start: Vec::new(),
+        end: vec![0xFF, 0xFF, 0xFF, 0xFF],
+        generation: 1,
+    }
+}
+
+fn split_cmd(id: u64, right: u64, key: &[u8]) -> Command {
+    Command {
+        id,
+        writes: WriteBatch::new(),
+        split: Some(SplitTrigger {
+            right,
+            key: key.to_vec(),
+        }),
+    }
+}
+
+fn group_of(c: &Cluster, n: u64, g: u64) -> Option<GroupDesc> {
+    c.stores[&n].groups().into_iter().find(|d| d.id == g)
+}
+
+/// Claim: a split command cuts the group on every replica at the same point: the
+/// parent's span ends at the split key (generation bumped) and a new group with the
+/// same members covers the rest, elects a leader and replicates its own commands; the
+/// cut survives a restart, and a split key outside the span changes nothing.
+#[test]
+fn a_split_creates_the_right_group_on_every_replica() {
+    let mut c = Cluster::with_groups(3, vec![whole()], 7);
+    c.elect(1);
+    c.propose(1, &split_cmd(100, 2, b"\x10m")).unwrap();
+    assert!(c.run_until(100, |c| (1..=3).all(|n| group_of(c, n, 2).is_some())));
+    let at = intent_key(b"\x10m");
+    for n in 1..=3 {
+        let left = group_of(&c, n, 1).unwrap();
+        let right = group_of(&c, n, 2).unwrap();
+        assert_eq!(
+            (left.start.as_slice(), left.end.as_slice()),
+            (&[][..], &at[..])
+        );
+        assert_eq!(left.generation, 2);
+        assert_eq!((right.start.as_slice(), right.generation), (&at[..], 1));
+        assert_eq!(right.end, whole().end);
+        assert_eq!(c.stores[&n].voters(2), vec![1, 2, 3]);
+    }
+    c.elect(2);
+    let mut writes = WriteBatch::new();
+    let k = intent_key(b"\x10x");
+    writes.put(Cf::Data, k.clone(), b"right".to_vec());
+    c.propose(
+        2,
+        &Command {
+            id: 101,
+            writes,
+            split: None,
+        },
+    )
+    .unwrap();
+    assert!(c.run_until(100, |c| (1..=3).all(|n| c.value(n, &k).is_some())));
+    // A restarted node reopens both groups with their spans.
+    c.stop(3);
+    c.start(3);
+    assert_eq!(group_of(&c, 3, 1).unwrap().end, at);
+    assert_eq!(group_of(&c, 3, 2).unwrap().start, at);
+    // Splitting the right group below its start does nothing, anywhere.
+    let leader = c.elect(2);
+    c.propose(2, &split_cmd(102, 3, b"\x10a")).unwrap();
+    assert!(c.run_until(100, |c| c.applied_ids(leader, 2).contains(&102)));
+    c.run(20);
+    for n in 1..=3 {
+        assert!(group_of(&c, n, 3).is_none());
+        assert_eq!(group_of(&c, n, 2).unwrap().generation, 1);
+    }
 }

@@ -52,7 +52,11 @@ fn write(id: u64, puts: &[(u64, &str)], deletes: &[u64]) -> Command {
     for i in deletes {
         writes.delete(Cf::Data, key(G, *i));
     }
-    Command { id, writes }
+    Command {
+        id,
+        writes,
+        split: None,
+    }
 }
 
 fn installed(c: &Cluster, node: u64, compacted: u64) -> bool {

@@ -311,3 +311,46 @@ fn a_request_that_raced_a_split_is_served_by_the_new_tablet() {
         "the read was recorded on the tablet that no longer owns the key"
     );
 }
+
+/// Claim: on a running node, a replicated tablet splits through its Raft group: the new
+/// tablet gets its own group with this node as leaseholder, and commits on either side
+/// (and one that reads both) go through.
+#[test]
+fn a_node_splits_a_replicated_tablet() {
+    use tessera_cluster::replication::RaftConfig;
+    use tessera_cluster::{ClusterNode, NodeOptions, SystemClock};
+    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
+    let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
+    let options = NodeOptions {
+        rpc_listen: "127.0.0.1:0".parse().unwrap(),
+        join: Vec::new(),
+        single: true,
+        raft: RaftConfig::default(),
+        tick: Duration::from_millis(10),
+        store: StoreConfig {
+            max_clock_offset_nanos: 1_000_000,
+            ..StoreConfig::default()
+        },
+    };
+    let node = ClusterNode::start(engine, clock, options).unwrap();
+    let db = Db::new(node.store.clone());
+    put(&db, LEFT, b"l");
+    let right = node.store.split(b"\x10m").unwrap();
+    assert_ne!(right.range_id, FIRST_RANGE);
+    let ranges = node.store.ranges();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    for r in &ranges {
+        assert_eq!(r.replicas, vec![1]);
+        assert_eq!(r.leaseholder, Some(1));
+    }
+    put(&db, RIGHT, b"r");
+    let mut t = db.begin(TxnOptions::default());
+    let l = t.get(LEFT).unwrap().unwrap();
+    t.put(RIGHT.to_vec(), [l, b"+r".to_vec()].concat()).unwrap();
+    t.commit().unwrap();
+    let mut check = db.begin(TxnOptions::default());
+    assert_eq!(check.get(RIGHT).unwrap(), Some(b"l+r".to_vec()));
+    // A second split allocates another id.
+    let third = node.store.split(b"\x10t").unwrap();
+    assert!(third.range_id != right.range_id && third.range_id != FIRST_RANGE);
+}

@@ -84,6 +84,7 @@ fn start(tick: Duration) -> (BTreeMap<u64, Arc<TcpTransport>>, BTreeMap<u64, Tes
                     id: 1,
                     start: Vec::new(),
                     end: vec![0xFF, 0xFF, 0xFF, 0xFF],
+                    generation: 1,
                 },
                 &[1, 2, 3],
             )

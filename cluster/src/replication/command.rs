@@ -1,7 +1,8 @@
 //! The Raft command format: what a leaseholder proposes and every replica applies.
 //!
 //! ```text
-//!   command = [version 1] proposal id: u64 BE, op count: u32 BE, op*
+//!   command = version: u8 (1; 2 with a split), proposal id: u64 BE, op count: u32 BE, op*,
+//!             [split: right group id: u64 BE, len: u32 BE, split key]     (version 2)
 //!   op      = kind: u8 (1 put, 2 delete, 3 delete range), cf: u8,
 //!             len: u32 BE, bytes (key or start), [len: u32 BE, bytes (value or end)]
 //! ```
@@ -14,6 +15,7 @@ use tessera_storage::{Cf, WriteBatch, WriteOp};
 use crate::{Error, Result};
 
 const VERSION: u8 = 1;
+const VERSION_SPLIT: u8 = 2;
 
 /// Writes to apply on every replica, tagged with the proposer's id for acknowledgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +24,19 @@ pub struct Command {
     pub id: u64,
     /// The writes, all inside the group's span of the `Data` column family.
     pub writes: WriteBatch,
+    /// A split of the group, applied with the writes.
+    pub split: Option<SplitTrigger>,
+}
+
+/// Cut the group at a user key: it keeps the keys below `key`, and a new group `right`
+/// with the same replicas takes the keys from `key` to the group's end, with the data
+/// already in place (every replica applied the same log up to this command).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitTrigger {
+    /// The new group's id.
+    pub right: u64,
+    /// The user key where the new group begins.
+    pub key: Vec<u8>,
 }
 
 fn cf_tag(cf: Cf) -> u8 {
@@ -70,7 +85,11 @@ impl Command {
     /// The wire and log form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.writes.size_bytes() + 10 * self.writes.len());
-        out.push(VERSION);
+        out.push(if self.split.is_some() {
+            VERSION_SPLIT
+        } else {
+            VERSION
+        });
         out.extend_from_slice(&self.id.to_be_bytes());
         out.extend_from_slice(&(self.writes.len() as u32).to_be_bytes());
         for op in self.writes.ops() {
@@ -91,13 +110,18 @@ impl Command {
                 }
             }
         }
+        if let Some(split) = &self.split {
+            out.extend_from_slice(&split.right.to_be_bytes());
+            put_bytes(&mut out, &split.key);
+        }
         out
     }
 
     /// Parse the form [`Command::encode`] writes.
     pub fn decode(mut input: &[u8]) -> Result<Command> {
         let input = &mut input;
-        if take(input, 1, "version")?[0] != VERSION {
+        let version = take(input, 1, "version")?[0];
+        if version != VERSION && version != VERSION_SPLIT {
             return Err(corrupt("version"));
         }
         let id = u64::from_be_bytes(take(input, 8, "id")?.try_into().expect("8 bytes"));
@@ -119,10 +143,19 @@ impl Command {
                 _ => return Err(corrupt("op kind")),
             }
         }
+        let split = if version == VERSION_SPLIT {
+            let right = u64::from_be_bytes(take(input, 8, "right")?.try_into().expect("8 bytes"));
+            Some(SplitTrigger {
+                right,
+                key: take_bytes(input, "split key")?,
+            })
+        } else {
+            None
+        };
         if !input.is_empty() {
             return Err(corrupt("trailing bytes"));
         }
-        Ok(Command { id, writes })
+        Ok(Command { id, writes, split })
     }
 }
 
@@ -136,17 +169,31 @@ mod tests {
         writes.put(Cf::Data, b"k".to_vec(), b"v".to_vec());
         writes.delete(Cf::Data, b"gone".to_vec());
         writes.delete_range(Cf::Data, b"a".to_vec(), b"b".to_vec());
-        let cmd = Command { id: 42, writes };
-        let bytes = cmd.encode();
-        assert_eq!(Command::decode(&bytes).unwrap(), cmd);
-        for cut in 0..bytes.len() {
-            assert!(
-                Command::decode(&bytes[..cut]).is_err(),
-                "prefix of {cut} bytes"
-            );
+        let plain = Command {
+            id: 42,
+            writes: writes.clone(),
+            split: None,
+        };
+        let split = Command {
+            id: 43,
+            writes,
+            split: Some(SplitTrigger {
+                right: 7,
+                key: b"\x10m".to_vec(),
+            }),
+        };
+        for cmd in [plain, split] {
+            let bytes = cmd.encode();
+            assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+            for cut in 0..bytes.len() {
+                assert!(
+                    Command::decode(&bytes[..cut]).is_err(),
+                    "prefix of {cut} bytes"
+                );
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(Command::decode(&extra).is_err());
         }
-        let mut extra = bytes.clone();
-        extra.push(0);
-        assert!(Command::decode(&extra).is_err());
     }
 }

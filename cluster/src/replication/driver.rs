@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use tessera_storage::WriteBatch;
 
-use super::command::Command;
+use super::command::{Command, SplitTrigger};
 use super::proposals::{first_command_id, Outcome, Position, Proposals};
-use super::raft_store::{ProposeError, RaftStore};
+use super::raft_store::{GroupDesc, ProposeError, RaftStore};
 use super::transport::Envelope;
 use crate::store::Replicator;
 use crate::{Error, Result};
@@ -54,6 +54,26 @@ enum Input {
 /// Who leads each group, as the driver last saw it: group -> (leader node, term).
 pub type Leaders = Arc<RwLock<HashMap<u64, (u64, u64)>>>;
 
+/// What is told of every split applied here: the parent's new descriptor and the new
+/// group's. Called on the driver thread before the split's proposer hears back.
+pub type SplitHook = Box<dyn Fn(&GroupDesc, &GroupDesc) + Send>;
+
+/// The splits applied before anyone listened, and the listener once there is one.
+#[derive(Default)]
+struct Splits {
+    queued: Vec<(GroupDesc, GroupDesc)>,
+    hook: Option<SplitHook>,
+}
+
+impl Splits {
+    fn applied(&mut self, left: &GroupDesc, right: &GroupDesc) {
+        match &self.hook {
+            Some(hook) => hook(left, right),
+            None => self.queued.push((left.clone(), right.clone())),
+        }
+    }
+}
+
 /// A handle on the driver thread. Dropping it stops the thread.
 pub struct RaftDriver {
     tx: mpsc::Sender<Input>,
@@ -65,6 +85,7 @@ pub struct RaftDriver {
     next_id: Arc<AtomicU64>,
     /// Why the driver thread stopped on its own, once it has.
     failure: Failure,
+    splits: Arc<parking_lot::Mutex<Splits>>,
 }
 
 /// Why a driver stopped serving, once it has: the store could not persist.
@@ -92,6 +113,8 @@ impl RaftDriver {
         let published = leaders.clone();
         let failure: Failure = Arc::default();
         let failed = failure.clone();
+        let splits: Arc<parking_lot::Mutex<Splits>> = Arc::default();
+        let split_hook = splits.clone();
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", store.node_id()))
             .spawn(move || {
@@ -172,6 +195,11 @@ impl RaftDriver {
                     }
                     match result {
                         Ok(applied) => {
+                            for a in &applied {
+                                if let Some((left, right)) = &a.split {
+                                    split_hook.lock().applied(left, right);
+                                }
+                            }
                             for a in applied {
                                 if let Some(reply) = waiters.applied(a.id) {
                                     let _ = reply.send(Ok(()));
@@ -246,7 +274,18 @@ impl RaftDriver {
             leaders,
             next_id: Arc::new(AtomicU64::new(first_command_id(node_id, boot_micros))),
             failure,
+            splits,
         }
+    }
+
+    /// Tell `hook` of every split applied on this node: first of those applied so far,
+    /// then of each one as it applies.
+    pub fn on_split(&self, hook: SplitHook) {
+        let mut splits = self.splits.lock();
+        for (left, right) in std::mem::take(&mut splits.queued) {
+            hook(&left, &right);
+        }
+        splits.hook = Some(hook);
     }
 
     /// Why the driver stopped, if it stopped on its own (the store could not persist):
@@ -296,12 +335,43 @@ impl RaftDriver {
 
     /// A writer that replicates batches through `group`.
     pub fn replicator(&self, group: u64, timeout: Duration) -> GroupReplicator {
+        self.replicators(timeout).group(group)
+    }
+
+    /// What makes writers for any group of this driver (held by whoever learns of
+    /// groups later, such as the receiver of splits, without holding the driver).
+    pub fn replicators(&self, timeout: Duration) -> Replicators {
+        Replicators {
+            tx: self.tx.clone(),
+            next_id: self.next_id.clone(),
+            failure: self.failure.clone(),
+            timeout,
+            node_id: self.node_id,
+            leaders: self.leaders.clone(),
+        }
+    }
+}
+
+/// Makes [`GroupReplicator`]s of one driver.
+#[derive(Clone)]
+pub struct Replicators {
+    tx: mpsc::Sender<Input>,
+    next_id: Arc<AtomicU64>,
+    failure: Failure,
+    timeout: Duration,
+    node_id: u64,
+    leaders: Leaders,
+}
+
+impl Replicators {
+    /// A writer that replicates batches through `group`.
+    pub fn group(&self, group: u64) -> GroupReplicator {
         GroupReplicator {
             tx: parking_lot::Mutex::new(self.tx.clone()),
             group,
             next_id: self.next_id.clone(),
             failure: self.failure.clone(),
-            timeout,
+            timeout: self.timeout,
             node_id: self.node_id,
             leaders: self.leaders.clone(),
         }
@@ -437,11 +507,27 @@ impl Replicator for GroupReplicator {
         if writes.is_empty() {
             return Ok(());
         }
+        self.propose(writes, None)
+    }
+
+    fn split(&self, right: u64, key: &[u8]) -> Result<()> {
+        let trigger = SplitTrigger {
+            right,
+            key: key.to_vec(),
+        };
+        self.propose(WriteBatch::new(), Some(trigger))
+    }
+}
+
+impl GroupReplicator {
+    /// Propose a command and wait until it is applied here; see [`Replicator::replicate`].
+    fn propose(&self, writes: WriteBatch, split: Option<SplitTrigger>) -> Result<()> {
         self.check_leader()?;
         let term = self.lease_term();
         let cmd = Command {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             writes,
+            split,
         };
         let (reply, rx) = mpsc::channel();
         self.tx

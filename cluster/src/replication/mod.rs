@@ -41,8 +41,8 @@ mod snapshot;
 mod tcp;
 mod transport;
 
-pub use command::Command;
-pub use driver::{GroupReplicator, Inbox, RaftDriver};
+pub use command::{Command, SplitTrigger};
+pub use driver::{GroupReplicator, Inbox, RaftDriver, Replicators, SplitHook};
 pub use raft_store::{Applied, GroupDesc, ProposeError, RaftConfig, RaftStore};
 pub use tcp::{ControlHandler, KvHandler, Limits, TcpTransport};
 pub use transport::{Envelope, MemNetwork, NoPeers, Transport};

@@ -61,7 +61,8 @@ impl Default for RaftConfig {
     }
 }
 
-/// A group (tablet) as the store knows it: its id and data span.
+/// A group (tablet) as the store knows it: its id, data span (engine keys of the
+/// `Data` column family) and generation (bumped by every split).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupDesc {
     /// The group id.
@@ -70,6 +71,8 @@ pub struct GroupDesc {
     pub start: Vec<u8>,
     /// End (exclusive) of the group's data span.
     pub end: Vec<u8>,
+    /// 1 for a new group; every split of it adds one.
+    pub generation: u64,
 }
 
 impl GroupDesc {
@@ -79,8 +82,12 @@ impl GroupDesc {
         k
     }
 
+    /// `[1] generation: u64 BE, start length: u32 BE, start, end`. (The first form had
+    /// no version byte and no generation; its first byte, the top of a length, is 0.)
     fn encode(&self) -> Vec<u8> {
-        let mut out = (self.start.len() as u32).to_be_bytes().to_vec();
+        let mut out = vec![1];
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        out.extend_from_slice(&(self.start.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.start);
         out.extend_from_slice(&self.end);
         out
@@ -88,10 +95,23 @@ impl GroupDesc {
 
     fn decode(id: u64, b: &[u8]) -> Result<Self> {
         let bad = || Error::Storage(tessera_storage::Error::Corrupt("group descriptor".into()));
+        let (generation, b) = match b.first() {
+            Some(1) => {
+                let g = b.get(1..9).ok_or_else(bad)?;
+                (u64::from_be_bytes(g.try_into().expect("8")), &b[9..])
+            }
+            Some(0) => (1, b),
+            _ => return Err(bad()),
+        };
         let n = u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4")) as usize;
         let start = b.get(4..4 + n).ok_or_else(bad)?.to_vec();
         let end = b[4 + n..].to_vec();
-        Ok(GroupDesc { id, start, end })
+        Ok(GroupDesc {
+            id,
+            start,
+            end,
+            generation,
+        })
     }
 }
 
@@ -104,6 +124,8 @@ pub struct Applied {
     pub index: u64,
     /// The proposer's id of the command.
     pub id: u64,
+    /// For a split: the group's new descriptor and the new group's.
+    pub split: Option<(GroupDesc, GroupDesc)>,
 }
 
 /// Why a proposal was not accepted.
@@ -617,6 +639,11 @@ impl RaftStore {
         let mut readies = Vec::new();
         let mut early = Vec::new();
         let mut applied = Vec::new();
+        let mut created = Created {
+            engine: self.engine.clone(),
+            known: self.replicas.keys().copied().collect(),
+            new: Vec::new(),
+        };
         for (&group, r) in self.replicas.iter_mut() {
             if !r.node.has_ready() {
                 continue;
@@ -659,6 +686,7 @@ impl RaftStore {
                 rd.take_committed_entries(),
                 &mut batch,
                 &mut applied,
+                &mut created,
             )?;
             r.node.mut_store().stage_append(&mut batch, rd.entries())?;
             if let Some(hs) = rd.hs() {
@@ -692,6 +720,7 @@ impl RaftStore {
                 light.take_committed_entries(),
                 &mut batch,
                 &mut applied,
+                &mut created,
             )?;
             r.node.advance_apply();
         }
@@ -712,10 +741,80 @@ impl RaftStore {
             // Everything here is recoverable from the fsynced log: no sync needed.
             self.engine.write(batch, false)?;
         }
+        // The groups splits created have their state written: start them, and campaign
+        // where this node led the parent, so the lease usually stays here.
+        for (desc, campaign) in created.new {
+            let id = desc.id;
+            self.start_replica(desc)?;
+            if campaign {
+                self.campaign(id)?;
+            }
+        }
         self.divert_snapshots(&mut later);
         self.transport.send(later);
         Ok(applied)
     }
+}
+
+/// Groups that splits created during a Ready cycle: started (and, where this node led
+/// the parent, campaigned for) once the cycle's batches are written.
+struct Created {
+    engine: Arc<dyn Engine>,
+    /// Groups that exist here, including the ones created this cycle.
+    known: std::collections::BTreeSet<u64>,
+    /// New groups, and whether this node led the parent.
+    new: Vec<(GroupDesc, bool)>,
+}
+
+/// Apply a split of `r`'s group at a user key: the group's span ends where the new
+/// group's begins; the new group's descriptor and its initial Raft state (the parent's
+/// configuration) go in the same batch as the parent's applied index, so a crash keeps
+/// both or neither. The data stays where it is. A split key outside the span makes the
+/// split a no-op on every replica alike (they all hold the same descriptor at this
+/// index); a new group this store already has is never created twice. Returns the new
+/// descriptors of both sides.
+fn split(
+    r: &mut Replica,
+    trigger: &super::command::SplitTrigger,
+    batch: &mut WriteBatch,
+    created: &mut Created,
+) -> Result<Option<(GroupDesc, GroupDesc)>> {
+    let at = tessera_storage::mvcc::intent_key(&trigger.key);
+    if at <= r.desc.start || at >= r.desc.end || created.known.contains(&trigger.right) {
+        tracing::warn!(
+            group = r.desc.id,
+            right = trigger.right,
+            "split outside the group's span or onto a group in use ignored"
+        );
+        return Ok(None);
+    }
+    let right = GroupDesc {
+        id: trigger.right,
+        start: at.clone(),
+        end: r.desc.end.clone(),
+        generation: 1,
+    };
+    let left = GroupDesc {
+        id: r.desc.id,
+        start: r.desc.start.clone(),
+        end: at,
+        generation: r.desc.generation + 1,
+    };
+    batch.put(Cf::Local, GroupDesc::registry_key(left.id), left.encode());
+    batch.put(Cf::Local, GroupDesc::registry_key(right.id), right.encode());
+    let mut log = RaftLog::open(
+        right.id,
+        created.engine.clone(),
+        (right.start.clone(), right.end.clone()),
+    )?;
+    let cs = r.node.store().conf_state().clone();
+    log.stage_bootstrap(batch, &cs)?;
+    r.desc = left.clone();
+    created.known.insert(right.id);
+    let leads = r.node.raft.state == StateRole::Leader;
+    created.new.push((right.clone(), leads));
+    tracing::info!(left = left.id, right = right.id, "split a group");
+    Ok(Some((left, right)))
 }
 
 fn wrap(group: u64, msgs: Vec<Message>, out: &mut Vec<Envelope>) {
@@ -723,13 +822,15 @@ fn wrap(group: u64, msgs: Vec<Message>, out: &mut Vec<Envelope>) {
 }
 
 /// Apply committed entries: commands write their batch, configuration changes update
-/// the conf state; the applied index goes in the same batch.
+/// the conf state, splits cut the group (see [`split`]); the applied index goes in the
+/// same batch.
 fn apply(
     group: u64,
     r: &mut Replica,
     entries: Vec<Entry>,
     batch: &mut WriteBatch,
     applied: &mut Vec<Applied>,
+    created: &mut Created,
 ) -> Result<()> {
     let Some(last) = entries.last().map(|e| e.index) else {
         return Ok(());
@@ -742,10 +843,15 @@ fn apply(
             EntryType::EntryNormal => {
                 let cmd = Command::decode(&e.data)?;
                 batch.append(cmd.writes);
+                let split = match &cmd.split {
+                    Some(trigger) => split(r, trigger, batch, created)?,
+                    None => None,
+                };
                 applied.push(Applied {
                     group,
                     index: e.index,
                     id: cmd.id,
+                    split,
                 });
             }
             EntryType::EntryConfChange => {

@@ -178,6 +178,24 @@ impl Store {
                     self.heartbeat_local(&t, txn)?;
                     KvResponse::Done
                 }
+                KvRequest::Split { key } => {
+                    let d = self.split_at(&key, false)?;
+                    KvResponse::Split {
+                        range_id: d.range_id,
+                        start: d.start,
+                        end: d.end,
+                        generation: d.generation,
+                    }
+                }
+                KvRequest::AllocateRangeId => {
+                    let t = self.tablets.first();
+                    if self.forward_to(&t)?.is_some() {
+                        return Err(Error::NotLeaseholder {
+                            leader: t.replicator.as_ref().and_then(|r| r.leader()),
+                        });
+                    }
+                    KvResponse::RangeId(self.allocate_range_id_local(&t)?)
+                }
             })
         })();
         let answer = match answer {

@@ -39,7 +39,7 @@ use crate::remote::{KvRequest, KvResponse};
 use crate::{Error, Result};
 
 /// How often a request is routed again after a tablet refused it for a split.
-const REROUTES: usize = 8;
+pub(super) const REROUTES: usize = 8;
 
 /// How often a commit with reads on other tablets refreshes them before giving up.
 const REFRESHES: usize = 4;

@@ -151,6 +151,11 @@ pub trait Replicator: Send + Sync {
     /// The nodes holding a voting replica of the group (empty when unknown).
     fn replicas(&self) -> Vec<u64>;
 
+    /// Split the group at the user key `key`, the new group taking the id `right`;
+    /// `Ok` once applied on this node (see [`crate::replication::SplitTrigger`]). The
+    /// caller holds the latches of the part that moves.
+    fn split(&self, right: u64, key: &[u8]) -> Result<()>;
+
     /// Return once the group has confirmed (with a quorum) that nothing was committed
     /// that this node has not applied: local reads after it are not stale.
     fn read_barrier(&self) -> Result<()>;
@@ -205,12 +210,31 @@ impl Store {
     }
 
     /// Open a store whose first tablet's data writes go through `replicator` (its Raft
-    /// group).
+    /// group), or a store that is not replicated.
     pub fn open_replicated(
         engine: Arc<dyn Engine>,
         clock: Arc<Hlc>,
         config: StoreConfig,
         replicator: Option<Arc<dyn Replicator>>,
+    ) -> Result<Arc<Store>> {
+        let node = replicator.as_ref().map(|r| r.node_id()).unwrap_or(1);
+        let first = Descriptor {
+            range_id: FIRST_RANGE,
+            start: Vec::new(),
+            end: KEY_MAX.to_vec(),
+            generation: 1,
+        };
+        Self::open_tablets(engine, clock, config, node, vec![(first, replicator)])
+    }
+
+    /// Open a store of node `node` hosting `tablets` (which cover the key space), each
+    /// replicated through its replicator, if any.
+    pub fn open_tablets(
+        engine: Arc<dyn Engine>,
+        clock: Arc<Hlc>,
+        config: StoreConfig,
+        node: u64,
+        tablets: Vec<(Descriptor, Option<Arc<dyn Replicator>>)>,
     ) -> Result<Arc<Store>> {
         let epoch = match engine.get(Cf::Local, EPOCH_KEY)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v.try_into().expect("8 bytes")) + 1,
@@ -220,27 +244,22 @@ impl Store {
         b.put(Cf::Local, EPOCH_KEY.to_vec(), epoch.to_be_bytes().to_vec());
         engine.write(b, true)?;
         let low_water = clock.now();
-        tracing::info!(epoch, "store opened");
-        let node = replicator.as_ref().map(|r| r.node_id()).unwrap_or(1);
+        tracing::info!(epoch, tablets = tablets.len(), "store opened");
         let epoch = (node << 32) | (epoch & 0xFFFF_FFFF);
-        let tablets = Tablets::default();
-        let first = Descriptor {
-            range_id: FIRST_RANGE,
-            start: Vec::new(),
-            end: KEY_MAX.to_vec(),
-            generation: 1,
-        };
-        tablets.insert(Arc::new(Tablet::new(
-            first,
-            replicator,
-            TimestampCache::new(config.tscache_capacity, low_water),
-        )));
+        let map = Tablets::default();
+        for (desc, replicator) in tablets {
+            map.insert(Arc::new(Tablet::new(
+                desc,
+                replicator,
+                TimestampCache::new(config.tscache_capacity, low_water),
+            )));
+        }
         Ok(Arc::new(Store {
             engine,
             clock,
             config,
             node,
-            tablets,
+            tablets: map,
             ts_choice: Mutex::new(()),
             epoch,
             peers: RwLock::new(None),

@@ -82,6 +82,25 @@ impl Descriptor {
     }
 }
 
+impl Descriptor {
+    /// The descriptor of a Raft group's tablet: its engine span read back as user keys.
+    pub fn from_group(g: &crate::replication::GroupDesc) -> crate::Result<Descriptor> {
+        let user = |k: &[u8]| -> crate::Result<Vec<u8>> {
+            Ok(if k.is_empty() || k == KEY_MAX {
+                k.to_vec()
+            } else {
+                mvcc::decode_key(k)?.0
+            })
+        };
+        Ok(Descriptor {
+            range_id: g.id,
+            start: user(&g.start)?,
+            end: user(&g.end)?,
+            generation: g.generation,
+        })
+    }
+}
+
 /// One tablet on this store.
 pub(crate) struct Tablet {
     pub desc: RwLock<Descriptor>,
@@ -148,6 +167,15 @@ impl Tablets {
             .next_back()
             .map(|(_, t)| t.clone())
             .expect("the tablets cover the key space")
+    }
+
+    /// The tablet with range id `id`, if this store hosts it.
+    pub fn by_id(&self, id: u64) -> Option<Arc<Tablet>> {
+        self.by_start
+            .read()
+            .values()
+            .find(|t| t.range_id() == id)
+            .cloned()
     }
 
     /// Every tablet, in key order.

@@ -123,6 +123,7 @@ pub fn group(id: u64) -> GroupDesc {
         id,
         start: vec![id as u8],
         end: vec![id as u8 + 1],
+        generation: 1,
     }
 }
 
@@ -135,7 +136,11 @@ pub fn key(g: u64, i: u64) -> Vec<u8> {
 pub fn put_cmd(g: u64, i: u64) -> Command {
     let mut writes = WriteBatch::new();
     writes.put(Cf::Data, key(g, i), format!("value{i}").into_bytes());
-    Command { id: i, writes }
+    Command {
+        id: i,
+        writes,
+        split: None,
+    }
 }
 
 impl Cluster {

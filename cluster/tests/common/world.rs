@@ -74,7 +74,14 @@ impl Replicator for SimReplicator {
         c.stores
             .get_mut(&self.node)
             .unwrap()
-            .propose(GROUP, &Command { id, writes })
+            .propose(
+                GROUP,
+                &Command {
+                    id,
+                    writes,
+                    split: None,
+                },
+            )
             .map_err(not_leader)?;
         let node = self.node;
         if c.run_until(PATIENCE, |c| c.applied_ids(node, GROUP).contains(&id)) {
@@ -99,6 +106,12 @@ impl Replicator for SimReplicator {
         self.sim.lock().stores[&self.node]
             .leaseholder(GROUP)
             .map(|(l, _)| l)
+    }
+
+    fn split(&self, _right: u64, _key: &[u8]) -> Result<()> {
+        Err(tessera_cluster::Error::Unsupported(
+            "splits in the simulation".into(),
+        ))
     }
 
     fn replicas(&self) -> Vec<u64> {
@@ -169,6 +182,7 @@ impl World {
             id: GROUP,
             start: Vec::new(),
             end: vec![0xFF, 0xFF, 0xFF, 0xFF],
+            generation: 1,
         };
         // Elections at fixed timeouts: raft-rs draws its jitter from an unseeded
         // generator, and the world must replay exactly from its seed.
