@@ -31,6 +31,7 @@ mod params;
 mod pg_catalog;
 mod plan_rewrite;
 mod provider;
+mod ranges;
 mod result_columns;
 mod sequence;
 mod session;

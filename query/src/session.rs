@@ -162,6 +162,11 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// The words of a `SHOW` statement's variable, lower-cased.
+pub(crate) fn words(variable: &[ast::Ident]) -> Vec<String> {
+    variable.iter().map(|i| i.value.to_lowercase()).collect()
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let sql = copy_booleans(sql);
@@ -304,6 +309,13 @@ impl Session {
         let stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => {
+                // Statements of tessera's own that sqlparser does not know.
+                if let Some(split) = crate::ranges::parse_split(sql) {
+                    return match split {
+                        Ok(split) => vec![self.split_at(split).await],
+                        Err(e) => vec![Err(e)],
+                    };
+                }
                 if self.state == TxnState::Open {
                     self.state = TxnState::Failed;
                 }
@@ -529,6 +541,11 @@ impl Session {
                     _ => None,
                 }
             }
+            Statement::ShowVariable { variable }
+                if crate::ranges::show_filter(&words(variable)).is_some() =>
+            {
+                Some(crate::ranges::ranges_schema())
+            }
             Statement::ShowVariable { variable } => {
                 let name = variable
                     .iter()
@@ -629,6 +646,19 @@ impl Session {
                 .map_err(Error::from)?;
         }
         crate::pg_catalog::register(&self.ctx, &catalog, &self.info, &self.catalog_facts)?;
+        let internal = datafusion::catalog::MemorySchemaProvider::new();
+        datafusion::catalog::SchemaProvider::register_table(
+            &internal,
+            "ranges".into(),
+            Arc::new(crate::ranges::RangesTable::new(
+                self.node.db.store().clone(),
+                catalog.clone(),
+            )),
+        )?;
+        self.ctx
+            .catalog("tessera")
+            .ok_or_else(|| Error::internal("no tessera catalog"))?
+            .register_schema("tessera_internal", Arc::new(internal))?;
         *self.seq.catalog.lock() = catalog.clone();
         self.registered = Some(catalog.clone());
         Ok(catalog)

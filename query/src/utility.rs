@@ -229,6 +229,13 @@ impl Session {
     pub(crate) fn run_utility(&mut self, stmt: &Statement) -> Result<Output> {
         match stmt {
             Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable }
+                if crate::ranges::show_filter(&crate::session::words(variable)).is_some() =>
+            {
+                let filter = crate::ranges::show_filter(&crate::session::words(variable))
+                    .expect("checked")?;
+                self.show_ranges(filter)
+            }
             Statement::ShowVariable { variable } => {
                 let name = variable
                     .iter()
