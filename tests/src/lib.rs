@@ -42,12 +42,23 @@ pub fn package_dir() -> PathBuf {
 }
 
 /// A free loopback port (bound then released).
+/// Never the same port twice in one test process: tests start nodes concurrently, and
+/// a port released here could otherwise be handed to two of them (one then talks to the
+/// other's listener).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
 }
 
 /// One running `tessera` process with its own store: a single-node cluster, or a member

@@ -399,3 +399,83 @@ async fn a_partitioned_node_returns_errors_not_stale_data() {
     );
     assert_eq!(count(&nodes[cut]).await, 10);
 }
+
+/// `count`, retried while a tablet has no leaseholder yet (40001) after a failure.
+async fn count_settled(node: &Node) -> i64 {
+    serving(node).await;
+    let c = node.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.query_one("SELECT count(*) FROM kv", &[]).await {
+            Ok(r) => return r.get(0),
+            Err(e)
+                if tessera_tests::sqlstate(&e).as_deref() == Some("40001")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("count: {e:?}"),
+        }
+    }
+}
+
+/// The ranges of the cluster (the first one holds the system keys and the start of
+/// `kv`), as `SHOW RANGES` has them.
+async fn kv_ranges(node: &Node) -> Vec<(i64, String, Vec<i64>, Option<i64>)> {
+    serving(node).await;
+    node.connect()
+        .await
+        .query(
+            "SELECT range_id, start_key, replicas, lease_holder FROM tessera_internal.ranges \
+             ORDER BY start_key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+/// A split through a node that does not hold the lease is served by the leaseholder;
+/// the new tablet is a Raft group on all three nodes; rows on both sides are written
+/// through every node, and survive `kill -9` of the leaseholder's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_tablet_is_replicated_and_survives_losing_the_leaseholder() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut nodes = start_cluster(&[]).await;
+    create_kv(&nodes[0]).await;
+    wait_promoted(&nodes[0]);
+    insert(&nodes[0], 1..=10).await;
+    serving(&nodes[2]).await;
+    let split = nodes[2]
+        .connect()
+        .await
+        .simple_query("ALTER TABLE kv SPLIT AT VALUES (100)")
+        .await;
+    assert!(split.is_ok(), "{split:?}");
+    let ranges = kv_ranges(&nodes[1]).await;
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[1].1, "/Table/kv/1/100");
+    for (_, _, replicas, _) in &ranges {
+        assert_eq!(replicas, &vec![1, 2, 3], "{ranges:?}");
+    }
+    // Both sides take writes through every node.
+    insert(&nodes[1], 101..=110).await;
+    insert(&nodes[2], 11..=20).await;
+    insert(&nodes[2], 111..=120).await;
+    for n in &nodes {
+        assert_eq!(count_settled(n).await, 40);
+    }
+    nodes[0].kill9();
+    assert_eq!(count_settled(&nodes[1]).await, 40, "acknowledged rows lost");
+    insert(&nodes[1], 21..=25).await;
+    insert(&nodes[2], 121..=125).await;
+    assert_eq!(count_settled(&nodes[2]).await, 50);
+    let after = kv_ranges(&nodes[2]).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|(_, _, _, l)| l.is_some_and(|l| l != 1)),
+        "{after:?}"
+    );
+}
