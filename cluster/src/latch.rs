@@ -60,6 +60,16 @@ impl Span {
         }
     }
 
+    /// The first key of the span.
+    pub(crate) fn start(&self) -> &[u8] {
+        &self.start
+    }
+
+    /// The end (exclusive) of the span.
+    pub(crate) fn end(&self) -> &[u8] {
+        &self.end
+    }
+
     fn conflicts(&self, other: &Span) -> bool {
         (self.access == Access::Write || other.access == Access::Write)
             && self.start < other.end

@@ -541,20 +541,16 @@ impl Session {
                     _ => None,
                 }
             }
-            Statement::ShowVariable { variable }
-                if crate::ranges::show_filter(&words(variable)).is_some() =>
-            {
-                Some(crate::ranges::ranges_schema())
-            }
             Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Some(crate::types::schema_of(
-                    [(name.as_str(), crate::types::SqlType::Text, false)].into_iter(),
-                ))
+                let words = words(variable);
+                if crate::ranges::show_filter(&words).is_some() {
+                    Some(crate::ranges::ranges_schema())
+                } else {
+                    let name = words.join(" ");
+                    Some(crate::types::schema_of(
+                        [(name.as_str(), crate::types::SqlType::Text, false)].into_iter(),
+                    ))
+                }
             }
             _ => None,
         };

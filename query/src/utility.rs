@@ -229,19 +229,12 @@ impl Session {
     pub(crate) fn run_utility(&mut self, stmt: &Statement) -> Result<Output> {
         match stmt {
             Statement::Set(set) => self.set(set),
-            Statement::ShowVariable { variable }
-                if crate::ranges::show_filter(&crate::session::words(variable)).is_some() =>
-            {
-                let filter = crate::ranges::show_filter(&crate::session::words(variable))
-                    .expect("checked")?;
-                self.show_ranges(filter)
-            }
             Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let words = crate::session::words(variable);
+                if let Some(filter) = crate::ranges::show_filter(&words) {
+                    return self.show_ranges(filter?);
+                }
+                let name = words.join(" ");
                 let name = match name.as_str() {
                     "transaction isolation level" => "transaction_isolation".to_string(),
                     "time zone" => "timezone".to_string(),

@@ -68,8 +68,6 @@ impl Store {
                     Span::range(mvcc::MVCC_START, &end, Access::Write),
                     Span::key(GcThreshold::KEY, Access::Write),
                 ],
-                GcThreshold::KEY,
-                &end,
             )?;
             let raised = threshold.max(GcThreshold::read(&*self.engine)?);
             GcThreshold::put(&mut batch, raised);

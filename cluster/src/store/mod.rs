@@ -392,19 +392,19 @@ impl Store {
         self.tablets.for_key(key).tscache.lock().max_read_point(key)
     }
 
-    /// Take `spans` on `t` and check that `t` still owns `[start, end)`: a split may
-    /// have moved the keys between routing and latching (see [`tablet`]).
-    fn latch<'a>(
-        t: &'a Tablet,
-        spans: Vec<Span>,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<crate::latch::Guard<'a>> {
+    /// Take `spans` on `t` and check that `t` still owns all of them: a split may have
+    /// moved the keys between routing and latching (see [`tablet`]). The GC threshold's
+    /// latch is every tablet's own bookkeeping, not a claim on the key.
+    fn latch(t: &Tablet, spans: Vec<Span>) -> Result<crate::latch::Guard<'_>> {
+        let owned = spans.iter().filter(|s| s.start() != GcThreshold::KEY);
+        let lo = owned.clone().map(|s| s.start()).min().map(<[u8]>::to_vec);
+        let hi = owned.map(|s| s.end()).max().map(<[u8]>::to_vec);
         let guard = t.latches.acquire(spans);
-        if !t.desc.read().contains_span(start, end) {
-            return Err(Error::RangeKeyMismatch {
-                key: start.to_vec(),
-            });
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            // Tablets are contiguous: owning the bounds is owning every span.
+            if !t.desc.read().contains_span(&lo, &hi) {
+                return Err(Error::RangeKeyMismatch { key: lo });
+            }
         }
         Ok(guard)
     }
@@ -431,8 +431,6 @@ impl Store {
                 Span::range(start, end, Access::Read),
                 Span::key(GcThreshold::KEY, Access::Read),
             ],
-            start,
-            end,
         )?;
         self.check_gc(t, read_ts)?;
         let status = |t| self.status(t);
@@ -470,15 +468,15 @@ impl Store {
         to: Timestamp,
         spans: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<()> {
-        let Some((lo, hi)) = bounds(spans) else {
+        if spans.is_empty() {
             return Ok(());
-        };
+        }
         let mut latched: Vec<Span> = spans
             .iter()
             .map(|(a, b)| Span::range(a, b, Access::Read))
             .collect();
         latched.push(Span::key(GcThreshold::KEY, Access::Read));
-        let _latched = Self::latch(t, latched, &lo, &hi)?;
+        let _latched = Self::latch(t, latched)?;
         self.check_gc(t, read_ts)?;
         let status = |t| self.status(t);
         let view = ReadView {
@@ -547,12 +545,7 @@ impl Store {
             let record = TxnRecord::key(txn);
             spans.push(Span::key(&record, Access::Write));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let last = [
-                chunk.last().expect("chunks are not empty").0.as_slice(),
-                &[0],
-            ]
-            .concat();
-            let _latched = Self::latch(t, spans, &record, &last)?;
+            let _latched = Self::latch(t, spans)?;
             let pushed = Mutex::new(Vec::new());
             let now = || self.clock.now();
             let status = |x| self.status_for_write(t, x, now(), &pushed);
@@ -619,23 +612,15 @@ impl Store {
         self.check_lease(t);
         let record = TxnRecord::key(txn);
         let keys = writes.keys().chain(flushed.iter());
-        let (lo, hi) = bounds(
-            keys.clone()
-                .map(|k| (k.clone(), [k.as_slice(), &[0]].concat()))
-                .chain(reads.iter().cloned())
-                .chain(
-                    (!flushed.is_empty()).then(|| (record.clone(), [&record[..], &[0]].concat())),
-                )
-                .collect::<Vec<_>>()
-                .as_slice(),
-        )
-        .expect("a commit writes");
         let commit_ts = {
             let mut spans: Vec<Span> = keys.clone().map(|k| Span::key(k, Access::Write)).collect();
-            spans.push(Span::key(&record, Access::Write));
+            if !flushed.is_empty() {
+                // The record is written only by a transaction with intents.
+                spans.push(Span::key(&record, Access::Write));
+            }
             spans.extend(reads.iter().map(|(a, b)| Span::range(a, b, Access::Read)));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let _latched = Self::latch(t, spans, &lo, &hi)?;
+            let _latched = Self::latch(t, spans)?;
             // History below the threshold may be gone: reads and writes could not be
             // validated against it.
             self.check_gc(t, read_ts)?;
@@ -717,7 +702,7 @@ impl Store {
         let outcome = {
             let key = TxnRecord::key(txn);
             let record = Span::key(&key, Access::Write);
-            let _latched = Self::latch(t, vec![record], &key, &[&key[..], &[0]].concat())?;
+            let _latched = Self::latch(t, vec![record])?;
             match TxnRecord::read(&*self.engine, txn)? {
                 TxnStatus::Committed(ts) => Some(ts),
                 TxnStatus::Pending | TxnStatus::Aborted => {
@@ -744,9 +729,7 @@ impl Store {
         let size = |k: &&Vec<u8>| 2 * k.len() + 64;
         for chunk in chunks(keys.iter(), size, self.config.intent_batch_bytes) {
             let spans = chunk.iter().map(|k| Span::key(k, Access::Write)).collect();
-            let first = chunk.iter().min().expect("chunks are not empty");
-            let last = [chunk.iter().max().expect("not empty").as_slice(), &[0]].concat();
-            let _latched = Self::latch(t, spans, first, &last)?;
+            let _latched = Self::latch(t, spans)?;
             let mut batch = WriteBatch::new();
             for key in chunk {
                 mvcc::resolve_intent(&*self.engine, &mut batch, key, txn, commit_ts)?;
@@ -764,13 +747,6 @@ pub(crate) enum Commit {
     Committed(Timestamp),
     /// Not committed: the fixed commit timestamp must move up to this one.
     Pushed(Timestamp),
-}
-
-/// The smallest span covering every span of `spans` (`None` when there are none).
-fn bounds(spans: &[(Vec<u8>, Vec<u8>)]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let lo = spans.iter().map(|(a, _)| a).min()?.clone();
-    let hi = spans.iter().map(|(_, b)| b).max()?.clone();
-    Some((lo, hi))
 }
 
 /// Cut `items` into chunks of about `bound` bytes each (by `size`), never empty.

@@ -44,7 +44,7 @@ impl Store {
     pub(super) fn heartbeat_local(&self, t: &Tablet, txn: TxnId) -> Result<()> {
         let key = TxnRecord::key(txn);
         let record = Span::key(&key, Access::Write);
-        let _latched = Self::latch(t, vec![record], &key, &[&key[..], &[0]].concat())?;
+        let _latched = Self::latch(t, vec![record])?;
         match self.status(txn)? {
             TxnStatus::Pending => {
                 let mut b = WriteBatch::new();

@@ -148,13 +148,7 @@ impl Store {
     }
 
     pub(super) fn allocate_range_id_local(&self, t: &Tablet) -> Result<u64> {
-        let end = [RANGE_ID_KEY, &[0]].concat();
-        let _latched = Self::latch(
-            t,
-            vec![Span::key(RANGE_ID_KEY, Access::Write)],
-            RANGE_ID_KEY,
-            &end,
-        )?;
+        let _latched = Self::latch(t, vec![Span::key(RANGE_ID_KEY, Access::Write)])?;
         self.check_lease(t);
         let last = match self.engine.get(Cf::Data, RANGE_ID_KEY)? {
             Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
