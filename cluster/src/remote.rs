@@ -36,8 +36,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tessera_storage::mvcc::TxnStatus;
 use tessera_storage::Timestamp;
 
+use crate::store::Push;
 use crate::{frame, Error, Result};
 
 /// One KV operation sent to the leaseholder.
@@ -67,6 +69,8 @@ pub(crate) enum KvRequest {
         reads: Vec<(Vec<u8>, Vec<u8>)>,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: Vec<Vec<u8>>,
+        /// Whether the transaction has a record (on this tablet) to mark committed.
+        record: bool,
         /// The fixed commit timestamp when reads on other tablets were refreshed to it.
         at: Option<Timestamp>,
     },
@@ -81,9 +85,21 @@ pub(crate) enum KvRequest {
         txn: u128,
         flushed: Vec<Vec<u8>>,
     },
-    /// Renew the heartbeat of a pending transaction's record.
+    /// Renew the heartbeat of a pending transaction's record (creating it if absent).
     Heartbeat {
         txn: u128,
+    },
+    /// Push a transaction through its record (sent to the record's leaseholder).
+    Push {
+        txn: u128,
+        push: Push,
+    },
+    /// Resolve `txn`'s intents on `keys` (one tablet's): committed at the timestamp, or
+    /// removed.
+    Resolve {
+        txn: u128,
+        keys: Vec<Vec<u8>>,
+        commit_ts: Option<Timestamp>,
     },
     /// Split the tablet holding `key` at `key` (sent to that tablet's leaseholder).
     Split {
@@ -102,6 +118,10 @@ pub(crate) enum KvResponse {
         observed: Timestamp,
     },
     Done,
+    /// Intents written; the highest timestamp among them.
+    Flushed(Timestamp),
+    /// A transaction's status, as its record says.
+    Status(TxnStatus),
     Committed(Timestamp),
     /// Not committed: a commit at a fixed timestamp would have to move up to this one.
     Pushed(Timestamp),
@@ -335,6 +355,7 @@ mod tests {
                 reads: vec![(b"a".to_vec(), b"b".to_vec())],
                 writes: writes.clone(),
                 flushed: vec![b"f".to_vec()],
+                record: true,
                 at: Some(Timestamp::new(10, 0)),
             },
             KvRequest::Refresh {
@@ -353,6 +374,19 @@ mod tests {
                 flushed: vec![],
             },
             KvRequest::Heartbeat { txn: 6 << 80 },
+            KvRequest::Push {
+                txn: 8,
+                push: Push::Timestamp(Timestamp::new(12, 1)),
+            },
+            KvRequest::Push {
+                txn: 8,
+                push: Push::Abort,
+            },
+            KvRequest::Resolve {
+                txn: 9,
+                keys: vec![b"k".to_vec()],
+                commit_ts: Some(Timestamp::new(13, 0)),
+            },
         ];
         for r in reqs {
             let b = seal(Timestamp::new(11, 3), &r);

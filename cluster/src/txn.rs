@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tessera_storage::mvcc::TxnId;
 use tessera_storage::Timestamp;
 
-use crate::store::{Uncertainty, KEY_MAX};
+use crate::store::{Intents, Uncertainty, KEY_MAX};
 use crate::{Error, Result, Store};
 
 /// Options for a new transaction.
@@ -58,7 +58,7 @@ impl Db {
             has_read: false,
             writes: BTreeMap::new(),
             write_bytes: 0,
-            flushed: Vec::new(),
+            intents: Intents::default(),
             reads: Vec::new(),
             state: State::Open,
             confirmed: BTreeSet::new(),
@@ -84,7 +84,8 @@ pub struct Txn {
     has_read: bool,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     write_bytes: usize,
-    flushed: Vec<Vec<u8>>,
+    /// What went out to the tablets before the commit.
+    intents: Intents,
     reads: Vec<(Vec<u8>, Vec<u8>)>,
     state: State,
     /// The tablets that confirmed this node may read them locally (once per
@@ -113,7 +114,7 @@ impl Txn {
 
     /// Whether the transaction has buffered or flushed any write.
     pub fn has_writes(&self) -> bool {
-        !self.writes.is_empty() || !self.flushed.is_empty()
+        !self.writes.is_empty() || !self.intents.keys.is_empty()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -270,10 +271,8 @@ impl Txn {
     fn flush(&mut self) -> Result<()> {
         let writes = std::mem::take(&mut self.writes);
         self.write_bytes = 0;
-        let result = self.store.flush_intents(self.id, self.read_ts, &writes);
-        // Record keys even on failure: some intents may have landed and need removal.
-        self.flushed.extend(writes.into_keys());
-        result
+        self.store
+            .flush_intents(self.id, self.read_ts, &writes, &mut self.intents)
     }
 
     /// A point to roll back to with [`Txn::rollback_to`].
@@ -282,7 +281,7 @@ impl Txn {
         Ok(Savepoint {
             writes: self.writes.clone(),
             write_bytes: self.write_bytes,
-            flushed_len: self.flushed.len(),
+            flushed_len: self.intents.keys.len(),
         })
     }
 
@@ -290,7 +289,7 @@ impl Txn {
     /// undone individually: rolling back past a flush is refused as not supported.
     pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<bool> {
         self.check_open()?;
-        if self.flushed.len() != sp.flushed_len {
+        if self.intents.keys.len() != sp.flushed_len {
             return Ok(false);
         }
         self.writes = sp.writes.clone();
@@ -308,7 +307,7 @@ impl Txn {
             self.read_ts,
             &self.reads,
             &self.writes,
-            &self.flushed,
+            &mut self.intents,
         );
         match result {
             Ok(ts) => {
@@ -340,7 +339,7 @@ impl Txn {
         self.writes.clear();
         self.store.end(self.id, self.read_ts);
         self.store
-            .abort(self.id, &std::mem::take(&mut self.flushed))
+            .abort(self.id, &std::mem::take(&mut self.intents))
     }
 }
 

@@ -1,6 +1,6 @@
 //! A store cut into several tablets: routing, snapshots across tablets, commits whose
-//! reads lie on other tablets than their writes, and what is refused until the
-//! distributed commit exists.
+//! reads lie on other tablets than their writes, and splits under load. Commits that
+//! write several tablets are in `distributed.rs`.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::TestEngine;
-use tessera_cluster::{Db, Error, Hlc, ManualClock, Store, StoreConfig, TxnOptions, FIRST_RANGE};
+use tessera_cluster::{Db, Hlc, ManualClock, Store, StoreConfig, TxnOptions, FIRST_RANGE};
 
 /// A store over a test engine with no clock uncertainty, split at `\x10m`.
 fn split_store() -> Db {
@@ -145,50 +145,11 @@ fn a_split_keeps_the_read_history() {
     assert!(store.read_timestamp(RIGHT) >= read_at);
 }
 
-/// Claim: a transaction that writes to both tablets is refused as not supported yet,
-/// and nothing of it is written.
-#[test]
-fn writes_to_two_tablets_are_refused_and_leave_nothing() {
-    let db = split_store();
-    let mut t = db.begin(TxnOptions::default());
-    t.put(LEFT.to_vec(), b"l".to_vec()).unwrap();
-    t.put(RIGHT.to_vec(), b"r".to_vec()).unwrap();
-    let err = t.commit().unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err}");
-    let mut check = db.begin(TxnOptions::default());
-    assert_eq!(check.get(LEFT).unwrap(), None);
-    assert_eq!(check.get(RIGHT).unwrap(), None);
-}
-
-/// Claim: a transaction whose writes outgrow the buffer on another tablet than the
-/// first is refused as not supported yet (its intents would need a record there).
-#[test]
-fn a_large_transaction_outside_the_first_tablet_is_refused() {
-    let db = split_store();
-    let mut t = db.begin(TxnOptions::default());
-    let mut failed = None;
-    for i in 0..100 {
-        if let Err(e) = t.put(format!("\x10x{i:04}").into_bytes(), vec![7; 64]) {
-            failed = Some(e);
-            break;
-        }
-    }
-    let err = failed.expect("the write buffer overflowed");
-    assert!(matches!(err, Error::Unsupported(_)), "{err}");
-    // On the first tablet the same transaction works.
-    let mut t = db.begin(TxnOptions::default());
-    for i in 0..100 {
-        t.put(format!("\x10a{i:04}").into_bytes(), vec![7; 64])
-            .unwrap();
-    }
-    t.commit().unwrap();
-}
-
 /// Claim: splits that run while transactions read and commit lose nothing: requests
 /// that reach a tablet after its keys moved are routed again. Threads move units
-/// between accounts on one side of the key space (so each commit writes one tablet,
-/// whatever the splits do, and reads across them) while the main thread splits; the
-/// total is conserved and every account is readable.
+/// between neighbouring accounts (one tablet, or two once a split falls between them)
+/// and read them all while the main thread splits; the total is conserved and every
+/// account is readable.
 #[test]
 fn splits_under_load_lose_nothing() {
     let engine = Arc::new(TestEngine::default());
@@ -217,8 +178,6 @@ fn splits_under_load_lose_nothing() {
             std::thread::spawn(move || {
                 let mut committed = 0;
                 for n in 0..150u32 {
-                    // Two accounts next to each other: one tablet unless a split
-                    // falls between them, then a refused commit that writes nothing.
                     let a = (w * 13 + n * 7) % (ACCOUNTS - 1);
                     let (from, to) = (account(a), account(a + 1));
                     let mut t = db.begin(TxnOptions::default());
@@ -238,7 +197,6 @@ fn splits_under_load_lose_nothing() {
                     })();
                     match result {
                         Ok(_) => committed += 1,
-                        Err(Error::Unsupported(_)) => {}
                         Err(e) => assert!(e.is_retryable(), "{e}"),
                     }
                 }

@@ -48,7 +48,7 @@ use crate::{Cf, Engine, Error, Result, Timestamp, WriteBatch};
 pub type TxnId = u128;
 
 /// The fate of a transaction as recorded in its transaction record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnStatus {
     /// Still running (or abandoned without a record of its end).
     Pending,
@@ -84,19 +84,38 @@ impl TxnRecord {
         }
     }
 
-    /// Encode a pending record whose coordinator was last heard from at `heartbeat`.
-    pub fn encode_heartbeat(heartbeat: Timestamp) -> Vec<u8> {
-        [&[0u8][..], &heartbeat.encode()].concat()
+    /// Encode a pending record whose coordinator was last heard from at `heartbeat` and
+    /// that may not commit below `pushed` (readers that met its intents above their
+    /// timestamps raised it; [`Timestamp::ZERO`]: never pushed).
+    pub fn encode_pending(heartbeat: Timestamp, pushed: Timestamp) -> Vec<u8> {
+        let mut out = vec![0u8];
+        out.extend_from_slice(&heartbeat.encode());
+        if pushed != Timestamp::ZERO {
+            out.extend_from_slice(&pushed.encode());
+        }
+        out
     }
 
     /// When the coordinator of a pending transaction was last heard from: `None` when
     /// there is no record, it is not pending, or it carries no heartbeat.
     pub fn heartbeat(engine: &dyn Engine, txn: TxnId) -> Result<Option<Timestamp>> {
         Ok(match engine.get(Cf::Data, &Self::key(txn))? {
-            Some(v) if v.first() == Some(&0) && v.len() > 1 => {
-                Some(Timestamp::decode(&v[1..]).ok_or_else(|| corrupt("txn record heartbeat"))?)
-            }
+            Some(v) if v.first() == Some(&0) && v.len() > 1 => Some(
+                Timestamp::decode(&v[1..13.min(v.len())])
+                    .ok_or_else(|| corrupt("txn record heartbeat"))?,
+            ),
             _ => None,
+        })
+    }
+
+    /// The lowest timestamp a pending transaction may still commit at, as raised by
+    /// pushes ([`Timestamp::ZERO`] when never pushed or not pending).
+    pub fn pushed(engine: &dyn Engine, txn: TxnId) -> Result<Timestamp> {
+        Ok(match engine.get(Cf::Data, &Self::key(txn))? {
+            Some(v) if v.first() == Some(&0) && v.len() > 13 => {
+                Timestamp::decode(&v[13..]).ok_or_else(|| corrupt("txn record push"))?
+            }
+            _ => Timestamp::ZERO,
         })
     }
 
@@ -323,8 +342,9 @@ pub struct ReadView<'a> {
     /// Committed writes in `(read_ts, uncertainty_limit]` make the read uncertain (a
     /// limit at or below `read_ts`: no uncertainty).
     pub uncertainty_limit: Timestamp,
-    /// Looks up the status of a transaction that owns a foreign intent.
-    pub status: &'a dyn Fn(TxnId) -> Result<TxnStatus>,
+    /// Looks up the status of a transaction that owns a foreign intent, given the
+    /// intent's timestamp.
+    pub status: &'a dyn Fn(TxnId, Timestamp) -> Result<TxnStatus>,
 }
 
 impl ReadView<'_> {
@@ -334,7 +354,7 @@ impl ReadView<'_> {
         if Some(intent.txn) == self.txn {
             return Ok(Some(intent.value));
         }
-        match (self.status)(intent.txn)? {
+        match (self.status)(intent.txn, intent.ts)? {
             TxnStatus::Committed(ts) if ts <= self.read_ts => Ok(Some(intent.value)),
             TxnStatus::Committed(ts) => {
                 self.check_uncertain(key, ts)?;
@@ -437,7 +457,7 @@ pub fn find_conflict(
                 if Some(intent.txn) == view.txn {
                     None
                 } else {
-                    match (view.status)(intent.txn)? {
+                    match (view.status)(intent.txn, intent.ts)? {
                         TxnStatus::Aborted => None,
                         TxnStatus::Committed(ts) if ts <= view.read_ts => None,
                         _ => Some(ConflictKind::Intent(intent.txn)),
@@ -514,7 +534,7 @@ pub fn prepare_write(
         return Ok(None);
     };
     if Some(intent.txn) != view.txn {
-        match (view.status)(intent.txn)? {
+        match (view.status)(intent.txn, intent.ts)? {
             TxnStatus::Committed(ts) if ts <= view.read_ts => {
                 put_version(batch, key, ts, intent.value.as_deref())
             }
@@ -583,5 +603,26 @@ mod tests {
         );
         assert_eq!(decode_key(&next).unwrap(), (b"a\0".to_vec(), None));
         assert!(intent_key(b"a") < intent_key(b"ab"));
+    }
+
+    #[test]
+    fn a_pending_record_keeps_its_heartbeat_and_push() {
+        let engine = crate::MemoryEngine::default();
+        let txn = 7;
+        let put = |v: Vec<u8>| {
+            let mut b = WriteBatch::new();
+            b.put(Cf::Data, TxnRecord::key(txn), v);
+            engine.write(b, true).unwrap();
+        };
+        let (hb, pushed) = (Timestamp::new(5, 1), Timestamp::new(9, 2));
+        put(TxnRecord::encode_pending(hb, Timestamp::ZERO));
+        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+        put(TxnRecord::encode_pending(hb, pushed));
+        assert_eq!(TxnRecord::read(&engine, txn).unwrap(), TxnStatus::Pending);
+        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), pushed);
+        put(TxnRecord::encode(TxnStatus::Committed(pushed)));
+        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
     }
 }

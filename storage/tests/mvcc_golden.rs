@@ -54,7 +54,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
             }
         }
         let txn: Option<u128> = opts.get("txn").map(|t| t.parse().unwrap());
-        let status = |id: u128| TxnRecord::read(engine, id);
+        let status = |id: u128, _: Timestamp| TxnRecord::read(engine, id);
         let uncertain = |read_ts| opts.get("uncertain").map_or(read_ts, |u| ts(u));
         let mut batch = WriteBatch::new();
         let result = match words[0] {

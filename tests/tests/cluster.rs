@@ -109,6 +109,25 @@ fn wait_promoted(first: &Node) {
     wait_for_log(first, &["node=2 change=AddNode", "node=3 change=AddNode"]);
 }
 
+/// Insert `keys` in one statement (one transaction), retrying conflicts.
+async fn insert_together(node: &Node, keys: &[i32]) {
+    serving(node).await;
+    let c = node.connect().await;
+    let values: Vec<String> = keys.iter().map(|k| format!("({k}, 'v')")).collect();
+    let sql = format!("INSERT INTO kv VALUES {}", values.join(", "));
+    let mut tries = 0;
+    loop {
+        match c.batch_execute(&sql).await {
+            Ok(_) => return,
+            Err(e) if tessera_tests::sqlstate(&e).as_deref() == Some("40001") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("insert {keys:?}: {e:?}"),
+        }
+    }
+}
+
 async fn create_kv(node: &Node) {
     node.connect()
         .await
@@ -464,14 +483,20 @@ async fn a_split_tablet_is_replicated_and_survives_losing_the_leaseholder() {
     insert(&nodes[1], 101..=110).await;
     insert(&nodes[2], 11..=20).await;
     insert(&nodes[2], 111..=120).await;
+    // And transactions that write both, through every node.
+    for (i, n) in nodes.iter().enumerate() {
+        let k = 26 + i as i32;
+        insert_together(n, &[k, k + 100]).await;
+    }
     for n in &nodes {
-        assert_eq!(count_settled(n).await, 40);
+        assert_eq!(count_settled(n).await, 46);
     }
     nodes[0].kill9();
-    assert_eq!(count_settled(&nodes[1]).await, 40, "acknowledged rows lost");
+    assert_eq!(count_settled(&nodes[1]).await, 46, "acknowledged rows lost");
     insert(&nodes[1], 21..=25).await;
     insert(&nodes[2], 121..=125).await;
-    assert_eq!(count_settled(&nodes[2]).await, 50);
+    insert_together(&nodes[1], &[29, 129]).await;
+    assert_eq!(count_settled(&nodes[2]).await, 58);
     let after = kv_ranges(&nodes[2]).await;
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(

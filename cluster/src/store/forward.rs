@@ -3,10 +3,8 @@
 
 use tessera_storage::Timestamp;
 
-use tessera_storage::mvcc::TxnRecord;
-
 use super::tablet::Tablet;
-use super::{Commit, Store};
+use super::{Commit, CommitPart, Store};
 use crate::remote::{self, KvRequest, KvResponse};
 use crate::{Error, Result};
 
@@ -134,9 +132,10 @@ impl Store {
                     read_ts,
                     writes,
                 } => {
-                    let t = self.intent_tablet(writes.keys())?;
-                    self.flush_intents_local(&t, txn, read_ts, &writes)?;
-                    KvResponse::Done
+                    let first = writes.keys().next().map_or(&[][..], |k| k.as_slice());
+                    let t = self.tablets.for_key(first);
+                    self.clock.update(read_ts);
+                    KvResponse::Flushed(self.flush_intents_local(&t, txn, read_ts, &writes)?)
                 }
                 KvRequest::Commit {
                     txn,
@@ -144,14 +143,24 @@ impl Store {
                     reads,
                     writes,
                     flushed,
+                    record,
                     at,
                 } => {
                     self.clock.update(read_ts);
-                    let first = writes.keys().chain(flushed.iter()).next();
-                    let t = self
-                        .tablets
-                        .for_key(first.map_or(&[][..], |k| k.as_slice()));
-                    match self.commit_local(&t, txn, read_ts, &reads, &writes, &flushed, at)? {
+                    let t = match writes.keys().chain(flushed.iter()).next() {
+                        _ if record => self.record_tablet(txn),
+                        Some(first) => self.tablets.for_key(first),
+                        None => self.tablets.first(),
+                    };
+                    let part = CommitPart {
+                        txn,
+                        read_ts,
+                        reads: &reads,
+                        writes: &writes,
+                        flushed: &flushed,
+                        record,
+                    };
+                    match self.commit_local(&t, &part, at)? {
                         Commit::Committed(ts) => KvResponse::Committed(ts),
                         Commit::Pushed(ts) => KvResponse::Pushed(ts),
                     }
@@ -169,13 +178,34 @@ impl Store {
                     KvResponse::Done
                 }
                 KvRequest::Abort { txn, flushed } => {
-                    let t = self.tablets.for_key(&TxnRecord::key(txn));
-                    self.abort_local(&t, txn, &flushed)?;
-                    KvResponse::Done
+                    let t = self.record_tablet(txn);
+                    match self.abort_local(&t, txn, &flushed)? {
+                        Some(ts) => KvResponse::Committed(ts),
+                        None => KvResponse::Done,
+                    }
                 }
                 KvRequest::Heartbeat { txn } => {
-                    let t = self.tablets.for_key(&TxnRecord::key(txn));
+                    let t = self.record_tablet(txn);
                     self.heartbeat_local(&t, txn)?;
+                    KvResponse::Done
+                }
+                KvRequest::Push { txn, push } => {
+                    let t = self.record_tablet(txn);
+                    if self.forward_to(&t)?.is_some() {
+                        return Err(Error::NotLeaseholder {
+                            leader: t.replicator.as_ref().and_then(|r| r.leader()),
+                        });
+                    }
+                    KvResponse::Status(self.push_local(&t, txn, push)?)
+                }
+                KvRequest::Resolve {
+                    txn,
+                    keys,
+                    commit_ts,
+                } => {
+                    let first = keys.first().map_or(&[][..], |k| k.as_slice());
+                    let t = self.tablets.for_key(first);
+                    self.resolve(&t, txn, &keys, commit_ts)?;
                     KvResponse::Done
                 }
                 KvRequest::Split { key } => {

@@ -40,22 +40,25 @@
 //!   leaseholder therefore has no uncertainty there.
 //! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
 //!   bounded batches, each checked for write-write conflicts and written under the
-//!   latches of its keys, so no two transactions ever both hold an intent on one key. The commit
-//!   point is the transaction record written as committed (with any remaining writes)
-//!   in one synced batch, after checking that every flushed intent is still this
-//!   transaction's. Once that batch is durable the commit has succeeded: the intents
+//!   latches of its keys, so no two transactions ever both hold an intent on one key.
+//!   The commit point is the transaction record written as committed (with the
+//!   remaining writes of the record's tablet) in one synced batch, after checking that
+//!   every flushed intent there is still this transaction's ([`commit`] has the
+//!   protocol when the writes span tablets). Once that batch is durable the commit has succeeded: the intents
 //!   are resolved afterwards, and a failure there leaves them to be read through the
 //!   record. A rollback never overwrites a COMMITTED record, and a commit whose outcome
 //!   is unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
 //!   id and the store's boot epoch: a pending transaction of this node's earlier epoch
 //!   died with its process and counts as aborted.
-//! - **Abandoned intents.** A transaction's first intents are written together with a
-//!   PENDING record that carries a heartbeat; its gateway renews the heartbeat while the
-//!   transaction is open ([`Store::heartbeat_once`]). A writer that meets a pending
-//!   intent whose heartbeat is older than the expiry (its gateway crashed or is cut
-//!   off) aborts that transaction: it writes ABORTED into the record in the same batch
-//!   as its own write, holding the latch of that record, after reading it as PENDING,
-//!   so it can never overwrite COMMITTED (a commit latches its record too). A
+//! - **Abandoned intents.** A transaction's PENDING record, with a heartbeat, is
+//!   written no later than its first intents (with them on the record's tablet, before
+//!   them elsewhere); its gateway renews the heartbeat while the transaction is open
+//!   ([`Store::heartbeat_once`]). A writer that meets a pending intent whose heartbeat
+//!   is older than the expiry (its gateway crashed or is cut off) aborts that
+//!   transaction: on the record's tablet it writes ABORTED into the record in the same
+//!   batch as its own write, holding the latch of that record, after reading it as
+//!   PENDING, so it can never overwrite COMMITTED (a commit latches its record too);
+//!   elsewhere it pushes the record's leaseholder to do the same ([`push`]). A
 //!   transaction found ABORTED can no longer commit, flush or heartbeat. A pending
 //!   intent with a live heartbeat is a retryable conflict.
 //! - **History.** A write never erases another transaction's committed write: a
@@ -80,6 +83,7 @@ use crate::latch::{Access, Span};
 use crate::remote::KvPeers;
 use crate::{Error, Hlc, Result};
 
+mod commit;
 mod forward;
 mod gateway;
 mod gc;
@@ -87,6 +91,8 @@ mod push;
 mod split;
 pub mod tablet;
 
+pub(crate) use commit::Intents;
+pub(crate) use push::Push;
 pub use split::RangeInfo;
 
 use tablet::{Descriptor, Tablet, Tablets, FIRST_RANGE};
@@ -433,7 +439,8 @@ impl Store {
             ],
         )?;
         self.check_gc(t, read_ts)?;
-        let status = |t| self.status(t);
+        let failed = Mutex::new(None);
+        let status = |x, ts| self.status_for_read(t, x, ts, read_ts, uncertainty_limit, &failed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -442,6 +449,9 @@ impl Store {
         };
         let rows = match mvcc::scan(&*self.engine, start, Some(end), &view, limit) {
             Ok(rows) => rows,
+            Err(_) if failed.lock().is_some() => {
+                return Err(failed.into_inner().expect("checked"));
+            }
             Err(tessera_storage::Error::Uncertain { key, ts }) => {
                 return Err(Error::Uncertain { key, ts })
             }
@@ -478,7 +488,7 @@ impl Store {
         latched.push(Span::key(GcThreshold::KEY, Access::Read));
         let _latched = Self::latch(t, latched)?;
         self.check_gc(t, read_ts)?;
-        let status = |t| self.status(t);
+        let status = |x, _| self.status(x);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -523,32 +533,39 @@ impl Store {
         Error::Conflict { key: c.key, reason }
     }
 
-    /// Write `writes` as intents of `txn` on `t` (the tablet of its record), in batches
-    /// of bounded size. Each batch is checked and written under the latch, so no other
-    /// write of its keys can come between the conflict check and the intent.
+    /// Write `writes` as intents of `txn` on `t`, in batches of bounded size; answers
+    /// their highest timestamp. Each batch is checked and written under the latch, so no
+    /// other write of its keys can come between the conflict check and the intent. On
+    /// the record tablet the record (pending, with a fresh heartbeat) goes with every
+    /// batch and the intents carry `read_ts`: the commit there checks the timestamp
+    /// cache of these keys. Elsewhere they carry a timestamp above that tablet's cache
+    /// for their keys, which the commit may not go below (see [`commit`]).
     fn flush_intents_local(
         &self,
         t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    ) -> Result<()> {
+    ) -> Result<Timestamp> {
         self.check_lease(t);
         let size = |(k, v): &(&Vec<u8>, &Option<Vec<u8>>)| {
             k.len() + v.as_ref().map_or(0, |v| v.len()) + 64
         };
+        let record = TxnRecord::key(txn);
+        let on_record = t.desc.read().contains(&record);
+        let mut highest = read_ts;
         for chunk in chunks(writes.iter(), size, self.config.intent_batch_bytes) {
             let mut spans: Vec<Span> = chunk
                 .iter()
                 .map(|(k, _)| Span::key(k, Access::Write))
                 .collect();
-            let record = TxnRecord::key(txn);
-            spans.push(Span::key(&record, Access::Write));
+            if on_record {
+                spans.push(Span::key(&record, Access::Write));
+            }
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
             let _latched = Self::latch(t, spans)?;
             let pushed = Mutex::new(Vec::new());
-            let now = || self.clock.now();
-            let status = |x| self.status_for_write(t, x, now(), &pushed);
+            let status = |x, _| self.status_for_write(t, x, &pushed);
             let view = ReadView {
                 read_ts,
                 txn: Some(txn),
@@ -556,53 +573,64 @@ impl Store {
                 uncertainty_limit: Timestamp::ZERO,
             };
             self.check_gc(t, read_ts)?;
-            if self.status(txn)? == TxnStatus::Aborted {
-                return Err(Self::aborted_by_push());
-            }
             let mut batch = WriteBatch::new();
-            // The record, pending with a fresh heartbeat, goes with the intents.
-            batch.put(
-                Cf::Data,
-                record,
-                TxnRecord::encode_heartbeat(self.clock.now()),
-            );
+            let mut ts = read_ts;
+            if on_record {
+                if self.status(txn)? == TxnStatus::Aborted {
+                    return Err(Self::aborted_by_push());
+                }
+                let pushed = TxnRecord::pushed(&*self.engine, txn)?;
+                batch.put(
+                    Cf::Data,
+                    record.clone(),
+                    TxnRecord::encode_pending(self.clock.now(), pushed),
+                );
+            } else {
+                let cache = t.tscache.lock();
+                for (key, _) in &chunk {
+                    ts = ts.max(cache.max_read_point(key).next());
+                }
+            }
             for (key, value) in chunk {
                 if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true)? {
                     return Err(Self::conflict(c, "write-write conflict"));
                 }
                 let intent = Intent {
                     txn,
-                    ts: read_ts,
+                    ts,
                     value: value.clone(),
                 };
                 mvcc::put_intent(&mut batch, key, &intent);
             }
             Self::record_pushed(&mut batch, &pushed);
             self.write(t, batch, false)?;
+            highest = highest.max(ts);
         }
-        Ok(())
+        Ok(highest)
     }
 
-    /// Validate and commit on `t`, which holds every key involved. `reads` are the
-    /// spans the transaction read there; `writes` its buffered writes; `flushed` the
-    /// keys where it already holds intents. With `at`, the commit timestamp is fixed
-    /// (the transaction's reads on other tablets were refreshed up to it): when the
-    /// timestamp cache pushes it higher, nothing is written and the pushed timestamp is
-    /// returned instead.
-    #[allow(clippy::too_many_arguments)]
+    /// Validate and commit `part` on `t`. With `part.record`, `t` holds the
+    /// transaction's record, which must be PENDING and is written COMMITTED in the same
+    /// batch (the commit point of a transaction with intents), at or above the
+    /// timestamp pushes left in it. With `at`, the commit timestamp is fixed (the
+    /// transaction's reads on other tablets were refreshed up to it): when it must be
+    /// higher, nothing is written and the higher timestamp is returned instead.
     fn commit_local(
         &self,
         t: &Tablet,
-        txn: TxnId,
-        read_ts: Timestamp,
-        reads: &[(Vec<u8>, Vec<u8>)],
-        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        flushed: &[Vec<u8>],
+        part: &CommitPart<'_>,
         at: Option<Timestamp>,
     ) -> Result<Commit> {
+        let CommitPart {
+            txn,
+            read_ts,
+            reads,
+            writes,
+            flushed,
+            record,
+        } = *part;
         let pushed = Mutex::new(Vec::new());
-        let now = || self.clock.now();
-        let status = |x| self.status_for_write(t, x, now(), &pushed);
+        let status = |x, _| self.status_for_write(t, x, &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -610,13 +638,12 @@ impl Store {
             uncertainty_limit: Timestamp::ZERO,
         };
         self.check_lease(t);
-        let record = TxnRecord::key(txn);
+        let record_key = TxnRecord::key(txn);
         let keys = writes.keys().chain(flushed.iter());
         let commit_ts = {
             let mut spans: Vec<Span> = keys.clone().map(|k| Span::key(k, Access::Write)).collect();
-            if !flushed.is_empty() {
-                // The record is written only by a transaction with intents.
-                spans.push(Span::key(&record, Access::Write));
+            if record {
+                spans.push(Span::key(&record_key, Access::Write));
             }
             spans.extend(reads.iter().map(|(a, b)| Span::range(a, b, Access::Read)));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
@@ -629,6 +656,9 @@ impl Store {
                 // moves past it before anyone can observe the clock again.
                 let _choosing = self.ts_choice.lock();
                 let mut commit_ts = at.unwrap_or_else(|| self.clock.now());
+                if record {
+                    commit_ts = commit_ts.max(TxnRecord::pushed(&*self.engine, txn)?);
+                }
                 let cache = t.tscache.lock();
                 for key in keys.clone() {
                     let r = cache.max_read_point(key);
@@ -645,7 +675,7 @@ impl Store {
             self.validate_reads(&view, reads, commit_ts)?;
             // A transaction with intents commits only from PENDING, and every flushed
             // key must still hold its intent.
-            if !flushed.is_empty() && self.status(txn)? == TxnStatus::Aborted {
+            if record && self.status(txn)? == TxnStatus::Aborted {
                 return Err(Self::aborted_by_push());
             }
             for key in flushed {
@@ -667,10 +697,10 @@ impl Store {
                 }
                 mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
             }
-            if !flushed.is_empty() {
+            if record {
                 batch.put(
                     Cf::Data,
-                    record,
+                    record_key,
                     TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 );
             }
@@ -692,13 +722,16 @@ impl Store {
         Ok(Commit::Committed(commit_ts))
     }
 
-    /// Roll back on `t` (the tablet of the record and the intents): mark the record
-    /// aborted and remove the intents. A record that says COMMITTED is never
-    /// overwritten: the intents are then resolved as committed instead.
-    fn abort_local(&self, t: &Tablet, txn: TxnId, flushed: &[Vec<u8>]) -> Result<()> {
-        if flushed.is_empty() {
-            return Ok(());
-        }
+    /// Roll back on `t` (the record tablet): mark the record aborted and remove the
+    /// intents on `flushed` (keys of `t`). A record that says COMMITTED is never
+    /// overwritten: the intents are then resolved as committed instead, and the commit
+    /// timestamp is returned.
+    fn abort_local(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        flushed: &[Vec<u8>],
+    ) -> Result<Option<Timestamp>> {
         let outcome = {
             let key = TxnRecord::key(txn);
             let record = Span::key(&key, Access::Write);
@@ -716,9 +749,12 @@ impl Store {
         if let Some(ts) = outcome {
             tracing::error!(txn, %ts, "asked to roll back a committed transaction; keeping it committed");
         }
-        self.resolve(t, txn, flushed, outcome)
+        self.resolve(t, txn, flushed, outcome)?;
+        Ok(outcome)
     }
 
+    /// Resolve `txn`'s intents on `keys` (keys of `t`): committed at `commit_ts`, or
+    /// removed.
     fn resolve(
         &self,
         t: &Tablet,
@@ -738,6 +774,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a commit validates and writes on one tablet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CommitPart<'a> {
+    pub txn: TxnId,
+    pub read_ts: Timestamp,
+    /// The spans the transaction read on the tablet.
+    pub reads: &'a [(Vec<u8>, Vec<u8>)],
+    /// Its buffered writes there.
+    pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Its keys there that already hold its intents.
+    pub flushed: &'a [Vec<u8>],
+    /// Whether the tablet holds its record, to be written COMMITTED.
+    pub record: bool,
 }
 
 /// What a commit on one tablet did.

@@ -1,19 +1,42 @@
-//! Abandoned intents: transaction heartbeats, and writers that push aside the intents
-//! of a transaction whose heartbeat expired (see the store's module docs, "Abandoned
-//! intents").
+//! Meeting another transaction's intent: transaction heartbeats, pushes through the
+//! transaction record, and the status a read or a write acts on (see the store's module
+//! docs, "Abandoned intents", and [`super::commit`], "Why it is serializable").
+//!
+//! A record lives on the record tablet ([`Store::record_tablet`]); an intent may lie
+//! on any tablet. Whoever meets an intent whose record is elsewhere learns its fate
+//! from the record's leaseholder with a [`Push`], evaluated there under the record's
+//! latch, so that a push and the commit that writes the record are ordered:
+//! - a **timestamp push** raises the lowest timestamp the pending transaction may
+//!   commit at above the reader's, so the reader may ignore the intent;
+//! - an **abort push** marks a pending transaction whose heartbeat expired ABORTED;
+//! - both only ever change a PENDING record, and both answer the status they leave,
+//!   so one that meets COMMITTED learns the commit timestamp instead.
+//!
+//! The local replica's copy of a record can lag, but a final status (COMMITTED or
+//! ABORTED) never changes: only a pending one is asked about.
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tessera_storage::mvcc::{TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Timestamp, WriteBatch};
 
 use super::tablet::Tablet;
 use super::Store;
 use crate::latch::{Access, Guard, Span};
-use crate::remote::KvRequest;
+use crate::remote::{KvRequest, KvResponse};
 use crate::{Error, Result};
 
 /// Transactions a write aborted, with the latches of their records.
 type Pushed<'a> = Vec<(TxnId, Guard<'a>)>;
+
+/// What a push asks of a pending transaction's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Push {
+    /// Commit at or above this timestamp.
+    Timestamp(Timestamp),
+    /// Abort, if the heartbeat has expired.
+    Abort,
+}
 
 impl Store {
     /// Renew the heartbeat of every open transaction of this gateway that holds
@@ -32,9 +55,10 @@ impl Store {
         renewed
     }
 
-    /// Renew `txn`'s heartbeat on the leaseholder of its record.
+    /// Renew `txn`'s heartbeat on the leaseholder of its record (writing the record,
+    /// PENDING, when there is none yet).
     pub(super) fn heartbeat(&self, txn: TxnId) -> Result<()> {
-        let t = self.tablets.for_key(&TxnRecord::key(txn));
+        let t = self.record_tablet(txn);
         let Some(node) = self.forward_to(&t)? else {
             return self.heartbeat_local(&t, txn);
         };
@@ -48,10 +72,11 @@ impl Store {
         match self.status(txn)? {
             TxnStatus::Pending => {
                 let mut b = WriteBatch::new();
+                let pushed = TxnRecord::pushed(&*self.engine, txn)?;
                 b.put(
                     Cf::Data,
-                    TxnRecord::key(txn),
-                    TxnRecord::encode_heartbeat(self.clock.now()),
+                    key,
+                    TxnRecord::encode_pending(self.clock.now(), pushed),
                 );
                 self.write(t, b, false)
             }
@@ -69,39 +94,122 @@ impl Store {
         }
     }
 
+    /// Push `txn` at the leaseholder of its record; answers the status it leaves.
+    pub(super) fn push(&self, txn: TxnId, push: Push) -> Result<TxnStatus> {
+        let t = self.record_tablet(txn);
+        let Some(node) = self.forward_to(&t)? else {
+            return self.push_local(&t, txn, push);
+        };
+        match self.forward(node, KvRequest::Push { txn, push })? {
+            KvResponse::Status(s) => Ok(s),
+            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Evaluate a push on `t`, the record's tablet, under the record's latch.
+    pub(super) fn push_local(&self, t: &Tablet, txn: TxnId, push: Push) -> Result<TxnStatus> {
+        // The record must be current here: an earlier leaseholder may have written it.
+        if let Some(r) = &t.replicator {
+            r.read_barrier()?;
+        }
+        let key = TxnRecord::key(txn);
+        let _latched = Self::latch(t, vec![Span::key(&key, Access::Write)])?;
+        let status = self.status(txn)?;
+        if status != TxnStatus::Pending {
+            return Ok(status);
+        }
+        let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
+        let pushed = TxnRecord::pushed(&*self.engine, txn)?;
+        let mut b = WriteBatch::new();
+        let after = match push {
+            Push::Timestamp(ts) if ts <= pushed => return Ok(status),
+            Push::Timestamp(ts) => {
+                let hb = heartbeat.unwrap_or(Timestamp::ZERO);
+                b.put(Cf::Data, key, TxnRecord::encode_pending(hb, ts));
+                TxnStatus::Pending
+            }
+            Push::Abort if !self.expired(heartbeat) => return Ok(status),
+            Push::Abort => {
+                tracing::info!(txn, "aborting a transaction whose heartbeat expired");
+                b.put(Cf::Data, key, TxnRecord::encode(TxnStatus::Aborted));
+                TxnStatus::Aborted
+            }
+        };
+        // Whoever pushed acts on the answer at once: it must be durable first.
+        self.write(t, b, true)?;
+        Ok(after)
+    }
+
+    /// Whether a pending transaction last heard from at `heartbeat` counts as abandoned
+    /// (no heartbeat at all: the record predates heartbeats, nothing renews it).
+    fn expired(&self, heartbeat: Option<Timestamp>) -> bool {
+        let now = self.clock.now();
+        heartbeat.is_none_or(|hb| now.wall.saturating_sub(hb.wall) > self.config.txn_expiry_nanos)
+    }
+
+    /// The fate of a transaction owning an intent at `intent_ts` that a read at
+    /// `read_ts` with uncertainty limit `limit` meets on `t`. A pending intent whose
+    /// record lies on `t` is ignored: its commit lands above `t`'s timestamp cache,
+    /// where this read is recorded. One whose record lies elsewhere is ignored without
+    /// asking when it lies above both `read_ts` and `limit` (its commit cannot be
+    /// lower); otherwise the record is pushed above `read_ts`, which also answers
+    /// whether it committed. A push that fails leaves its error in `failed`.
+    pub(super) fn status_for_read(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        intent_ts: Timestamp,
+        read_ts: Timestamp,
+        limit: Timestamp,
+        failed: &Mutex<Option<Error>>,
+    ) -> Result<TxnStatus, tessera_storage::Error> {
+        let status = self.status(txn)?;
+        if status != TxnStatus::Pending
+            || intent_ts > read_ts.max(limit)
+            || t.desc.read().contains(&TxnRecord::key(txn))
+        {
+            return Ok(status);
+        }
+        self.push(txn, Push::Timestamp(read_ts.next()))
+            .map_err(|e| {
+                let message = e.to_string();
+                *failed.lock() = Some(e);
+                tessera_storage::Error::Engine(message)
+            })
+    }
+
     /// The fate of a transaction owning an intent that a write on `t` meets:
     /// [`Store::status`], except that a pending transaction whose heartbeat has expired
-    /// at `now` is aborted. Its id is added to `pushed`, and the caller must write its
-    /// ABORTED record in the batch that overwrites its intent (see the module docs).
-    /// Only a record on `t` itself can go in that batch; elsewhere the transaction
-    /// counts as pending.
+    /// at `now` is aborted. When its record lies on `t`, its id is added to `pushed`,
+    /// and the caller must write its ABORTED record in the batch that overwrites its
+    /// intent (see the module docs); elsewhere it is aborted by a push to its record's
+    /// leaseholder, and a push that fails leaves it pending.
     pub(super) fn status_for_write<'a>(
         &'a self,
         t: &'a Tablet,
         txn: TxnId,
-        now: Timestamp,
         pushed: &Mutex<Pushed<'a>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
         if pushed.lock().iter().any(|(t, _)| *t == txn) {
             return Ok(TxnStatus::Aborted);
         }
         let status = self.status(txn)?;
-        if status != TxnStatus::Pending {
+        if status != TxnStatus::Pending || !self.expired(TxnRecord::heartbeat(&*self.engine, txn)?)
+        {
             return Ok(status);
         }
-        // No heartbeat at all: the record predates heartbeats; nothing renews it.
-        let expired = TxnRecord::heartbeat(&*self.engine, txn)?
-            .is_none_or(|hb| now.wall.saturating_sub(hb.wall) > self.config.txn_expiry_nanos);
-        if !expired {
-            return Ok(status);
+        let key = TxnRecord::key(txn);
+        if !t.desc.read().contains(&key) {
+            // This replica's copy of the heartbeat may lag: the record's leaseholder
+            // decides.
+            return Ok(self.push(txn, Push::Abort).unwrap_or_else(|e| {
+                tracing::debug!(txn, error = %e, "pushing an abandoned transaction failed");
+                TxnStatus::Pending
+            }));
         }
         // The record's latch makes the abort conditional on PENDING. It is taken
         // without waiting (this request already holds latches); while it is busy, the
         // transaction counts as pending.
-        let key = TxnRecord::key(txn);
-        if !t.desc.read().contains(&key) {
-            return Ok(status);
-        }
         let record = Span::key(&key, Access::Write);
         let Some(latched) = t.latches.try_acquire(vec![record]) else {
             return Ok(status);

@@ -1,0 +1,484 @@
+//! Committing a transaction: on one tablet in one command, or on several through the
+//! transaction record (DESIGN.md §5).
+//!
+//! ## Where records live
+//!
+//! A transaction's record lives on the *record tablet*: the tablet that owns the
+//! system region, where [`TxnRecord::key`] puts every record (the region is a
+//! transaction status table, like YugabyteDB's status tablets). One place to look up a
+//! status from any tablet, and a record that moves with no split.
+//!
+//! ## One tablet
+//!
+//! Every write (buffered or flushed) lies in one tablet `W` (for a transaction with a
+//! record, `W` is the record tablet). When the transaction read nothing elsewhere, `W`
+//! validates and commits in one command. When it also read other tablets, the gateway
+//! picks `commit_ts = C` from its clock and first *refreshes* the reads on each other
+//! tablet up to `C`: nothing committed in `(read_ts, C]` and no foreign intent there,
+//! and the spans recorded in that tablet's cache at `C`, so no later write lands there
+//! at or below `C`. Then `W` validates its own reads and commits at exactly `C`. If
+//! `W` needs a higher timestamp (its cache holds a read at or above `C` on a written
+//! key), it writes nothing and answers with that timestamp; the gateway refreshes
+//! again up to it. The reads are thus valid over `(read_ts, commit_ts]` on every
+//! tablet.
+//!
+//! ## Several tablets
+//!
+//! 1. The record is written PENDING on the record tablet `R`, with a heartbeat, before
+//!    any intent on another tablet.
+//! 2. The writes on tablets other than `R` become intents there. Each tablet writes its
+//!    intents under their latches, after the write-write checks, at a provisional
+//!    timestamp above its timestamp cache for those keys, and answers it; `min_commit`
+//!    is the highest answer.
+//! 3. `C = max(clock, min_commit)`; the reads on every tablet other than `R` are
+//!    refreshed up to `C`.
+//! 4. On `R`, one command: `R`'s reads validated, the record still PENDING and pushed
+//!    no higher than `C`, `R`'s written keys not read at or above `C`; then `R`'s writes
+//!    at `C` and the record COMMITTED at `C`. That batch is the commit point. If `R`
+//!    needs a higher timestamp, `C` moves up to it and step 3 runs again.
+//! 5. The intents are resolved after the commit point; a failure there leaves them to
+//!    be read through the record.
+//!
+//! A rollback marks the record ABORTED (never over COMMITTED) and removes the intents.
+//!
+//! ## Why it is serializable
+//!
+//! - **Its writes.** Each written key holds the transaction's intent from step 2 until
+//!   it is resolved: the write-write check there saw no version above `read_ts`, and
+//!   every later writer of the key meets the intent.
+//! - **Others' reads of its writes.** A read at `r` below an intent's timestamp ignores
+//!   it, correctly: `C` is at least that timestamp. A read at `r` at or above it on a
+//!   tablet other than `R` pushes the record to `r.next()` ([`super::push`]): the push
+//!   and step 4 are ordered by the record's latch, and step 4 commits at or above every
+//!   push, or the push learns that the transaction committed at `C` and the reader sees
+//!   the intent's value when `C <= r`. On `R` itself the read leaves `r` in `R`'s
+//!   timestamp cache, which step 4 checks for `R`'s keys under their latches.
+//! - **Its reads.** Valid over `(read_ts, C]` on every tablet: refreshed (and recorded at
+//!   `C`) on the others, validated on `R` in step 4.
+//! - **Atomicity.** Before step 4 every intent reads as pending, after it as committed
+//!   at `C`; step 4 is one command.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tessera_storage::mvcc::{TxnId, TxnRecord};
+use tessera_storage::Timestamp;
+
+use super::gateway::REROUTES;
+use super::tablet::Tablet;
+use super::{Commit, CommitPart, Store};
+use crate::remote::{KvRequest, KvResponse};
+use crate::{Error, Result};
+
+/// How often a commit with reads on other tablets refreshes them before giving up.
+const REFRESHES: usize = 4;
+
+type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// Per range id: the tablet and the items that lie in it.
+type ByTablet<T> = BTreeMap<u64, (Arc<Tablet>, Vec<T>)>;
+
+/// What a transaction has written ahead of its commit.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Intents {
+    /// The keys that hold an intent of the transaction, on any tablet.
+    pub keys: Vec<Vec<u8>>,
+    /// Whether the transaction has a record (PENDING until it ends).
+    pub record: bool,
+    /// The highest timestamp of its intents outside the record tablet: it commits at
+    /// or above it.
+    pub min_commit: Timestamp,
+}
+
+impl Store {
+    /// The tablet holding `txn`'s record.
+    pub(super) fn record_tablet(&self, txn: TxnId) -> Arc<Tablet> {
+        self.tablets.for_key(&TxnRecord::key(txn))
+    }
+
+    /// Cut `spans` at tablet boundaries, grouped by tablet.
+    fn by_tablet(&self, spans: &[(Vec<u8>, Vec<u8>)]) -> ByTablet<(Vec<u8>, Vec<u8>)> {
+        let mut out: ByTablet<(Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        for (start, end) in spans {
+            let mut cursor = start.clone();
+            while cursor < *end {
+                let t = self.tablets.for_key(&cursor);
+                let part_end = t.desc.read().end.clone().min(end.clone());
+                out.entry(t.range_id())
+                    .or_insert_with(|| (t.clone(), Vec::new()))
+                    .1
+                    .push((cursor, part_end.clone()));
+                cursor = part_end;
+            }
+        }
+        out
+    }
+
+    /// Group `keys` (with their values) by the tablet owning them.
+    fn keys_by_tablet<'k, V: Clone + 'k>(
+        &self,
+        keys: impl Iterator<Item = (&'k Vec<u8>, V)>,
+    ) -> ByTablet<(Vec<u8>, V)> {
+        let mut out: ByTablet<(Vec<u8>, V)> = BTreeMap::new();
+        for (k, v) in keys {
+            let t = self.tablets.for_key(k);
+            out.entry(t.range_id())
+                .or_insert_with(|| (t.clone(), Vec::new()))
+                .1
+                .push((k.clone(), v));
+        }
+        out
+    }
+
+    /// Write `writes` as intents of `txn`, each part on the leaseholder of its tablet, the
+    /// parts in parallel; the record is written first when a part lies outside the
+    /// record tablet. `intents` learns the keys (even on failure: some intents may have
+    /// landed and need removal) and the intents' timestamps.
+    pub(crate) fn flush_intents(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: &Writes,
+        intents: &mut Intents,
+    ) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        intents.keys.extend(writes.keys().cloned());
+        let record = self.record_tablet(txn).range_id();
+        let mut todo = self.keys_by_tablet(writes.iter().map(|(k, v)| (k, v.clone())));
+        for _ in 0..=REROUTES {
+            if !intents.record && todo.keys().any(|id| *id != record) {
+                self.heartbeat(txn)?;
+            }
+            intents.record = true;
+            // From now on the transaction has a record: keep its heartbeat alive.
+            self.heartbeats.lock().insert(txn);
+            let results = parallel(todo.values(), |(t, part)| {
+                let part: Writes = part.iter().cloned().collect();
+                (self.flush_on(t, txn, read_ts, &part), part)
+            });
+            let mut again = Writes::new();
+            for (result, part) in results {
+                match result {
+                    Ok(ts) => intents.min_commit = intents.min_commit.max(ts),
+                    Err(Error::RangeKeyMismatch { .. }) => again.extend(part),
+                    Err(e) => return Err(e),
+                }
+            }
+            if again.is_empty() {
+                return Ok(());
+            }
+            todo = self.keys_by_tablet(again.iter().map(|(k, v)| (k, v.clone())));
+        }
+        Err(Error::RangeKeyMismatch {
+            key: writes.keys().next().cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Write intents on `t`, at its leaseholder; answers their highest timestamp.
+    fn flush_on(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: &Writes,
+    ) -> Result<Timestamp> {
+        let Some(node) = self.forward_to(t)? else {
+            return self.flush_intents_local(t, txn, read_ts, writes);
+        };
+        let req = KvRequest::Flush {
+            txn,
+            read_ts,
+            writes: writes.clone(),
+        };
+        match self.forward(node, req)? {
+            KvResponse::Flushed(ts) => {
+                self.clock.update(ts);
+                Ok(ts)
+            }
+            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Validate and commit (see the module docs).
+    pub(crate) fn commit(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &Writes,
+        intents: &mut Intents,
+    ) -> Result<Timestamp> {
+        let Some(first) = writes.keys().chain(intents.keys.iter()).next().cloned() else {
+            // Read-only: commits at its read timestamp without validation.
+            return Ok(read_ts);
+        };
+        let w = if intents.record {
+            self.record_tablet(txn)
+        } else {
+            self.tablets.for_key(&first)
+        };
+        let desc = w.desc.read().clone();
+        if writes
+            .keys()
+            .chain(intents.keys.iter())
+            .all(|k| desc.contains(k))
+        {
+            let flushed = &intents.keys;
+            return self.commit_single(&w, txn, read_ts, reads, writes, flushed, intents.record);
+        }
+        self.commit_distributed(txn, read_ts, reads, writes, intents)
+    }
+
+    /// Commit on `w`, which holds every write (see the module docs, "One tablet").
+    #[allow(clippy::too_many_arguments)]
+    fn commit_single(
+        &self,
+        w: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &Writes,
+        flushed: &[Vec<u8>],
+        record: bool,
+    ) -> Result<Timestamp> {
+        let mut parts = self.by_tablet(reads);
+        let own = parts
+            .remove(&w.range_id())
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let part = CommitPart {
+            txn,
+            read_ts,
+            reads: &own,
+            writes,
+            flushed,
+            record,
+        };
+        if parts.is_empty() {
+            return match self.commit_on(w, &part, None)? {
+                Commit::Committed(ts) => Ok(ts),
+                Commit::Pushed(ts) => Err(Error::Raft(format!(
+                    "a commit without a fixed timestamp was pushed to {ts}"
+                ))),
+            };
+        }
+        self.commit_refreshed(w, &part, &parts, self.clock.now())
+    }
+
+    /// Refresh the reads of `others` up to `at` and commit `part` on `w` at exactly
+    /// `at`, moving `at` up as long as `w` asks for it, a bounded number of times.
+    fn commit_refreshed(
+        &self,
+        w: &Tablet,
+        part: &CommitPart<'_>,
+        others: &ByTablet<(Vec<u8>, Vec<u8>)>,
+        mut at: Timestamp,
+    ) -> Result<Timestamp> {
+        for _ in 0..REFRESHES {
+            let refreshed = parallel(others.values(), |(t, spans)| {
+                self.refresh_on(t, part.txn, part.read_ts, at, spans)
+            });
+            refreshed.into_iter().collect::<Result<Vec<()>>>()?;
+            match self.commit_on(w, part, Some(at))? {
+                Commit::Committed(ts) => return Ok(ts),
+                Commit::Pushed(ts) => at = ts,
+            }
+        }
+        Err(Error::Conflict {
+            key: part
+                .writes
+                .keys()
+                .chain(part.flushed.iter())
+                .next()
+                .cloned()
+                .unwrap_or_default(),
+            reason: format!(
+                "the commit timestamp kept moving up while refreshing the reads (last {at})"
+            ),
+        })
+    }
+
+    /// Commit writes on several tablets through the record (see the module docs,
+    /// "Several tablets").
+    fn commit_distributed(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &Writes,
+        intents: &mut Intents,
+    ) -> Result<Timestamp> {
+        let r = self.record_tablet(txn);
+        let desc = r.desc.read().clone();
+        let (on_record, elsewhere): (Writes, Writes) = writes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| desc.contains(k));
+        // Steps 1 and 2: the record, then the intents.
+        self.flush_intents(txn, read_ts, &elsewhere, intents)?;
+        let (flushed, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            intents.keys.iter().cloned().partition(|k| desc.contains(k));
+        // Steps 3 and 4.
+        let mut parts = self.by_tablet(reads);
+        let own = parts
+            .remove(&desc.range_id)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let part = CommitPart {
+            txn,
+            read_ts,
+            reads: &own,
+            writes: &on_record,
+            flushed: &flushed,
+            record: true,
+        };
+        let at = self.clock.now().max(intents.min_commit);
+        let ts = self.commit_refreshed(&r, &part, &parts, at)?;
+        // Step 5: the commit point is durable; resolution is best effort.
+        if let Err(e) = self.resolve_everywhere(txn, &others, Some(ts)) {
+            tracing::warn!(error = %e, txn, "resolving the intents of a committed transaction failed; they stay until read");
+        }
+        Ok(ts)
+    }
+
+    /// Commit `part` on `t`, at its leaseholder.
+    fn commit_on(
+        &self,
+        t: &Tablet,
+        part: &CommitPart<'_>,
+        at: Option<Timestamp>,
+    ) -> Result<Commit> {
+        let Some(node) = self.forward_to(t)? else {
+            return self.commit_local(t, part, at);
+        };
+        let req = KvRequest::Commit {
+            txn: part.txn,
+            read_ts: part.read_ts,
+            reads: part.reads.to_vec(),
+            writes: part.writes.clone(),
+            flushed: part.flushed.to_vec(),
+            record: part.record,
+            at,
+        };
+        match self.forward(node, req)? {
+            KvResponse::Committed(ts) => {
+                self.clock.update(ts);
+                Ok(Commit::Committed(ts))
+            }
+            KvResponse::Pushed(ts) => Ok(Commit::Pushed(ts)),
+            other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Refresh reads of `t` up to `to`, at its leaseholder.
+    fn refresh_on(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        to: Timestamp,
+        spans: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
+        let Some(node) = self.forward_to(t)? else {
+            return self.refresh_local(t, txn, read_ts, to, spans);
+        };
+        let req = KvRequest::Refresh {
+            txn,
+            read_ts,
+            to,
+            spans: spans.to_vec(),
+        };
+        self.forward(node, req).map(|_| ())
+    }
+
+    /// Roll back: mark the record aborted (unless it says committed) and remove the
+    /// intents; a transaction found committed has its intents resolved as such.
+    pub(crate) fn abort(&self, txn: TxnId, intents: &Intents) -> Result<()> {
+        if !intents.record && intents.keys.is_empty() {
+            return Ok(());
+        }
+        let r = self.record_tablet(txn);
+        let desc = r.desc.read().clone();
+        let (own, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            intents.keys.iter().cloned().partition(|k| desc.contains(k));
+        let outcome = match self.forward_to(&r)? {
+            None => self.abort_local(&r, txn, &own)?,
+            Some(node) => match self.forward(node, KvRequest::Abort { txn, flushed: own })? {
+                KvResponse::Committed(ts) => Some(ts),
+                _ => None,
+            },
+        };
+        self.resolve_everywhere(txn, &others, outcome)
+    }
+
+    /// Resolve `txn`'s intents on `keys`, on whichever tablets hold them, in parallel:
+    /// committed at `commit_ts`, or removed.
+    pub(super) fn resolve_everywhere(
+        &self,
+        txn: TxnId,
+        keys: &[Vec<u8>],
+        commit_ts: Option<Timestamp>,
+    ) -> Result<()> {
+        let mut todo = self.keys_by_tablet(keys.iter().map(|k| (k, ())));
+        for _ in 0..=REROUTES {
+            if todo.is_empty() {
+                return Ok(());
+            }
+            let results = parallel(todo.values(), |(t, part)| {
+                let part: Vec<Vec<u8>> = part.iter().map(|(k, _)| k.clone()).collect();
+                (self.resolve_on(t, txn, &part, commit_ts), part)
+            });
+            let mut again = Vec::new();
+            for (result, part) in results {
+                match result {
+                    Ok(()) => {}
+                    Err(Error::RangeKeyMismatch { .. }) => again.extend(part),
+                    Err(e) => return Err(e),
+                }
+            }
+            todo = self.keys_by_tablet(again.iter().map(|k| (k, ())));
+        }
+        Err(Error::RangeKeyMismatch {
+            key: keys.first().cloned().unwrap_or_default(),
+        })
+    }
+
+    fn resolve_on(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        keys: &[Vec<u8>],
+        commit_ts: Option<Timestamp>,
+    ) -> Result<()> {
+        let Some(node) = self.forward_to(t)? else {
+            return self.resolve(t, txn, keys, commit_ts);
+        };
+        let req = KvRequest::Resolve {
+            txn,
+            keys: keys.to_vec(),
+            commit_ts,
+        };
+        self.forward(node, req).map(|_| ())
+    }
+}
+
+/// `f` over `items`, each on its own thread when there are several; results in order.
+fn parallel<I, T, R>(items: I, f: impl Fn(&T) -> R + Sync) -> Vec<R>
+where
+    I: Iterator<Item = T>,
+    T: Send + Sync,
+    R: Send,
+{
+    let items: Vec<T> = items.collect();
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|item| s.spawn(|| f(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a parallel KV call panicked"))
+            .collect()
+    })
+}

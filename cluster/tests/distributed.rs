@@ -1,0 +1,245 @@
+//! Transactions that write several tablets: the commit through the transaction record,
+//! rollback, conflicts, and what a reader or writer does when it meets an intent whose
+//! record lies on another tablet.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestEngine;
+use tessera_cluster::{Db, Error, Hlc, ManualClock, Store, StoreConfig, TxnOptions};
+use tessera_storage::mvcc::{self, TxnRecord};
+
+/// A store split at `\x10m` over a test engine (also returned), with no clock
+/// uncertainty. Values above 512 bytes overflow the write buffer: their writes go out
+/// as intents at once.
+fn split_store() -> (Db, Arc<TestEngine>, Arc<ManualClock>) {
+    let engine = Arc::new(TestEngine::default());
+    let physical = Arc::new(ManualClock::new(1_000_000_000));
+    let clock = Arc::new(Hlc::new(physical.clone()));
+    let config = StoreConfig {
+        write_buffer_bytes: 512,
+        max_clock_offset_nanos: 0,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(engine.clone(), clock, config).unwrap();
+    store.split(b"\x10m").unwrap();
+    (Db::new(store), engine, physical)
+}
+
+/// A key on the first tablet (which holds the transaction records) and one on the
+/// second.
+const LEFT: &[u8] = b"\x10a";
+const RIGHT: &[u8] = b"\x10x";
+
+/// A value large enough to be flushed as an intent when written.
+fn large(tag: u8) -> Vec<u8> {
+    vec![tag; 600]
+}
+
+fn read(db: &Db, key: &[u8]) -> Option<Vec<u8>> {
+    let mut t = db.begin(TxnOptions::default());
+    let v = t.get(key).unwrap();
+    t.commit().unwrap();
+    v
+}
+
+/// Claim: a transaction that writes both tablets commits, and its writes appear
+/// together: a reader that began before the commit sees neither, one after sees both.
+#[test]
+fn a_transaction_writing_two_tablets_commits_atomically() {
+    let (db, _, _) = split_store();
+    let mut before = db.begin(TxnOptions::default());
+    let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), b"l".to_vec()).unwrap();
+    t.put(RIGHT.to_vec(), b"r".to_vec()).unwrap();
+    let ts = t.commit().unwrap();
+    assert!(ts > before.read_ts());
+    assert_eq!(before.get(LEFT).unwrap(), None);
+    assert_eq!(before.get(RIGHT).unwrap(), None);
+    assert_eq!(read(&db, LEFT), Some(b"l".to_vec()));
+    assert_eq!(read(&db, RIGHT), Some(b"r".to_vec()));
+}
+
+/// Claim: the same holds for a transaction whose writes went out early as intents on
+/// both tablets, and for one that writes only outside the record's tablet.
+#[test]
+fn flushed_intents_on_two_tablets_commit_atomically() {
+    let (db, engine, _) = split_store();
+    let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), large(1)).unwrap();
+    t.put(RIGHT.to_vec(), large(2)).unwrap();
+    let mut during = db.begin(TxnOptions::default());
+    assert_eq!(during.get(RIGHT).unwrap(), None);
+    t.commit().unwrap();
+    assert_eq!(read(&db, LEFT), Some(large(1)));
+    assert_eq!(read(&db, RIGHT), Some(large(2)));
+    // Resolved on both tablets once committed.
+    assert_eq!(mvcc::get_intent(&*engine, LEFT).unwrap(), None);
+    assert_eq!(mvcc::get_intent(&*engine, RIGHT).unwrap(), None);
+
+    let mut t = db.begin(TxnOptions::default());
+    for i in 0..100 {
+        t.put(format!("\x10x{i:04}").into_bytes(), vec![7; 64])
+            .unwrap();
+    }
+    t.commit().unwrap();
+    let mut check = db.begin(TxnOptions::default());
+    let rows = check.scan(b"\x10x0", Some(b"\x10x1"), 1000).unwrap();
+    assert_eq!(rows.len(), 100);
+}
+
+/// Claim: a rolled-back transaction with intents on both tablets leaves nothing: no
+/// value, no intent, and its record says aborted.
+#[test]
+fn a_rollback_over_two_tablets_leaves_nothing() {
+    let (db, engine, _) = split_store();
+    let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), large(1)).unwrap();
+    t.put(RIGHT.to_vec(), large(2)).unwrap();
+    assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
+    let id = t.id();
+    t.rollback().unwrap();
+    assert_eq!(mvcc::get_intent(&*engine, LEFT).unwrap(), None);
+    assert_eq!(mvcc::get_intent(&*engine, RIGHT).unwrap(), None);
+    assert_eq!(
+        TxnRecord::read(&*engine, id).unwrap(),
+        mvcc::TxnStatus::Aborted
+    );
+    assert_eq!(read(&db, LEFT), None);
+    assert_eq!(read(&db, RIGHT), None);
+}
+
+/// Claim: of two transactions that read and write the same keys on both tablets, only
+/// the first to commit does; the other fails retryably and leaves nothing.
+#[test]
+fn conflicting_transactions_over_two_tablets_do_not_both_commit() {
+    let (db, _, _) = split_store();
+    let mut a = db.begin(TxnOptions::default());
+    let mut b = db.begin(TxnOptions::default());
+    for t in [&mut a, &mut b] {
+        assert_eq!(t.get(LEFT).unwrap(), None);
+        assert_eq!(t.get(RIGHT).unwrap(), None);
+    }
+    a.put(LEFT.to_vec(), b"a".to_vec()).unwrap();
+    a.put(RIGHT.to_vec(), b"a".to_vec()).unwrap();
+    b.put(LEFT.to_vec(), b"b".to_vec()).unwrap();
+    b.put(RIGHT.to_vec(), b"b".to_vec()).unwrap();
+    a.commit().unwrap();
+    let err = b.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(read(&db, LEFT), Some(b"a".to_vec()));
+    assert_eq!(read(&db, RIGHT), Some(b"a".to_vec()));
+}
+
+/// Claim: a reader that meets a pending intent on a tablet other than its record's, at
+/// or above the intent's timestamp, pushes the writer: the record then forbids a
+/// commit at or below the reader's timestamp, and the writer commits above it.
+#[test]
+fn a_reader_pushes_a_pending_writer_above_its_timestamp() {
+    let (db, engine, _) = split_store();
+    let mut w = db.begin(TxnOptions::default());
+    w.put(RIGHT.to_vec(), large(3)).unwrap();
+    let mut r = db.begin(TxnOptions::default());
+    assert_eq!(r.get(RIGHT).unwrap(), None);
+    let pushed = TxnRecord::pushed(&*engine, w.id()).unwrap();
+    assert!(
+        pushed > r.read_ts(),
+        "pushed to {pushed}, reader at {}",
+        r.read_ts()
+    );
+    let committed = w.commit().unwrap();
+    assert!(committed >= pushed);
+    assert_eq!(r.get(RIGHT).unwrap(), None);
+    assert_eq!(read(&db, RIGHT), Some(large(3)));
+}
+
+/// Claim: a writer that meets an intent on another tablet than its record's, whose
+/// heartbeat has expired, aborts that transaction through its record and goes ahead;
+/// the abandoned transaction can no longer commit.
+#[test]
+fn a_writer_aborts_an_abandoned_transaction_recorded_on_another_tablet() {
+    let (db, _, physical) = split_store();
+    let mut abandoned = db.begin(TxnOptions::default());
+    abandoned.put(RIGHT.to_vec(), large(4)).unwrap();
+    // Its gateway stops renewing the heartbeat; the expiry (5 s) passes.
+    physical.advance(6_000_000_000);
+    let mut w = db.begin(TxnOptions::default());
+    w.put(RIGHT.to_vec(), b"w".to_vec()).unwrap();
+    w.commit().unwrap();
+    let err = abandoned.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(read(&db, RIGHT), Some(b"w".to_vec()));
+}
+
+/// Claim: a live pending transaction's intent on another tablet than its record's
+/// makes a conflicting writer fail retryably, and the owner still commits.
+#[test]
+fn a_writer_does_not_abort_a_live_transaction_recorded_elsewhere() {
+    let (db, _, _) = split_store();
+    let mut live = db.begin(TxnOptions::default());
+    live.put(RIGHT.to_vec(), large(5)).unwrap();
+    let mut w = db.begin(TxnOptions::default());
+    w.put(RIGHT.to_vec(), b"w".to_vec()).unwrap();
+    let err = w.commit().unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    live.commit().unwrap();
+    assert_eq!(read(&db, RIGHT), Some(large(5)));
+}
+
+/// Claim: once the record says committed, the transaction has committed even when its
+/// intents on the other tablet could not be resolved: the commit succeeds, readers see
+/// the value through the record, and a later writer keeps it in the history.
+#[test]
+fn unresolved_intents_of_a_committed_transaction_read_through_the_record() {
+    let (db, engine, _) = split_store();
+    let mut t = db.begin(TxnOptions::default());
+    t.put(RIGHT.to_vec(), large(6)).unwrap();
+    let mut before = db.begin(TxnOptions::default());
+    assert_eq!(before.get(LEFT).unwrap(), None);
+    // What follows the commit point is not synced: resolution fails.
+    engine.fail_unsynced_writes(true);
+    let ts = t.commit().unwrap();
+    engine.fail_unsynced_writes(false);
+    assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
+    assert_eq!(read(&db, RIGHT), Some(large(6)));
+    assert_eq!(before.get(RIGHT).unwrap(), None);
+    let mut between = db.begin(TxnOptions::default());
+    assert_eq!(between.get(LEFT).unwrap(), None);
+    let mut w = db.begin(TxnOptions::default());
+    w.put(RIGHT.to_vec(), b"later".to_vec()).unwrap();
+    assert!(w.commit().unwrap() > ts);
+    assert_eq!(read(&db, RIGHT), Some(b"later".to_vec()));
+    assert_eq!(between.get(RIGHT).unwrap(), Some(large(6)));
+}
+
+/// Claim: an intent written outside the record's tablet lies above every read of its
+/// key there, and the commit never lands below a push left in the record (pushes from
+/// readers on nodes whose clocks are ahead can exceed the writer's clock).
+#[test]
+fn intents_and_commits_land_above_reads_and_pushes() {
+    let (db, engine, _) = split_store();
+    let mut w = db.begin(TxnOptions::default());
+    let mut r = db.begin(TxnOptions::default());
+    assert_eq!(r.get(RIGHT).unwrap(), None);
+    r.commit().unwrap();
+    w.put(RIGHT.to_vec(), large(7)).unwrap();
+    let intent = mvcc::get_intent(&*engine, RIGHT).unwrap().unwrap();
+    assert!(
+        intent.ts > r.read_ts(),
+        "intent at {}, read at {}",
+        intent.ts,
+        r.read_ts()
+    );
+    // A push from far ahead, as a reader on a fast node would leave it.
+    let far = tessera_storage::Timestamp::new(w.read_ts().wall + 3_600_000_000_000, 0);
+    let heartbeat = TxnRecord::heartbeat(&*engine, w.id()).unwrap().unwrap();
+    let mut b = tessera_storage::WriteBatch::new();
+    b.put(
+        tessera_storage::Cf::Data,
+        TxnRecord::key(w.id()),
+        TxnRecord::encode_pending(heartbeat, far),
+    );
+    tessera_storage::Engine::write(&*engine, b, true).unwrap();
+    assert!(w.commit().unwrap() >= far);
+}
