@@ -380,7 +380,7 @@ mod tests {
             },
             KvRequest::Push {
                 txn: 8,
-                push: Push::Abort,
+                push: Push::Abort(Timestamp::new(4, 0)),
             },
             KvRequest::Resolve {
                 txn: 9,

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::TestEngine;
 use tessera_cluster::{Db, Error, Hlc, ManualClock, Store, StoreConfig, TxnOptions};
@@ -74,9 +75,13 @@ fn flushed_intents_on_two_tablets_commit_atomically() {
     t.commit().unwrap();
     assert_eq!(read(&db, LEFT), Some(large(1)));
     assert_eq!(read(&db, RIGHT), Some(large(2)));
-    // Resolved on both tablets once committed.
+    // Resolved on both tablets: the record's at once, the other in the background.
     assert_eq!(mvcc::get_intent(&*engine, LEFT).unwrap(), None);
-    assert_eq!(mvcc::get_intent(&*engine, RIGHT).unwrap(), None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mvcc::get_intent(&*engine, RIGHT).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the intent was never resolved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let mut t = db.begin(TxnOptions::default());
     for i in 0..100 {
@@ -173,12 +178,15 @@ fn a_writer_aborts_an_abandoned_transaction_recorded_on_another_tablet() {
 }
 
 /// Claim: a live pending transaction's intent on another tablet than its record's
-/// makes a conflicting writer fail retryably, and the owner still commits.
+/// makes a conflicting writer fail retryably, and the owner still commits, even before
+/// its record exists (its intent vouches for it until the expiry).
 #[test]
 fn a_writer_does_not_abort_a_live_transaction_recorded_elsewhere() {
-    let (db, _, _) = split_store();
+    let (db, _, physical) = split_store();
     let mut live = db.begin(TxnOptions::default());
     live.put(RIGHT.to_vec(), large(5)).unwrap();
+    // Less than the expiry (5 s) passes since its intent; it has no record yet.
+    physical.advance(4_500_000_000);
     let mut w = db.begin(TxnOptions::default());
     w.put(RIGHT.to_vec(), b"w".to_vec()).unwrap();
     let err = w.commit().unwrap_err();
@@ -197,10 +205,10 @@ fn unresolved_intents_of_a_committed_transaction_read_through_the_record() {
     t.put(RIGHT.to_vec(), large(6)).unwrap();
     let mut before = db.begin(TxnOptions::default());
     assert_eq!(before.get(LEFT).unwrap(), None);
-    // What follows the commit point is not synced: resolution fails.
+    // What follows the commit point is not synced: resolution fails (reads and
+    // synced commits still work).
     engine.fail_unsynced_writes(true);
     let ts = t.commit().unwrap();
-    engine.fail_unsynced_writes(false);
     assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
     assert_eq!(read(&db, RIGHT), Some(large(6)));
     assert_eq!(before.get(RIGHT).unwrap(), None);
@@ -211,6 +219,7 @@ fn unresolved_intents_of_a_committed_transaction_read_through_the_record() {
     assert!(w.commit().unwrap() > ts);
     assert_eq!(read(&db, RIGHT), Some(b"later".to_vec()));
     assert_eq!(between.get(RIGHT).unwrap(), Some(large(6)));
+    engine.fail_unsynced_writes(false);
 }
 
 /// Claim: an intent written outside the record's tablet lies above every read of its
@@ -233,7 +242,7 @@ fn intents_and_commits_land_above_reads_and_pushes() {
     );
     // A push from far ahead, as a reader on a fast node would leave it.
     let far = tessera_storage::Timestamp::new(w.read_ts().wall + 3_600_000_000_000, 0);
-    let heartbeat = TxnRecord::heartbeat(&*engine, w.id()).unwrap().unwrap();
+    let heartbeat = w.read_ts();
     let mut b = tessera_storage::WriteBatch::new();
     b.put(
         tessera_storage::Cf::Data,

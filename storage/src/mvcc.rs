@@ -97,13 +97,15 @@ impl TxnRecord {
     }
 
     /// When the coordinator of a pending transaction was last heard from: `None` when
-    /// there is no record, it is not pending, or it carries no heartbeat.
+    /// there is no record, it is not pending, or it carries no heartbeat (a record
+    /// written by a push before any heartbeat carries [`Timestamp::ZERO`]).
     pub fn heartbeat(engine: &dyn Engine, txn: TxnId) -> Result<Option<Timestamp>> {
         Ok(match engine.get(Cf::Data, &Self::key(txn))? {
             Some(v) if v.first() == Some(&0) && v.len() > 1 => Some(
                 Timestamp::decode(&v[1..13.min(v.len())])
                     .ok_or_else(|| corrupt("txn record heartbeat"))?,
-            ),
+            )
+            .filter(|hb| *hb != Timestamp::ZERO),
             _ => None,
         })
     }

@@ -24,42 +24,42 @@
 //!
 //! ## Several tablets
 //!
-//! 1. The record is written PENDING on the record tablet `R`, with a heartbeat, before
-//!    any intent on another tablet.
-//! 2. The writes on tablets other than `R` become intents there. Each tablet writes its
-//!    intents under their latches, after the write-write checks, at a provisional
-//!    timestamp above its timestamp cache for those keys, and answers it; `min_commit`
-//!    is the highest answer.
-//! 3. `C = max(clock, min_commit)`; the reads on every tablet other than `R` are
+//! 1. The writes on tablets other than `R` become intents there, in parallel. Each
+//!    tablet writes its intents under their latches, after the write-write checks, at
+//!    a provisional timestamp above its timestamp cache for those keys, and answers it;
+//!    `min_commit` is the highest answer. The record need not exist yet: a missing
+//!    record reads as PENDING, and a transaction counts as alive while its heartbeat
+//!    or the intent met is younger than the expiry ([`super::push`]).
+//! 2. `C = max(clock, min_commit)`; the reads on every tablet other than `R` are
 //!    refreshed up to `C`.
-//! 4. On `R`, one command: `R`'s reads validated, the record still PENDING and pushed
+//! 3. On `R`, one command: `R`'s reads validated, the record still PENDING and pushed
 //!    no higher than `C`, `R`'s written keys not read at or above `C`; then `R`'s writes
 //!    at `C` and the record COMMITTED at `C`. That batch is the commit point. If `R`
-//!    needs a higher timestamp, `C` moves up to it and step 3 runs again.
-//! 5. The intents are resolved after the commit point; a failure there leaves them to
-//!    be read through the record.
+//!    needs a higher timestamp, `C` moves up to it and step 2 runs again.
+//! 4. The intents are resolved after the commit point, in the background; a failure
+//!    there leaves them to be read through the record.
 //!
 //! A rollback marks the record ABORTED (never over COMMITTED) and removes the intents.
 //!
 //! ## Why it is serializable
 //!
-//! - **Its writes.** Each written key holds the transaction's intent from step 2 until
+//! - **Its writes.** Each written key holds the transaction's intent from step 1 until
 //!   it is resolved: the write-write check there saw no version above `read_ts`, and
 //!   every later writer of the key meets the intent.
 //! - **Others' reads of its writes.** A read at `r` below an intent's timestamp ignores
 //!   it, correctly: `C` is at least that timestamp. A read at `r` at or above it on a
 //!   tablet other than `R` pushes the record to `r.next()` ([`super::push`]): the push
-//!   and step 4 are ordered by the record's latch, and step 4 commits at or above every
+//!   and step 3 are ordered by the record's latch, and step 3 commits at or above every
 //!   push, or the push learns that the transaction committed at `C` and the reader sees
 //!   the intent's value when `C <= r`. On `R` itself the read leaves `r` in `R`'s
-//!   timestamp cache, which step 4 checks for `R`'s keys under their latches.
+//!   timestamp cache, which step 3 checks for `R`'s keys under their latches.
 //! - **Its reads.** Valid over `(read_ts, C]` on every tablet: refreshed (and recorded at
-//!   `C`) on the others, validated on `R` in step 4.
-//! - **Atomicity.** Before step 4 every intent reads as pending, after it as committed
-//!   at `C`; step 4 is one command.
+//!   `C`) on the others, validated on `R` in step 3.
+//! - **Atomicity.** Before step 3 every intent reads as pending, after it as committed
+//!   at `C`; step 3 is one command.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use tessera_storage::mvcc::{TxnId, TxnRecord};
 use tessera_storage::Timestamp;
@@ -130,8 +130,8 @@ impl Store {
     }
 
     /// Write `writes` as intents of `txn`, each part on the leaseholder of its tablet, the
-    /// parts in parallel; the record is written first when a part lies outside the
-    /// record tablet. `intents` learns the keys (even on failure: some intents may have
+    /// parts in parallel (the part on the record's tablet writes the record too).
+    /// `intents` learns the keys (even on failure: some intents may have
     /// landed and need removal) and the intents' timestamps.
     pub(crate) fn flush_intents(
         &self,
@@ -144,12 +144,8 @@ impl Store {
             return Ok(());
         }
         intents.keys.extend(writes.keys().cloned());
-        let record = self.record_tablet(txn).range_id();
         let mut todo = self.keys_by_tablet(writes.iter().map(|(k, v)| (k, v.clone())));
         for _ in 0..=REROUTES {
-            if !intents.record && todo.keys().any(|id| *id != record) {
-                self.heartbeat(txn)?;
-            }
             intents.record = true;
             // From now on the transaction has a record: keep its heartbeat alive.
             self.heartbeats.lock().insert(txn);
@@ -315,11 +311,11 @@ impl Store {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .partition(|(k, _)| desc.contains(k));
-        // Steps 1 and 2: the record, then the intents.
+        // Step 1: the intents.
         self.flush_intents(txn, read_ts, &elsewhere, intents)?;
         let (flushed, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
             intents.keys.iter().cloned().partition(|k| desc.contains(k));
-        // Steps 3 and 4.
+        // Steps 2 and 3.
         let mut parts = self.by_tablet(reads);
         let own = parts
             .remove(&desc.range_id)
@@ -335,10 +331,12 @@ impl Store {
         };
         let at = self.clock.now().max(intents.min_commit);
         let ts = self.commit_refreshed(&r, &part, &parts, at)?;
-        // Step 5: the commit point is durable; resolution is best effort.
-        if let Err(e) = self.resolve_everywhere(txn, &others, Some(ts)) {
-            tracing::warn!(error = %e, txn, "resolving the intents of a committed transaction failed; they stay until read");
-        }
+        // Step 4: the commit point is durable; resolution is best effort.
+        self.resolve_later(Resolution {
+            txn,
+            keys: others,
+            commit_ts: ts,
+        });
         Ok(ts)
     }
 
@@ -460,6 +458,63 @@ impl Store {
             commit_ts,
         };
         self.forward(node, req).map(|_| ())
+    }
+}
+
+/// The intents of a committed transaction, to resolve after its commit point.
+pub(super) struct Resolution {
+    txn: TxnId,
+    keys: Vec<Vec<u8>>,
+    commit_ts: Timestamp,
+}
+
+/// How many resolutions wait for the resolver before commits resolve their own.
+const RESOLVER_QUEUE: usize = 1024;
+
+impl Store {
+    /// Start the thread that resolves the intents of committed transactions in the
+    /// background; it ends with the store.
+    pub(super) fn start_resolver(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::sync_channel::<Resolution>(RESOLVER_QUEUE);
+        let store = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("intent-resolver".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let Some(store) = store.upgrade() else {
+                        return;
+                    };
+                    store.resolve_committed(job);
+                }
+            });
+        match spawned {
+            Ok(_) => *self.resolver.lock() = Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "no resolver thread; commits resolve their own intents")
+            }
+        }
+    }
+
+    /// Hand `job` to the resolver, or resolve it here when the resolver is busy.
+    fn resolve_later(&self, job: Resolution) {
+        if job.keys.is_empty() {
+            return;
+        }
+        let rejected = match &*self.resolver.lock() {
+            Some(tx) => tx.try_send(job).err().map(|e| match e {
+                mpsc::TrySendError::Full(j) | mpsc::TrySendError::Disconnected(j) => j,
+            }),
+            None => Some(job),
+        };
+        if let Some(job) = rejected {
+            self.resolve_committed(job);
+        }
+    }
+
+    fn resolve_committed(&self, job: Resolution) {
+        if let Err(e) = self.resolve_everywhere(job.txn, &job.keys, Some(job.commit_ts)) {
+            tracing::warn!(error = %e, txn = job.txn, "resolving the intents of a committed transaction failed; they stay until read");
+        }
     }
 }
 

@@ -50,17 +50,18 @@
 //!   is unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
 //!   id and the store's boot epoch: a pending transaction of this node's earlier epoch
 //!   died with its process and counts as aborted.
-//! - **Abandoned intents.** A transaction's PENDING record, with a heartbeat, is
-//!   written no later than its first intents (with them on the record's tablet, before
-//!   them elsewhere); its gateway renews the heartbeat while the transaction is open
-//!   ([`Store::heartbeat_once`]). A writer that meets a pending intent whose heartbeat
-//!   is older than the expiry (its gateway crashed or is cut off) aborts that
-//!   transaction: on the record's tablet it writes ABORTED into the record in the same
-//!   batch as its own write, holding the latch of that record, after reading it as
-//!   PENDING, so it can never overwrite COMMITTED (a commit latches its record too);
-//!   elsewhere it pushes the record's leaseholder to do the same ([`push`]). A
-//!   transaction found ABORTED can no longer commit, flush or heartbeat. A pending
-//!   intent with a live heartbeat is a retryable conflict.
+//! - **Abandoned intents.** A transaction's PENDING record carries a heartbeat. It is
+//!   written with its first intents on the record's tablet, or else by its first
+//!   heartbeat or its commit; its gateway renews the heartbeat while the transaction
+//!   is open ([`Store::heartbeat_once`]). A writer that meets a pending intent of a
+//!   transaction silent for longer than the expiry (no heartbeat, and the intent, that
+//!   recent: its gateway crashed or is cut off) aborts that transaction: on the
+//!   record's tablet it writes ABORTED into the record in the same batch as its own
+//!   write, holding the latch of that record, after reading it as PENDING, so it can
+//!   never overwrite COMMITTED (a commit latches its record too); elsewhere it pushes
+//!   the record's leaseholder to do the same ([`push`]). A transaction found ABORTED
+//!   can no longer commit, flush or heartbeat. A pending intent of a live transaction
+//!   is a retryable conflict.
 //! - **History.** A write never erases another transaction's committed write: a
 //!   committed intent on a key being written becomes a version first
 //!   ([`mvcc::prepare_write`]).
@@ -197,6 +198,8 @@ pub struct Store {
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     /// Open transactions of this gateway that hold intents: their heartbeats are renewed.
     heartbeats: Mutex<BTreeSet<TxnId>>,
+    /// Where committed transactions' intents on other tablets go to be resolved.
+    resolver: Mutex<Option<std::sync::mpsc::SyncSender<commit::Resolution>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -260,7 +263,7 @@ impl Store {
                 TimestampCache::new(config.tscache_capacity, low_water),
             )));
         }
-        Ok(Arc::new(Store {
+        let store = Arc::new(Store {
             engine,
             clock,
             config,
@@ -272,7 +275,10 @@ impl Store {
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             heartbeats: Mutex::new(BTreeSet::new()),
-        }))
+            resolver: Mutex::new(None),
+        });
+        store.start_resolver();
+        Ok(store)
     }
 
     /// The node id (high 32 bits) and boot epoch (low 32 bits) of this store.
@@ -565,7 +571,7 @@ impl Store {
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
             let _latched = Self::latch(t, spans)?;
             let pushed = Mutex::new(Vec::new());
-            let status = |x, _| self.status_for_write(t, x, &pushed);
+            let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
             let view = ReadView {
                 read_ts,
                 txn: Some(txn),
@@ -630,7 +636,7 @@ impl Store {
             record,
         } = *part;
         let pushed = Mutex::new(Vec::new());
-        let status = |x, _| self.status_for_write(t, x, &pushed);
+        let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),

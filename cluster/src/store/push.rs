@@ -8,7 +8,11 @@
 //! latch, so that a push and the commit that writes the record are ordered:
 //! - a **timestamp push** raises the lowest timestamp the pending transaction may
 //!   commit at above the reader's, so the reader may ignore the intent;
-//! - an **abort push** marks a pending transaction whose heartbeat expired ABORTED;
+//! - an **abort push** marks a pending transaction that has been silent for longer than
+//!   the expiry ABORTED. A transaction was last heard from at its record's heartbeat
+//!   or, when later (or there is no record yet: the record of a transaction whose
+//!   intents all lie outside the record's tablet is written by its first heartbeat or
+//!   its commit), at the timestamp of the intent the pusher met;
 //! - both only ever change a PENDING record, and both answer the status they leave,
 //!   so one that meets COMMITTED learns the commit timestamp instead.
 //!
@@ -34,8 +38,9 @@ type Pushed<'a> = Vec<(TxnId, Guard<'a>)>;
 pub(crate) enum Push {
     /// Commit at or above this timestamp.
     Timestamp(Timestamp),
-    /// Abort, if the heartbeat has expired.
-    Abort,
+    /// Abort, if the transaction has been silent for longer than the expiry; the
+    /// timestamp is that of the intent the pusher met (the transaction was alive then).
+    Abort(Timestamp),
 }
 
 impl Store {
@@ -128,8 +133,8 @@ impl Store {
                 b.put(Cf::Data, key, TxnRecord::encode_pending(hb, ts));
                 TxnStatus::Pending
             }
-            Push::Abort if !self.expired(heartbeat) => return Ok(status),
-            Push::Abort => {
+            Push::Abort(seen) if !self.expired(heartbeat, seen) => return Ok(status),
+            Push::Abort(_) => {
                 tracing::info!(txn, "aborting a transaction whose heartbeat expired");
                 b.put(Cf::Data, key, TxnRecord::encode(TxnStatus::Aborted));
                 TxnStatus::Aborted
@@ -140,11 +145,12 @@ impl Store {
         Ok(after)
     }
 
-    /// Whether a pending transaction last heard from at `heartbeat` counts as abandoned
-    /// (no heartbeat at all: the record predates heartbeats, nothing renews it).
-    fn expired(&self, heartbeat: Option<Timestamp>) -> bool {
+    /// Whether a pending transaction whose record carries `heartbeat` and that wrote an
+    /// intent at `intent_ts` counts as abandoned: silent for longer than the expiry.
+    fn expired(&self, heartbeat: Option<Timestamp>, intent_ts: Timestamp) -> bool {
+        let last = heartbeat.unwrap_or(Timestamp::ZERO).max(intent_ts);
         let now = self.clock.now();
-        heartbeat.is_none_or(|hb| now.wall.saturating_sub(hb.wall) > self.config.txn_expiry_nanos)
+        now.wall.saturating_sub(last.wall) > self.config.txn_expiry_nanos
     }
 
     /// The fate of a transaction owning an intent at `intent_ts` that a read at
@@ -178,9 +184,9 @@ impl Store {
             })
     }
 
-    /// The fate of a transaction owning an intent that a write on `t` meets:
-    /// [`Store::status`], except that a pending transaction whose heartbeat has expired
-    /// at `now` is aborted. When its record lies on `t`, its id is added to `pushed`,
+    /// The fate of a transaction owning an intent at `intent_ts` that a write on `t`
+    /// meets: [`Store::status`], except that a pending transaction silent for longer
+    /// than the expiry is aborted. When its record lies on `t`, its id is added to `pushed`,
     /// and the caller must write its ABORTED record in the batch that overwrites its
     /// intent (see the module docs); elsewhere it is aborted by a push to its record's
     /// leaseholder, and a push that fails leaves it pending.
@@ -188,21 +194,22 @@ impl Store {
         &'a self,
         t: &'a Tablet,
         txn: TxnId,
+        intent_ts: Timestamp,
         pushed: &Mutex<Pushed<'a>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
         if pushed.lock().iter().any(|(t, _)| *t == txn) {
             return Ok(TxnStatus::Aborted);
         }
         let status = self.status(txn)?;
-        if status != TxnStatus::Pending || !self.expired(TxnRecord::heartbeat(&*self.engine, txn)?)
-        {
+        let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
+        if status != TxnStatus::Pending || !self.expired(heartbeat, intent_ts) {
             return Ok(status);
         }
         let key = TxnRecord::key(txn);
         if !t.desc.read().contains(&key) {
             // This replica's copy of the heartbeat may lag: the record's leaseholder
             // decides.
-            return Ok(self.push(txn, Push::Abort).unwrap_or_else(|e| {
+            return Ok(self.push(txn, Push::Abort(intent_ts)).unwrap_or_else(|e| {
                 tracing::debug!(txn, error = %e, "pushing an abandoned transaction failed");
                 TxnStatus::Pending
             }));
