@@ -312,3 +312,43 @@ fn a_node_splits_a_replicated_tablet() {
     let third = node.store.split(b"\x10t").unwrap();
     assert!(third.range_id != right.range_id && third.range_id != FIRST_RANGE);
 }
+
+/// Claim: the new tablet of a split keeps its parent's lease floor when its parent's
+/// leaseholder wins its first election, so its first write does not wait out a new
+/// floor (up to the maximum clock offset). The clock here is manual: a wait for a
+/// floor shows as a jump of the clock.
+#[test]
+fn a_split_tablet_inherits_the_lease_floor() {
+    use tessera_cluster::replication::RaftConfig;
+    use tessera_cluster::{ClusterNode, NodeOptions};
+    const OFFSET: u64 = 60_000_000_000;
+    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
+    let physical = Arc::new(ManualClock::new(1_000_000_000));
+    let clock = Arc::new(Hlc::new(physical.clone()));
+    let options = NodeOptions {
+        rpc_listen: "127.0.0.1:0".parse().unwrap(),
+        join: Vec::new(),
+        single: true,
+        raft: RaftConfig::default(),
+        tick: Duration::from_millis(10),
+        store: StoreConfig {
+            max_clock_offset_nanos: OFFSET,
+            ..StoreConfig::default()
+        },
+    };
+    let node = ClusterNode::start(engine, clock.clone(), options).unwrap();
+    let db = Db::new(node.store.clone());
+    // The first lease's first write waits out its floor.
+    let before = clock.physical_nanos();
+    put(&db, LEFT, b"l");
+    assert!(clock.physical_nanos() >= before + OFFSET);
+    node.store.split(b"\x10m").unwrap();
+    let before = clock.physical_nanos();
+    put(&db, RIGHT, b"r");
+    assert!(
+        clock.physical_nanos() < before + OFFSET,
+        "the new tablet waited for a floor of its own"
+    );
+    let mut check = db.begin(TxnOptions::default());
+    assert_eq!(check.get(RIGHT).unwrap(), Some(b"r".to_vec()));
+}

@@ -15,8 +15,9 @@
 //!   ([`crate::replication::SplitTrigger`]): every replica applies it at the same log
 //!   index, creates the new group with the parent's members and tells its store
 //!   ([`Store::apply_split`]), which adds the new tablet. The parent's leaseholder
-//!   campaigns for the new group at once, so its lease usually stays on the same node;
-//!   like any new lease, the new tablet's first write waits out the lease floor (up to
+//!   campaigns for the new group at once, so its lease usually stays on the same node,
+//!   and then the new tablet keeps the parent's lease floor ([`Store::inherit_lease`]);
+//!   otherwise, as after any lease change, its first write waits out a new floor (up to
 //!   the maximum clock offset).
 //! - A split is served by the parent's leaseholder; other nodes forward it there.
 
@@ -34,6 +35,9 @@ use crate::{Error, Result};
 
 /// The raw key of the last range id handed out (in the first tablet's system region).
 const RANGE_ID_KEY: &[u8] = b"\x01range/last_id";
+
+/// The term of a new group's first leader: groups start at the bootstrap term.
+const FIRST_LEADER_TERM: u64 = crate::replication::log::INIT_INDEX + 1;
 
 /// How long a split waits for the new tablet to get a leaseholder.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -119,20 +123,43 @@ impl Store {
                     // Requests for the new tablet need its leaseholder: wait for the
                     // election that this node started.
                     let deadline = Instant::now() + LEASE_WAIT;
-                    while right
-                        .replicator
-                        .as_ref()
-                        .is_some_and(|r| r.leader().is_none())
-                        && Instant::now() < deadline
-                    {
+                    let rr = right.replicator.as_ref().expect("a replicated split");
+                    let settled = |r: &Arc<dyn Replicator>| match r.leader() {
+                        None => false,
+                        Some(l) => l != self.node || r.lease_term() != 0,
+                    };
+                    while !settled(rr) && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(5));
                     }
+                    self.inherit_lease(&t, &right);
                     let d = right.desc.read().clone();
                     return Ok(d);
                 }
             }
         }
         Err(Error::RangeKeyMismatch { key: key.to_vec() })
+    }
+
+    /// Let the new tablet `right` of a split of `parent` serve under the parent's lease
+    /// floor when this node, the parent's leaseholder, won the new group's first
+    /// election: no other node ever held that lease, every read served on the moved
+    /// span before lies at or below the parent's floor or in the timestamp cache the
+    /// new tablet started from, and this clock is past the floor already. So its first
+    /// write need not wait out a new floor. In any other case the new tablet takes a
+    /// floor of its own, as after any lease change.
+    fn inherit_lease(&self, parent: &Tablet, right: &Tablet) {
+        let Some(r) = &right.replicator else {
+            return;
+        };
+        let term = r.lease_term();
+        if term != FIRST_LEADER_TERM || r.leader() != Some(self.node) || parent.lease_term() == 0 {
+            return;
+        }
+        let floor = self.lease_floor(parent);
+        let mut lease = right.lease.lock();
+        if lease.0 != term || lease.1 > floor {
+            *lease = (term, floor);
+        }
     }
 
     /// A range id never handed out before, from the counter on the first tablet.
