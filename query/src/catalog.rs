@@ -293,12 +293,22 @@ impl CatalogCache {
 /// Schema changes, written through a transaction.
 pub struct CatalogWriter<'a> {
     txn: &'a mut Txn,
+    /// Where the tables written need tablet boundaries (see [`crate::ranges::placement`]).
+    splits: Vec<Vec<u8>>,
 }
 
 impl<'a> CatalogWriter<'a> {
     /// A writer over `txn`.
     pub fn new(txn: &'a mut Txn) -> Self {
-        CatalogWriter { txn }
+        CatalogWriter {
+            txn,
+            splits: Vec::new(),
+        }
+    }
+
+    /// The tablet boundaries the descriptors written so far need.
+    pub fn splits(&self) -> &[Vec<u8>] {
+        &self.splits
     }
 
     /// A fresh descriptor id.
@@ -319,7 +329,10 @@ impl<'a> CatalogWriter<'a> {
     /// Create or replace a descriptor.
     pub fn put(&mut self, d: &Descriptor) -> Result<()> {
         let id = match d {
-            Descriptor::Table(t) => t.id,
+            Descriptor::Table(t) => {
+                self.splits.extend(crate::ranges::placement(t));
+                t.id
+            }
             Descriptor::Sequence(s) => s.id,
         };
         let bytes = serde_json::to_vec(d).map_err(Error::internal)?;

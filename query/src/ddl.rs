@@ -57,11 +57,19 @@ pub async fn execute(session: &mut Session, catalog: &Catalog, stmt: &Statement)
     }
 }
 
+/// Run `f` with a catalog writer over the session's transaction, then give the tables
+/// it wrote their own tablets ([`crate::ranges::place`]).
 pub(crate) fn with_writer<R>(
     session: &Session,
     f: impl FnOnce(&mut CatalogWriter<'_>) -> Result<R>,
 ) -> Result<R> {
-    session.slot.with(|txn| f(&mut CatalogWriter::new(txn)))
+    let (out, splits) = session.slot.with(|txn| {
+        let mut w = CatalogWriter::new(txn);
+        let out = f(&mut w)?;
+        Ok((out, w.splits().to_vec()))
+    })?;
+    crate::ranges::place(session.node.db.store(), &splits);
+    Ok(out)
 }
 
 pub(crate) fn already_exists(name: &str) -> Error {

@@ -14,6 +14,16 @@
 //!
 //! Readable keys: `/Min`, `/Max`, `/System/<key>`, `/Table/<table>` for a table's first
 //! key, `/Table/<table>/<index id>/<value>/...` inside it.
+//!
+//! ## Placement
+//!
+//! As in CockroachDB, the system keys (catalog, sequences, transaction records) have a
+//! tablet of their own, and each index of each table (the primary one included) starts
+//! in its own: writing a table descriptor splits at the first key of each of its
+//! indexes ([`placement`]); the first such split ends the system tablet. Splits at existing
+//! boundaries change nothing, and a split that fails (no leaseholder at the moment)
+//! only leaves the index sharing a tablet with its neighbour: it is logged, not an
+//! error of the statement.
 
 use std::sync::Arc;
 
@@ -55,6 +65,23 @@ pub(crate) struct SplitAt {
 
 fn syntax(e: impl std::fmt::Display) -> Error {
     Error::new(SqlState::SyntaxError, format!("syntax error: {e}"))
+}
+
+/// The tablet boundaries table `t` needs: the first key of each of its indexes. (The
+/// first of them ever made ends the system tablet, which holds every key below.)
+pub(crate) fn placement(t: &TableDesc) -> Vec<Vec<u8>> {
+    t.all_indexes()
+        .map(|i| KeyKind::index_prefix(t.id, i.id))
+        .collect()
+}
+
+/// Split at each of `keys` (see the module docs, "Placement").
+pub(crate) fn place(store: &Arc<Store>, keys: &[Vec<u8>]) {
+    for key in keys {
+        if let Err(e) = crate::txn_slot::may_block(|| store.split(key)) {
+            tracing::warn!(error = %e, key = ?key, "could not give an index its own tablet");
+        }
+    }
 }
 
 /// Parse `sql` as a split statement; `None` when it is not one.

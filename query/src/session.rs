@@ -38,6 +38,17 @@ use crate::txn_slot::TxnSlot;
 /// How often an implicit transaction is retried after a serialization failure.
 const IMPLICIT_RETRIES: usize = 20;
 
+/// The pause before retry `attempt` (from 1) of an implicit transaction: between half
+/// and all of 2^attempt ms, at most 64 ms, so that transactions contending for the same
+/// rows fall out of step instead of failing each other again and again.
+fn retry_backoff(attempt: usize) -> std::time::Duration {
+    let cap = 1000u64 << attempt.min(6);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    std::time::Duration::from_micros(cap / 2 + jitter % (cap / 2 + 1))
+}
+
 /// Node-wide state shared by all sessions.
 #[derive(Debug)]
 pub struct QueryNode {
@@ -470,6 +481,7 @@ impl Session {
                         Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
                             attempt += 1;
                             tracing::debug!(attempt, error = %e, "retrying implicit transaction");
+                            tokio::time::sleep(retry_backoff(attempt)).await;
                         }
                         other => return other,
                     }

@@ -473,9 +473,11 @@ async fn a_split_tablet_is_replicated_and_survives_losing_the_leaseholder() {
         .simple_query("ALTER TABLE kv SPLIT AT VALUES (100)")
         .await;
     assert!(split.is_ok(), "{split:?}");
+    // The system tablet, the table's own, and the split.
     let ranges = kv_ranges(&nodes[1]).await;
-    assert_eq!(ranges.len(), 2, "{ranges:?}");
-    assert_eq!(ranges[1].1, "/Table/kv/1/100");
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(ranges[1].1, "/Table/kv/1");
+    assert_eq!(ranges[2].1, "/Table/kv/1/100");
     for (_, _, replicas, _) in &ranges {
         assert_eq!(replicas, &vec![1, 2, 3], "{ranges:?}");
     }
@@ -498,7 +500,7 @@ async fn a_split_tablet_is_replicated_and_survives_losing_the_leaseholder() {
     insert_together(&nodes[1], &[29, 129]).await;
     assert_eq!(count_settled(&nodes[2]).await, 58);
     let after = kv_ranges(&nodes[2]).await;
-    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after.len(), 3, "{after:?}");
     assert!(
         after.iter().all(|(_, _, _, l)| l.is_some_and(|l| l != 1)),
         "{after:?}"
