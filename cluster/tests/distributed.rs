@@ -252,3 +252,36 @@ fn intents_and_commits_land_above_reads_and_pushes() {
     tessera_storage::Engine::write(&*engine, b, true).unwrap();
     assert!(w.commit().unwrap() >= far);
 }
+
+/// Claim: every tablet collects its old versions under a threshold of its own, and the
+/// new tablet of a split starts at its parent's threshold; the newest versions stay.
+#[test]
+fn every_tablet_collects_garbage_and_a_split_keeps_the_threshold() {
+    let engine = Arc::new(TestEngine::default());
+    let physical = Arc::new(ManualClock::new(1_000_000_000));
+    let clock = Arc::new(Hlc::new(physical.clone()));
+    let config = StoreConfig {
+        gc_window_nanos: 1_000_000_000,
+        max_clock_offset_nanos: 0,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(engine.clone(), clock, config).unwrap();
+    store.split(b"\x10m").unwrap();
+    let db = Db::new(store.clone());
+    for v in [b"1", b"2", b"3"] {
+        let mut t = db.begin(TxnOptions::default());
+        t.put(RIGHT.to_vec(), v.to_vec()).unwrap();
+        t.commit().unwrap();
+    }
+    physical.advance(10_000_000_000);
+    assert_eq!(store.gc_once().unwrap(), 2);
+    let threshold = mvcc::GcThreshold::read(&*engine, b"\x10m").unwrap();
+    assert!(threshold > tessera_storage::Timestamp::ZERO);
+    assert_eq!(read(&db, RIGHT), Some(b"3".to_vec()));
+    store.split(b"\x10t").unwrap();
+    assert_eq!(
+        mvcc::GcThreshold::read(&*engine, b"\x10t").unwrap(),
+        threshold
+    );
+    assert_eq!(read(&db, RIGHT), Some(b"3".to_vec()));
+}

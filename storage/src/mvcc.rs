@@ -137,29 +137,40 @@ impl TxnRecord {
     }
 }
 
-/// The tablet's garbage-collection threshold: history at or below it may be gone, so
-/// reads and commits with a `read_ts` below it are refused. It is stored in the system
-/// region of the tablet's span, so it is replicated, snapshotted and known to every
-/// future leaseholder, and it is written in the same batch as the first deletions it
-/// allows.
+/// A tablet's garbage-collection threshold: history at or below it may be gone, so
+/// reads and commits with a `read_ts` below it are refused. It is a tablet-local entry
+/// anchored at the tablet's first key ([`local_key`]), so it is replicated, snapshotted
+/// and known to every future leaseholder of the tablet, and it is written in the same
+/// batch as the first deletions it allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcThreshold;
 
 impl GcThreshold {
-    /// The threshold's key (in the system region, below [`MVCC_START`]).
+    /// The name the threshold's latch goes by in every tablet's latch manager.
     pub const KEY: &'static [u8] = b"\x01gc/threshold";
 
-    /// The stored threshold ([`Timestamp::ZERO`] before the first collection).
-    pub fn read(engine: &dyn Engine) -> Result<Timestamp> {
-        match engine.get(Cf::Data, Self::KEY)? {
+    /// The engine key of the threshold of the tablet starting at `start`.
+    pub fn key(start: &[u8]) -> Vec<u8> {
+        local_key(start, b"gc/threshold")
+    }
+
+    /// The stored threshold of the tablet starting at `start` ([`Timestamp::ZERO`]
+    /// before the first collection). The first tablet's may still be at [`Self::KEY`],
+    /// where stores kept it before every tablet had its own.
+    pub fn read(engine: &dyn Engine, start: &[u8]) -> Result<Timestamp> {
+        let stored = match engine.get(Cf::Data, &Self::key(start))? {
+            None if start.is_empty() => engine.get(Cf::Data, Self::KEY)?,
+            other => other,
+        };
+        match stored {
             None => Ok(Timestamp::ZERO),
             Some(v) => Timestamp::decode(&v).ok_or_else(|| corrupt("gc threshold")),
         }
     }
 
-    /// Queue raising the threshold to `ts`.
-    pub fn put(batch: &mut WriteBatch, ts: Timestamp) {
-        batch.put(Cf::Data, Self::KEY.to_vec(), ts.encode().to_vec());
+    /// Queue raising the threshold of the tablet starting at `start` to `ts`.
+    pub fn put(batch: &mut WriteBatch, start: &[u8], ts: Timestamp) {
+        batch.put(Cf::Data, Self::key(start), ts.encode().to_vec());
     }
 }
 
@@ -226,8 +237,25 @@ pub fn version_key(key: &[u8], ts: Timestamp) -> Vec<u8> {
     out
 }
 
+/// The engine key of the tablet-local entry `suffix` anchored at user key `anchor`: it
+/// sorts after every entry of `anchor` and before every entry of any greater user key,
+/// so it lies in the span of the tablet that owns `anchor` and moves with it. Scans of
+/// user keys skip such entries.
+pub fn local_key(anchor: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(anchor.len() + suffix.len() + 2);
+    encode_user(&mut out, anchor);
+    *out.last_mut().expect("terminated") = 2;
+    out.extend_from_slice(suffix);
+    out
+}
+
 /// Split an engine key into the user key and the version timestamp (`None`: intent).
 pub fn decode_key(k: &[u8]) -> Result<(Vec<u8>, Option<Timestamp>)> {
+    decode_entry(k)?.ok_or_else(|| corrupt("a tablet-local key where a user key was expected"))
+}
+
+/// [`decode_key`], or `None` for a tablet-local key ([`local_key`]).
+fn decode_entry(k: &[u8]) -> Result<Option<(Vec<u8>, Option<Timestamp>)>> {
     let mut user = Vec::with_capacity(k.len());
     let mut i = 0;
     while i < k.len() {
@@ -237,17 +265,18 @@ pub fn decode_key(k: &[u8]) -> Result<(Vec<u8>, Option<Timestamp>)> {
                 Some(1) => {
                     let rest = &k[i + 2..];
                     if rest.is_empty() {
-                        return Ok((user, None));
+                        return Ok(Some((user, None)));
                     }
                     let inv = Timestamp::decode(rest).ok_or_else(|| corrupt("version suffix"))?;
-                    return Ok((
+                    return Ok(Some((
                         user,
                         Some(Timestamp {
                             wall: !inv.wall,
                             logical: !inv.logical,
                         }),
-                    ));
+                    )));
                 }
+                Some(2) => return Ok(None),
                 _ => return Err(corrupt("bad escape")),
             }
             i += 2;
@@ -399,7 +428,9 @@ pub fn scan(
         return Ok(out);
     }
     engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
-        let (user, ts) = decode_key(k)?;
+        let Some((user, ts)) = decode_entry(k)? else {
+            return Ok(Visit::Continue);
+        };
         if current.as_deref() != Some(user.as_slice()) {
             current = Some(user.clone());
             done = false;
@@ -450,7 +481,9 @@ pub fn find_conflict(
     let (from, to) = engine_span(start, end);
     let mut found = None;
     engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
-        let (user, ts) = decode_key(k)?;
+        let Some((user, ts)) = decode_entry(k)? else {
+            return Ok(Visit::Continue);
+        };
         let kind = match ts {
             Some(ts) if ts > view.read_ts && ts <= commit_ts => Some(ConflictKind::Version(ts)),
             Some(_) => None,
@@ -510,12 +543,13 @@ pub fn prepare_write(
         Cf::Data,
         &from,
         to.as_deref(),
-        &mut |k, v| match decode_key(k)?.1 {
-            None => {
+        &mut |k, v| match decode_entry(k)?.map(|(_, ts)| ts) {
+            None => Ok(Visit::Continue),
+            Some(None) => {
                 intent = Some(decode_intent(v)?);
                 Ok(Visit::Continue)
             }
-            Some(ts) => {
+            Some(Some(ts)) => {
                 if ts > view.read_ts {
                     newer = Some(ts);
                 }
@@ -567,7 +601,9 @@ pub fn gc(
     let mut seen_base = false;
     let mut removed = 0;
     engine.scan(Cf::Data, &from, to.as_deref(), &mut |k, v| {
-        let (user, ts) = decode_key(k)?;
+        let Some((user, ts)) = decode_entry(k)? else {
+            return Ok(Visit::Continue);
+        };
         if current.as_deref() != Some(user.as_slice()) {
             current = Some(user);
             seen_base = false;
@@ -626,5 +662,56 @@ mod tests {
         assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), pushed);
         put(TxnRecord::encode(TxnStatus::Committed(pushed)));
         assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+    }
+
+    #[test]
+    fn local_keys_sit_between_their_anchor_and_the_next_key_and_scans_skip_them() {
+        for anchor in [&b""[..], b"a", b"a\0", b"\x10m"] {
+            let local = local_key(anchor, b"gc/threshold");
+            assert!(version_key(anchor, Timestamp::new(1, 0)) < local);
+            for next in [
+                [anchor, b"\0"].concat(),
+                [anchor, b"\x01"].concat(),
+                [anchor, b"b"].concat(),
+            ] {
+                assert!(local < intent_key(&next), "{anchor:?} {next:?}");
+            }
+            assert!(decode_key(&local).is_err());
+        }
+        let engine = crate::MemoryEngine::default();
+        let mut b = WriteBatch::new();
+        put_version(&mut b, b"a", Timestamp::new(5, 0), Some(b"x"));
+        b.put(Cf::Data, local_key(b"a", b"gc/threshold"), vec![9; 12]);
+        put_version(&mut b, b"b", Timestamp::new(5, 0), Some(b"y"));
+        engine.write(b, true).unwrap();
+        let status = |_: TxnId, _: Timestamp| Ok(TxnStatus::Pending);
+        let view = ReadView {
+            read_ts: Timestamp::new(9, 0),
+            txn: None,
+            uncertainty_limit: Timestamp::ZERO,
+            status: &status,
+        };
+        let rows = scan(&engine, b"", None, &view, 10).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (b"a".to_vec(), b"x".to_vec()),
+                (b"b".to_vec(), b"y".to_vec())
+            ]
+        );
+        assert_eq!(
+            find_conflict(&engine, b"", None, &view, Timestamp::new(20, 0)).unwrap(),
+            None
+        );
+        let mut gc_batch = WriteBatch::new();
+        assert_eq!(
+            gc(&engine, &mut gc_batch, b"", None, Timestamp::new(9, 0)).unwrap(),
+            0
+        );
+        let mut w = WriteBatch::new();
+        assert_eq!(
+            prepare_write(&engine, &mut w, b"a", &view, false).unwrap(),
+            None
+        );
     }
 }

@@ -510,12 +510,12 @@ impl Replicator for GroupReplicator {
         self.propose(writes, None)
     }
 
-    fn split(&self, right: u64, key: &[u8]) -> Result<()> {
+    fn split(&self, right: u64, key: &[u8], writes: WriteBatch) -> Result<()> {
         let trigger = SplitTrigger {
             right,
             key: key.to_vec(),
         };
-        self.propose(WriteBatch::new(), Some(trigger))
+        self.propose(writes, Some(trigger))
     }
 }
 

@@ -68,9 +68,9 @@
 //! - **Garbage collection.** The GC threshold is replicated with the tablet
 //!   ([`GcThreshold`]) and written with the first deletions it allows; reads, intent
 //!   flushes and commits with a `read_ts` below it are refused (retryable), on every
-//!   leaseholder, since the history they would be checked against may be gone. Only
-//!   the first tablet collects so far: the others keep every version, and their
-//!   threshold stays at zero.
+//!   leaseholder, since the history they would be checked against may be gone. The
+//!   right-hand side of a split starts at its parent's threshold, written with the
+//!   split.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,10 +158,11 @@ pub trait Replicator: Send + Sync {
     /// The nodes holding a voting replica of the group (empty when unknown).
     fn replicas(&self) -> Vec<u64>;
 
-    /// Split the group at the user key `key`, the new group taking the id `right`;
-    /// `Ok` once applied on this node (see [`crate::replication::SplitTrigger`]). The
-    /// caller holds the latches of the part that moves.
-    fn split(&self, right: u64, key: &[u8]) -> Result<()>;
+    /// Split the group at the user key `key`, the new group taking the id `right`, and
+    /// apply `writes` with it (the new tablet's bookkeeping); `Ok` once applied on this
+    /// node (see [`crate::replication::SplitTrigger`]). The caller holds the latches of
+    /// the part that moves.
+    fn split(&self, right: u64, key: &[u8], writes: WriteBatch) -> Result<()>;
 
     /// Return once the group has confirmed (with a quorum) that nothing was committed
     /// that this node has not applied: local reads after it are not stale.

@@ -19,12 +19,15 @@
 //!   and then the new tablet keeps the parent's lease floor ([`Store::inherit_lease`]);
 //!   otherwise, as after any lease change, its first write waits out a new floor (up to
 //!   the maximum clock offset).
+//! - **GC threshold.** The new tablet's threshold, written with the split, is the
+//!   parent's: reads below it on the moved keys stay refused.
 //! - A split is served by the parent's leaseholder; other nodes forward it there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_storage::{mvcc, Cf, TimestampCache, WriteBatch};
+use tessera_storage::mvcc::{self, GcThreshold};
+use tessera_storage::{Cf, TimestampCache, WriteBatch};
 
 use super::tablet::{Descriptor, Tablet};
 use super::{Replicator, Store, KEY_MAX};
@@ -103,8 +106,13 @@ impl Store {
                 // Split concurrently: route again.
                 continue;
             }
+            // The new tablet's history starts where the parent's does (a collection of
+            // the parent latches the moving part too, so this is current).
+            let mut inherited = WriteBatch::new();
+            GcThreshold::put(&mut inherited, key, self.gc_threshold(&t)?);
             match &t.replicator {
                 None => {
+                    self.engine.write(inherited, true)?;
                     let right = Descriptor {
                         range_id: right_id,
                         start: key.to_vec(),
@@ -115,7 +123,7 @@ impl Store {
                     return Ok(right);
                 }
                 Some(r) => {
-                    r.split(right_id, key)?;
+                    r.split(right_id, key, inherited)?;
                     let right = self.tablets.by_id(right_id).ok_or_else(|| {
                         Error::Raft(format!("the split at {key:?} did not apply"))
                     })?;

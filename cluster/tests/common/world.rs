@@ -108,7 +108,7 @@ impl Replicator for SimReplicator {
             .map(|(l, _)| l)
     }
 
-    fn split(&self, _right: u64, _key: &[u8]) -> Result<()> {
+    fn split(&self, _right: u64, _key: &[u8], _writes: WriteBatch) -> Result<()> {
         Err(tessera_cluster::Error::Unsupported(
             "splits in the simulation".into(),
         ))
