@@ -53,6 +53,10 @@ pub struct RaftSettings {
     /// leaseholder waits this long before its first write.
     #[arg(long, default_value_t = 500)]
     pub max_offset_ms: u64,
+    /// A tablet larger than this many bytes is split in two (CockroachDB's
+    /// `range_max_bytes`).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub range_max_bytes: u64,
 }
 
 impl Default for RaftSettings {
@@ -63,6 +67,7 @@ impl Default for RaftSettings {
             raft_log_keep: 10_000,
             raft_snapshot_mib_per_sec: 40,
             max_offset_ms: 500,
+            range_max_bytes: 64 << 20,
         }
     }
 }
@@ -118,6 +123,7 @@ impl Node {
         let store_config = StoreConfig {
             gc_window_nanos: config.gc_window_secs * 1_000_000_000,
             max_clock_offset_nanos: config.raft.max_offset_ms * 1_000_000,
+            split_bytes: config.raft.range_max_bytes.max(1),
             ..Default::default()
         };
         let options = NodeOptions {

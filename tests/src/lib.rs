@@ -81,9 +81,18 @@ impl Node {
         Self::start_prepared(|_| {})
     }
 
+    /// Start a node on a fresh store with more command-line arguments (settings).
+    pub fn start_with(extra: &[&str]) -> Node {
+        Self::start_inner(|_| {}, extra)
+    }
+
     /// Start a node on a fresh store whose data directory `prepare` sets up first (for
     /// instance by mounting a small file system there).
     pub fn start_prepared(prepare: impl FnOnce(&Path)) -> Node {
+        Self::start_inner(prepare, &[])
+    }
+
+    fn start_inner(prepare: impl FnOnce(&Path), extra: &[&str]) -> Node {
         let store = tempfile::tempdir().expect("tempdir");
         let data = store.path().join("data");
         std::fs::create_dir_all(&data).expect("data directory");
@@ -93,7 +102,7 @@ impl Node {
             store,
             port: free_port(),
             member: None,
-            extra: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.spawn();
         node

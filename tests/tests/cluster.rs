@@ -506,3 +506,65 @@ async fn a_split_tablet_is_replicated_and_survives_losing_the_leaseholder() {
         "{after:?}"
     );
 }
+
+/// A table that grows past the tablet size bound is split by itself: `SHOW RANGES`
+/// lists its tablets, each starting at a row of it, and every row is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_table_splits_by_size() {
+    let node = Node::start_with(&["--range-max-bytes", "16384"]);
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE grow (id INT PRIMARY KEY, pad TEXT); \
+         INSERT INTO grow SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g",
+    )
+    .await
+    .unwrap();
+    for i in 0..10 {
+        let from = 1001 + i * 100;
+        c.batch_execute(&format!(
+            "INSERT INTO grow SELECT g, repeat('y', 100) FROM generate_series({from}, {}) g",
+            from + 99
+        ))
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let starts = loop {
+        let starts: Vec<String> = c
+            .query(
+                "SELECT start_key FROM tessera_internal.ranges WHERE table_name = 'grow' \
+                 ORDER BY range_id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if starts.len() >= 4 {
+            break starts;
+        }
+        assert!(Instant::now() < deadline, "no split by size: {starts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(starts[0], "/Table/grow/1");
+    for s in &starts[1..] {
+        let id: i64 = s
+            .strip_prefix("/Table/grow/1/")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a row boundary: {s}"));
+        assert!((1..=2000).contains(&id), "{s}");
+    }
+    let shown = c.simple_query("SHOW RANGES FROM TABLE grow").await.unwrap();
+    let listed = shown
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert!(listed >= starts.len(), "{listed} ranges shown");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM grow", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2000);
+}

@@ -196,8 +196,27 @@ impl Store {
         }
     }
 
-    /// Validate and commit (see the module docs).
+    /// Validate and commit (see the module docs). A tablet that refuses a request for
+    /// a split that moved its keys has written nothing for it: the commit is routed
+    /// again, a bounded number of times.
     pub(crate) fn commit(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        reads: &[(Vec<u8>, Vec<u8>)],
+        writes: &Writes,
+        intents: &mut Intents,
+    ) -> Result<Timestamp> {
+        let mut reroutes = 0;
+        loop {
+            match self.commit_routed(txn, read_ts, reads, writes, intents) {
+                Err(Error::RangeKeyMismatch { .. }) if reroutes < REROUTES => reroutes += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn commit_routed(
         &self,
         txn: TxnId,
         read_ts: Timestamp,
@@ -468,45 +487,62 @@ pub(super) struct Resolution {
     commit_ts: Timestamp,
 }
 
-/// How many resolutions wait for the resolver before commits resolve their own.
-const RESOLVER_QUEUE: usize = 1024;
+/// How many jobs wait for the background thread before commits resolve their own
+/// intents (and size checks are skipped).
+const BACKGROUND_QUEUE: usize = 1024;
+
+/// Work a store does off the request path.
+pub(super) enum Job {
+    /// Resolve a committed transaction's intents.
+    Resolve(Resolution),
+    /// Measure a tablet that grew, and split it if it is too large ([`super::size`]).
+    Measure(u64),
+}
 
 impl Store {
-    /// Start the thread that resolves the intents of committed transactions in the
-    /// background; it ends with the store.
-    pub(super) fn start_resolver(self: &Arc<Self>) {
-        let (tx, rx) = mpsc::sync_channel::<Resolution>(RESOLVER_QUEUE);
+    /// Start the thread that resolves the intents of committed transactions and
+    /// measures growing tablets in the background; it ends with the store.
+    pub(super) fn start_background(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::sync_channel::<Job>(BACKGROUND_QUEUE);
         let store = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
-            .name("intent-resolver".into())
+            .name("store-background".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     let Some(store) = store.upgrade() else {
                         return;
                     };
-                    store.resolve_committed(job);
+                    match job {
+                        Job::Resolve(r) => store.resolve_committed(r),
+                        Job::Measure(range) => store.measure(range),
+                    }
                 }
             });
         match spawned {
-            Ok(_) => *self.resolver.lock() = Some(tx),
+            Ok(_) => *self.background.lock() = Some(tx),
             Err(e) => {
-                tracing::warn!(error = %e, "no resolver thread; commits resolve their own intents")
+                tracing::warn!(error = %e, "no background thread; commits resolve their own intents")
             }
         }
     }
 
-    /// Hand `job` to the resolver, or resolve it here when the resolver is busy.
+    /// Hand `job` to the background thread; `Err` gives it back when the thread is
+    /// busy or absent.
+    pub(super) fn in_background(&self, job: Job) -> Result<(), Job> {
+        match &*self.background.lock() {
+            Some(tx) => tx.try_send(job).map_err(|e| match e {
+                mpsc::TrySendError::Full(j) | mpsc::TrySendError::Disconnected(j) => j,
+            }),
+            None => Err(job),
+        }
+    }
+
+    /// Resolve `job` in the background, or here when the background thread is busy.
     fn resolve_later(&self, job: Resolution) {
         if job.keys.is_empty() {
             return;
         }
-        let rejected = match &*self.resolver.lock() {
-            Some(tx) => tx.try_send(job).err().map(|e| match e {
-                mpsc::TrySendError::Full(j) | mpsc::TrySendError::Disconnected(j) => j,
-            }),
-            None => Some(job),
-        };
-        if let Some(job) = rejected {
+        if let Err(Job::Resolve(job)) = self.in_background(Job::Resolve(job)) {
             self.resolve_committed(job);
         }
     }

@@ -89,6 +89,7 @@ mod forward;
 mod gateway;
 mod gc;
 mod push;
+mod size;
 mod split;
 pub mod tablet;
 
@@ -121,6 +122,8 @@ pub struct StoreConfig {
     /// How old a pending transaction's heartbeat may get before a conflicting writer
     /// aborts it, in nanoseconds (default 5 s).
     pub txn_expiry_nanos: u64,
+    /// A tablet larger than this many bytes is split in two (default 64 MiB).
+    pub split_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -133,6 +136,7 @@ impl Default for StoreConfig {
             max_clock_offset_nanos: 500_000_000,
             txn_heartbeat_nanos: 1_000_000_000,
             txn_expiry_nanos: 5_000_000_000,
+            split_bytes: 64 << 20,
         }
     }
 }
@@ -199,8 +203,8 @@ pub struct Store {
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
     /// Open transactions of this gateway that hold intents: their heartbeats are renewed.
     heartbeats: Mutex<BTreeSet<TxnId>>,
-    /// Where committed transactions' intents on other tablets go to be resolved.
-    resolver: Mutex<Option<std::sync::mpsc::SyncSender<commit::Resolution>>>,
+    /// Work for the background thread: intents to resolve, tablets to measure.
+    background: Mutex<Option<std::sync::mpsc::SyncSender<commit::Job>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -276,9 +280,9 @@ impl Store {
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
             heartbeats: Mutex::new(BTreeSet::new()),
-            resolver: Mutex::new(None),
+            background: Mutex::new(None),
         });
-        store.start_resolver();
+        store.start_background();
         Ok(store)
     }
 
@@ -295,10 +299,13 @@ impl Store {
     /// Write a batch of `t`'s data: through its Raft group when replicated (durable on
     /// a quorum when this returns), else to the engine, fsynced when `sync`.
     fn write(&self, t: &Tablet, batch: WriteBatch, sync: bool) -> Result<()> {
+        let bytes = batch.size_bytes() as u64;
         match &t.replicator {
-            Some(r) => r.replicate(batch),
-            None => Ok(self.engine.write(batch, sync)?),
+            Some(r) => r.replicate(batch)?,
+            None => self.engine.write(batch, sync)?,
         }
+        self.wrote(t, bytes);
+        Ok(())
     }
 
     /// The floor of `t`'s current lease: no write lands at or below it, and every write

@@ -112,6 +112,8 @@ pub(crate) struct Tablet {
     pub lease: Mutex<(u64, Timestamp)>,
     /// The replicated GC threshold as read under the lease of the given term.
     pub gc_threshold: Mutex<(u64, Timestamp)>,
+    /// Bytes written here since its size was last measured.
+    pub written: std::sync::atomic::AtomicU64,
 }
 
 impl Tablet {
@@ -127,6 +129,7 @@ impl Tablet {
             latches: Latches::default(),
             lease: Mutex::new((0, Timestamp::ZERO)),
             gc_threshold: Mutex::new((u64::MAX, Timestamp::ZERO)),
+            written: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
