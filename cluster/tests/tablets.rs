@@ -387,3 +387,58 @@ fn a_growing_tablet_splits_by_size() {
     let keys: Vec<Vec<u8>> = rows.into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, (0..400).map(key).collect::<Vec<_>>());
 }
+
+/// Claim: writes that reach a tablet a split has just made, before its first leader is
+/// elected, wait for the election instead of failing: writers on the right side of a
+/// replicated tablet never see an error while it is split again and again.
+#[test]
+fn writes_wait_for_a_new_tablets_first_election() {
+    use tessera_cluster::replication::RaftConfig;
+    use tessera_cluster::{ClusterNode, NodeOptions, SystemClock};
+    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
+    let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
+    let options = NodeOptions {
+        rpc_listen: "127.0.0.1:0".parse().unwrap(),
+        join: Vec::new(),
+        single: true,
+        raft: RaftConfig::default(),
+        tick: Duration::from_millis(10),
+        store: StoreConfig {
+            max_clock_offset_nanos: 1_000_000,
+            ..StoreConfig::default()
+        },
+    };
+    let node = ClusterNode::start(engine, clock, options).unwrap();
+    let db = Db::new(node.store.clone());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u32)
+        .map(|w| {
+            let (db, done) = (db.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("\x10s{:03}w{w}", n % 200).into_bytes();
+                    let mut t = db.begin(TxnOptions::default());
+                    t.put(key, b"v".to_vec()).unwrap();
+                    match t.commit() {
+                        Ok(_) => {}
+                        Err(e) => {
+                            let message = e.to_string();
+                            assert!(!message.contains("no leaseholder"), "{message}");
+                            assert!(e.is_retryable(), "{message}");
+                        }
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for i in (10..200).step_by(10) {
+        node.store.split(format!("\x10s{i:03}").as_bytes()).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written: u32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(written > 0);
+    assert_eq!(node.store.ranges().len(), 20);
+}

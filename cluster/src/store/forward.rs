@@ -9,20 +9,41 @@ use crate::remote::{self, KvRequest, KvResponse};
 use crate::{Error, Result};
 
 impl Store {
+    /// Whether this node holds `t`'s lease now (no waiting for an election).
+    pub(super) fn leads_here(t: &Tablet) -> bool {
+        t.replicator
+            .as_ref()
+            .is_none_or(|r| r.leader() == Some(r.node_id()))
+    }
+}
+
+/// How long a request waits for a tablet without a leaseholder to elect one.
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Store {
     /// Where requests for `t` must go: `None` to serve them here, or the leaseholder's
     /// node id.
     pub(super) fn forward_to(&self, t: &Tablet) -> Result<Option<u64>> {
         let Some(r) = &t.replicator else {
             return Ok(None);
         };
-        match r.leader() {
-            Some(l) if l == r.node_id() => Ok(None),
-            Some(l) => Ok(Some(l)),
-            // An election is under way: the statement can be retried shortly.
-            None => Err(Error::Conflict {
-                key: Vec::new(),
-                reason: "the tablet has no leaseholder at the moment; retry".into(),
-            }),
+        // An election is under way (a tablet a split just made elects its first
+        // leader): wait for it a little, then let the statement be retried.
+        let deadline = std::time::Instant::now() + ELECTION_WAIT;
+        loop {
+            match r.leader() {
+                Some(l) if l == r.node_id() => return Ok(None),
+                Some(l) => return Ok(Some(l)),
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                None => {
+                    return Err(Error::Conflict {
+                        key: Vec::new(),
+                        reason: "the tablet has no leaseholder at the moment; retry".into(),
+                    })
+                }
+            }
         }
     }
 

@@ -45,7 +45,7 @@ impl Store {
         }
         let mut removed = 0;
         for t in self.tablets.all() {
-            if !matches!(self.forward_to(&t), Ok(None)) {
+            if !Self::leads_here(&t) {
                 continue;
             }
             match self.gc_tablet(&t, threshold) {

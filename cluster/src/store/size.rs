@@ -35,7 +35,7 @@ impl Store {
         let Some(t) = self.tablets.by_id(range) else {
             return;
         };
-        if !matches!(self.forward_to(&t), Ok(None)) {
+        if !Self::leads_here(&t) {
             return;
         }
         match self.middle_key(&t) {
