@@ -8,7 +8,9 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::TestEngine;
-use tessera_cluster::{Db, Hlc, ManualClock, Store, StoreConfig, TxnOptions, FIRST_RANGE};
+use tessera_cluster::{
+    Db, Hlc, ManualClock, Store, StoreConfig, SystemClock, TxnOptions, FIRST_RANGE,
+};
 
 /// A store over a test engine with no clock uncertainty, split at `\x10m`.
 fn split_store() -> Db {
@@ -27,6 +29,23 @@ fn split_store() -> Db {
 
 /// A key on the first tablet and one on the second.
 const LEFT: &[u8] = b"\x10a";
+
+/// A one-node replicated cluster over a test engine: every tablet a Raft group.
+fn single_node(clock: Arc<Hlc>, max_clock_offset_nanos: u64) -> tessera_cluster::ClusterNode {
+    let options = tessera_cluster::NodeOptions {
+        rpc_listen: "127.0.0.1:0".parse().unwrap(),
+        join: Vec::new(),
+        single: true,
+        raft: tessera_cluster::replication::RaftConfig::default(),
+        tick: Duration::from_millis(10),
+        store: StoreConfig {
+            max_clock_offset_nanos,
+            ..StoreConfig::default()
+        },
+    };
+    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
+    tessera_cluster::ClusterNode::start(engine, clock, options).unwrap()
+}
 const RIGHT: &[u8] = b"\x10x";
 
 fn put(db: &Db, key: &[u8], value: &[u8]) {
@@ -275,22 +294,7 @@ fn a_request_that_raced_a_split_is_served_by_the_new_tablet() {
 /// (and one that reads both) go through.
 #[test]
 fn a_node_splits_a_replicated_tablet() {
-    use tessera_cluster::replication::RaftConfig;
-    use tessera_cluster::{ClusterNode, NodeOptions, SystemClock};
-    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
-    let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
-    let options = NodeOptions {
-        rpc_listen: "127.0.0.1:0".parse().unwrap(),
-        join: Vec::new(),
-        single: true,
-        raft: RaftConfig::default(),
-        tick: Duration::from_millis(10),
-        store: StoreConfig {
-            max_clock_offset_nanos: 1_000_000,
-            ..StoreConfig::default()
-        },
-    };
-    let node = ClusterNode::start(engine, clock, options).unwrap();
+    let node = single_node(Arc::new(Hlc::new(Arc::new(SystemClock))), 1_000_000);
     let db = Db::new(node.store.clone());
     put(&db, LEFT, b"l");
     let right = node.store.split(b"\x10m").unwrap();
@@ -319,24 +323,9 @@ fn a_node_splits_a_replicated_tablet() {
 /// floor shows as a jump of the clock.
 #[test]
 fn a_split_tablet_inherits_the_lease_floor() {
-    use tessera_cluster::replication::RaftConfig;
-    use tessera_cluster::{ClusterNode, NodeOptions};
     const OFFSET: u64 = 60_000_000_000;
-    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
-    let physical = Arc::new(ManualClock::new(1_000_000_000));
-    let clock = Arc::new(Hlc::new(physical.clone()));
-    let options = NodeOptions {
-        rpc_listen: "127.0.0.1:0".parse().unwrap(),
-        join: Vec::new(),
-        single: true,
-        raft: RaftConfig::default(),
-        tick: Duration::from_millis(10),
-        store: StoreConfig {
-            max_clock_offset_nanos: OFFSET,
-            ..StoreConfig::default()
-        },
-    };
-    let node = ClusterNode::start(engine, clock.clone(), options).unwrap();
+    let clock = Arc::new(Hlc::new(Arc::new(ManualClock::new(1_000_000_000))));
+    let node = single_node(clock.clone(), OFFSET);
     let db = Db::new(node.store.clone());
     // The first lease's first write waits out its floor.
     let before = clock.physical_nanos();
@@ -393,22 +382,7 @@ fn a_growing_tablet_splits_by_size() {
 /// replicated tablet never see an error while it is split again and again.
 #[test]
 fn writes_wait_for_a_new_tablets_first_election() {
-    use tessera_cluster::replication::RaftConfig;
-    use tessera_cluster::{ClusterNode, NodeOptions, SystemClock};
-    let engine: Arc<dyn tessera_storage::Engine> = Arc::new(TestEngine::default());
-    let clock = Arc::new(Hlc::new(Arc::new(SystemClock)));
-    let options = NodeOptions {
-        rpc_listen: "127.0.0.1:0".parse().unwrap(),
-        join: Vec::new(),
-        single: true,
-        raft: RaftConfig::default(),
-        tick: Duration::from_millis(10),
-        store: StoreConfig {
-            max_clock_offset_nanos: 1_000_000,
-            ..StoreConfig::default()
-        },
-    };
-    let node = ClusterNode::start(engine, clock, options).unwrap();
+    let node = single_node(Arc::new(Hlc::new(Arc::new(SystemClock))), 1_000_000);
     let db = Db::new(node.store.clone());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..2u32)
