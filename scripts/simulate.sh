@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the deterministic simulations with many seeds (CI runs a few dozen):
+# Run the deterministic simulations with many seeds (CI runs a couple of hundred):
 #   bash scripts/simulate.sh [NEMESIS_SEEDS] [HISTORY_SEEDS]
 # A failing seed is printed; replay it alone with
 #   TESSERA_NEMESIS_SEED=<seed> TESSERA_NEMESIS_TRACE=1 cargo test --workspace --test nemesis -- --nocapture

@@ -1,13 +1,14 @@
 //! Whole-cluster simulation under faults: random list-append transactions through all
 //! three gateways of the simulated world ([`common::world`]), several open at once and
 //! interleaved operation by operation, while a nemesis cuts nodes off and heals them,
-//! skews clocks (any two within the maximum offset of each other), moves time forward and renews (or forgets
-//! to renew) transaction heartbeats. The history is checked for strict
+//! splits tablets between the keys (so transactions span more and more tablets), moves
+//! leases, skews clocks (any two within the maximum offset of each other), moves time
+//! forward and renews (or forgets to renew) transaction heartbeats. The history is checked for strict
 //! serializability ([`common::history`]): real time orders a transaction whose commit
 //! returned before another began.
 //!
 //! Everything runs in one thread from one seed, so a failing seed replays exactly:
-//! `TESSERA_NEMESIS_SEEDS=N` runs seeds 1..=N (50 by default),
+//! `TESSERA_NEMESIS_SEEDS=N` runs seeds 1..=N (200 by default),
 //! `TESSERA_NEMESIS_SEED=S` seed S alone, and `TESSERA_NEMESIS_TRACE=1` prints every
 //! action and its outcome. `scripts/simulate.sh` runs thousands of seeds.
 
@@ -19,7 +20,7 @@ use common::history::{check, decode_list, encode_list, list_key, Committed, Op, 
 use common::world::World;
 use tessera_cluster::{Error, StoreConfig, Txn, TxnOptions};
 
-const KEYS: u64 = 5;
+const KEYS: u64 = 6;
 const ACTIONS: usize = 400;
 
 struct Open {
@@ -40,7 +41,8 @@ struct Outcomes {
     ambiguous: Vec<(Vec<Op>, Vec<u32>, u64)>,
 }
 
-fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
+/// What a run left: outcomes, the final lists, and how many tablets there were.
+fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>, usize) {
     let config = StoreConfig {
         write_buffer_bytes: 160,
         intent_batch_bytes: 96,
@@ -74,7 +76,7 @@ fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
                     isolated = Some(n);
                 }
             },
-            4..=7 => {
+            4..=6 => {
                 let n = 1 + rng.below(3);
                 // Any two clocks stay within the maximum offset (500 ms) of each other.
                 let ms = rng.below(501) as i64 - 250;
@@ -83,16 +85,33 @@ fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
                 }
                 w.skew(n, ms);
             }
-            8..=11 => {
+            7..=9 => {
                 let ms = 1 + rng.below(1500);
                 if trace {
                     eprintln!("{step}: advance {ms} ms");
                 }
                 w.advance(ms)
             }
-            12..=15 => {
+            10..=12 => {
                 let n = 1 + rng.below(3);
                 w.dbs[&n].store().heartbeat_once();
+            }
+            13..=14 => {
+                // Split through any gateway (it is forwarded to the leaseholder), while
+                // transactions are open on the tablet.
+                let n = 1 + rng.below(3);
+                let k = 1 + rng.below(KEYS - 1) as u32;
+                let r = w.split(n, &list_key(k));
+                if trace {
+                    eprintln!("{step}: split at key {k} through {n}: {r:?}");
+                }
+            }
+            15 => {
+                let n = 1 + rng.below(3);
+                let asked = w.transfer_leases(n);
+                if trace {
+                    eprintln!("{step}: move {asked} leases to {n}");
+                }
             }
             16..=35 if open.len() < 3 => {
                 let n = 1 + rng.below(3);
@@ -172,7 +191,8 @@ fn run(seed: u64) -> (Outcomes, BTreeMap<u32, Vec<u32>>) {
             .unwrap_or_else(|| panic!("seed {seed}: key {k} could not be read"));
         finals.insert(k, decode_list(list.0));
     }
-    (out, finals)
+    let tablets = w.dbs[&leader].store().ranges().len();
+    (out, finals, tablets)
 }
 
 /// Claim: under partitions, clock skew within the maximum offset, lease changes and
@@ -188,11 +208,12 @@ fn random_transactions_under_faults_are_strictly_serializable() {
     ) {
         (Ok(one), _) => vec![one.parse().expect("a seed")],
         (_, Ok(n)) => (1..=n.parse().expect("a number of seeds")).collect(),
-        _ => (1..=50).collect(),
+        _ => (1..=200).collect(),
     };
-    let mut total = 0;
+    let (mut total, mut split) = (0, 0);
     for seed in seeds {
-        let (mut out, finals) = run(seed);
+        let (mut out, finals, tablets) = run(seed);
+        split += (tablets > 1) as usize;
         for (ops, appended, began) in std::mem::take(&mut out.ambiguous) {
             let landed = appended
                 .iter()
@@ -210,7 +231,7 @@ fn random_transactions_under_faults_are_strictly_serializable() {
         }
         total += out.committed.len();
         eprintln!(
-            "seed {seed}: {} committed, {} failed appends, lists {:?}",
+            "seed {seed}: {tablets} tablets, {} committed, {} failed appends, lists {:?}",
             out.committed.len(),
             out.failed.len(),
             finals.values().map(|l| l.len()).collect::<Vec<_>>()
@@ -220,4 +241,5 @@ fn random_transactions_under_faults_are_strictly_serializable() {
         }
     }
     assert!(total > 0, "nothing committed");
+    assert!(split > 0, "no run split a tablet");
 }

@@ -407,6 +407,17 @@ impl RaftStore {
         r.node.campaign().map_err(raft_err)
     }
 
+    /// Ask this replica, the leader of `group`, to hand leadership to `to` (ignored
+    /// when it does not lead; the transfer is abandoned after an election timeout).
+    pub fn transfer_leader(&mut self, group: u64, to: u64) -> Result<()> {
+        let r = self
+            .replicas
+            .get_mut(&group)
+            .ok_or_else(|| Error::Raft(format!("group {group} has no replica here")))?;
+        r.node.transfer_leader(to);
+        Ok(())
+    }
+
     /// The leader of `group` as this replica knows it.
     pub fn leader(&self, group: u64) -> Option<u64> {
         let r = self.replicas.get(&group)?;

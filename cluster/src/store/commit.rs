@@ -149,7 +149,7 @@ impl Store {
             intents.record = true;
             // From now on the transaction has a record: keep its heartbeat alive.
             self.heartbeats.lock().insert(txn);
-            let results = parallel(todo.values(), |(t, part)| {
+            let results = parallel(self.config.threads, todo.values(), |(t, part)| {
                 let part: Writes = part.iter().cloned().collect();
                 (self.flush_on(t, txn, read_ts, &part), part)
             });
@@ -291,7 +291,7 @@ impl Store {
         mut at: Timestamp,
     ) -> Result<Timestamp> {
         for _ in 0..REFRESHES {
-            let refreshed = parallel(others.values(), |(t, spans)| {
+            let refreshed = parallel(self.config.threads, others.values(), |(t, spans)| {
                 self.refresh_on(t, part.txn, part.read_ts, at, spans)
             });
             refreshed.into_iter().collect::<Result<Vec<()>>>()?;
@@ -442,7 +442,7 @@ impl Store {
             if todo.is_empty() {
                 return Ok(());
             }
-            let results = parallel(todo.values(), |(t, part)| {
+            let results = parallel(self.config.threads, todo.values(), |(t, part)| {
                 let part: Vec<Vec<u8>> = part.iter().map(|(k, _)| k.clone()).collect();
                 (self.resolve_on(t, txn, &part, commit_ts), part)
             });
@@ -554,15 +554,16 @@ impl Store {
     }
 }
 
-/// `f` over `items`, each on its own thread when there are several; results in order.
-fn parallel<I, T, R>(items: I, f: impl Fn(&T) -> R + Sync) -> Vec<R>
+/// `f` over `items`, each on its own thread when there are several (and `threads`
+/// allows); results in order.
+fn parallel<I, T, R>(threads: bool, items: I, f: impl Fn(&T) -> R + Sync) -> Vec<R>
 where
     I: Iterator<Item = T>,
     T: Send + Sync,
     R: Send,
 {
     let items: Vec<T> = items.collect();
-    if items.len() <= 1 {
+    if items.len() <= 1 || !threads {
         return items.iter().map(&f).collect();
     }
     std::thread::scope(|s| {

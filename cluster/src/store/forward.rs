@@ -29,21 +29,14 @@ impl Store {
         };
         // An election is under way (a tablet a split just made elects its first
         // leader): wait for it a little, then let the statement be retried.
-        let deadline = std::time::Instant::now() + ELECTION_WAIT;
-        loop {
-            match r.leader() {
-                Some(l) if l == r.node_id() => return Ok(None),
-                Some(l) => return Ok(Some(l)),
-                None if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(5))
-                }
-                None => {
-                    return Err(Error::Conflict {
-                        key: Vec::new(),
-                        reason: "the tablet has no leaseholder at the moment; retry".into(),
-                    })
-                }
-            }
+        r.wait_until(ELECTION_WAIT, &mut || r.leader().is_some());
+        match r.leader() {
+            Some(l) if l == r.node_id() => Ok(None),
+            Some(l) => Ok(Some(l)),
+            None => Err(Error::Conflict {
+                key: Vec::new(),
+                reason: "the tablet has no leaseholder at the moment; retry".into(),
+            }),
         }
     }
 

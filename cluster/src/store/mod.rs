@@ -124,6 +124,12 @@ pub struct StoreConfig {
     pub txn_expiry_nanos: u64,
     /// A tablet larger than this many bytes is split in two (default 64 MiB).
     pub split_bytes: u64,
+    /// Whether the store runs work on threads of its own (default): intent resolution
+    /// and tablet measurement in the background, a distributed commit's rounds on
+    /// every tablet at once. Without, all of it runs in the caller's thread, in order
+    /// (resolution in the commit that needs it; no size splits): what a deterministic
+    /// simulation needs.
+    pub threads: bool,
 }
 
 impl Default for StoreConfig {
@@ -137,6 +143,7 @@ impl Default for StoreConfig {
             txn_heartbeat_nanos: 1_000_000_000,
             txn_expiry_nanos: 5_000_000_000,
             split_bytes: 64 << 20,
+            threads: true,
         }
     }
 }
@@ -158,6 +165,19 @@ pub trait Replicator: Send + Sync {
 
     /// The node holding the lease, as last seen.
     fn leader(&self) -> Option<u64>;
+
+    /// Wait up to `wait` for `done` to hold (an election under way to name a leader, a
+    /// new group to elect its first); whether it does. Raft goes on meanwhile.
+    fn wait_until(&self, wait: std::time::Duration, done: &mut dyn FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        while !done() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
 
     /// The nodes holding a voting replica of the group (empty when unknown).
     fn replicas(&self) -> Vec<u64>;
@@ -282,7 +302,9 @@ impl Store {
             heartbeats: Mutex::new(BTreeSet::new()),
             background: Mutex::new(None),
         });
-        store.start_background();
+        if store.config.threads {
+            store.start_background();
+        }
         Ok(store)
     }
 

@@ -1,16 +1,19 @@
-//! The world of the lease and clock scenarios: three full `Store`s, each over its
-//! replica of one Raft group on the in-memory network, each with its own skewed clock
-//! over one simulated time. Raft advances only when a store waits for it (a proposal
-//! to apply, a read to be confirmed), by stepping the whole cluster in the caller's
-//! thread; KV requests between nodes are direct calls; time moves only when a clock is
-//! asked to sleep.
+//! The world of the lease, clock and fault scenarios: three full `Store`s, each over its
+//! replicas of the Raft groups on the in-memory network (one group at first, more as
+//! tablets split), each with its own skewed clock over one simulated time. Raft
+//! advances only when a store waits for it (a proposal to apply, a read to be
+//! confirmed, an election), by stepping the whole cluster in the caller's thread; a
+//! split applied on a replica adds its tablet to that node's store as the node's split
+//! hook would; KV requests between nodes are direct calls; time moves only when a
+//! clock is asked to sleep. The stores run no threads of their own, so a seed replays
+//! exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use tessera_cluster::replication::{Command, GroupDesc, ProposeError, RaftConfig};
+use tessera_cluster::replication::{Command, GroupDesc, ProposeError, RaftConfig, SplitTrigger};
 use tessera_cluster::{
     Db, Error, Hlc, KvPeers, PhysicalClock, Replicator, Result, Store, StoreConfig, TxnOptions,
 };
@@ -40,23 +43,102 @@ impl PhysicalClock for SkewedClock {
     }
 
     fn sleep_until(&self, nanos: u64) {
-        let target = (nanos as i64 + 1 - self.skew.load(Ordering::SeqCst)) as u64;
+        // Real time that puts this clock past `nanos` (never before the epoch).
+        let target = (nanos as i64 + 1 - self.skew.load(Ordering::SeqCst)).max(0) as u64;
         self.truth.0.fetch_max(target, Ordering::SeqCst);
     }
 }
 
 pub type Sim = Arc<Mutex<Cluster>>;
 
-/// A node's writes go through its replica in the stepped cluster.
+/// The stores of the world, into which splits are installed as their replicas apply
+/// them (what a node's split hook does).
+#[derive(Default)]
+pub struct SimStores {
+    pub stores: Mutex<BTreeMap<u64, Weak<Store>>>,
+    /// Per node, how many of its applied commands have been looked at for splits.
+    seen: Mutex<BTreeMap<u64, usize>>,
+    /// Per node, its command ids (shared by its groups).
+    counters: Mutex<BTreeMap<u64, Arc<AtomicU64>>>,
+}
+
+/// A node's writes to one group go through its replica in the stepped cluster.
 pub struct SimReplicator {
     pub sim: Sim,
     pub node: u64,
-    pub next: AtomicU64,
+    pub group: u64,
+    /// Command ids of the node, shared by its groups.
+    pub next: Arc<AtomicU64>,
+    pub stores: Arc<SimStores>,
 }
 
 impl SimReplicator {
+    pub fn new(sim: Sim, node: u64, group: u64, stores: Arc<SimStores>) -> SimReplicator {
+        let next = stores
+            .counters
+            .lock()
+            .entry(node)
+            .or_insert_with(|| Arc::new(AtomicU64::new(1)))
+            .clone();
+        SimReplicator {
+            sim,
+            node,
+            group,
+            next,
+            stores,
+        }
+    }
+
     pub fn id(&self) -> u64 {
         (self.node << 48) | self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Add to each store the tablets of the splits its replicas applied since last
+    /// looked at (outside the cluster's lock: a store asks its replicators questions).
+    pub fn install_splits(&self) {
+        let found: Vec<(u64, GroupDesc, GroupDesc)> = {
+            let c = self.sim.lock();
+            let mut seen = self.stores.seen.lock();
+            let mut found = Vec::new();
+            for (n, applied) in &c.applied {
+                let from = seen.entry(*n).or_default();
+                for a in &applied[*from..] {
+                    if let Some((left, right)) = &a.split {
+                        found.push((*n, left.clone(), right.clone()));
+                    }
+                }
+                *from = applied.len();
+            }
+            found
+        };
+        for (n, left, right) in found {
+            let store = self.stores.stores.lock().get(&n).and_then(Weak::upgrade);
+            let Some(store) = store else { continue };
+            let r = SimReplicator::new(self.sim.clone(), n, right.id, self.stores.clone());
+            store.apply_split(&left, &right, Arc::new(r)).unwrap();
+        }
+    }
+
+    /// Propose `cmd` in this replicator's group and step until it applies here.
+    fn propose(&self, cmd: Command) -> Result<()> {
+        let id = cmd.id;
+        let node = self.node;
+        let group = self.group;
+        let applied = {
+            let mut c = self.sim.lock();
+            c.stores
+                .get_mut(&node)
+                .unwrap()
+                .propose(group, &cmd)
+                .map_err(not_leader)?;
+            c.run_until(PATIENCE, |c| c.applied_ids(node, group).contains(&id))
+        };
+        self.install_splits();
+        if applied {
+            Ok(())
+        } else {
+            Err(Error::Ambiguous(format!("command {id} not applied")))
+        }
     }
 }
 
@@ -69,30 +151,15 @@ pub fn not_leader(e: ProposeError) -> Error {
 
 impl Replicator for SimReplicator {
     fn replicate(&self, writes: WriteBatch) -> Result<()> {
-        let id = self.id();
-        let mut c = self.sim.lock();
-        c.stores
-            .get_mut(&self.node)
-            .unwrap()
-            .propose(
-                GROUP,
-                &Command {
-                    id,
-                    writes,
-                    split: None,
-                },
-            )
-            .map_err(not_leader)?;
-        let node = self.node;
-        if c.run_until(PATIENCE, |c| c.applied_ids(node, GROUP).contains(&id)) {
-            Ok(())
-        } else {
-            Err(Error::Ambiguous(format!("command {id} not applied")))
-        }
+        self.propose(Command {
+            id: self.id(),
+            writes,
+            split: None,
+        })
     }
 
     fn lease_term(&self) -> u64 {
-        match self.sim.lock().stores[&self.node].leaseholder(GROUP) {
+        match self.sim.lock().stores[&self.node].leaseholder(self.group) {
             Some((l, term)) if l == self.node => term,
             _ => 0,
         }
@@ -104,42 +171,72 @@ impl Replicator for SimReplicator {
 
     fn leader(&self) -> Option<u64> {
         self.sim.lock().stores[&self.node]
-            .leaseholder(GROUP)
+            .leaseholder(self.group)
             .map(|(l, _)| l)
     }
 
-    fn split(&self, _right: u64, _key: &[u8], _writes: WriteBatch) -> Result<()> {
-        Err(tessera_cluster::Error::Unsupported(
-            "splits in the simulation".into(),
-        ))
+    /// What the store waits for happens in simulated time: step the cluster (real time
+    /// would pass with no one stepping it).
+    fn wait_until(&self, _wait: std::time::Duration, done: &mut dyn FnMut() -> bool) -> bool {
+        for _ in 0..PATIENCE {
+            if done() {
+                return true;
+            }
+            self.sim.lock().step();
+            self.install_splits();
+        }
+        done()
+    }
+
+    fn split(&self, right: u64, key: &[u8], writes: WriteBatch) -> Result<()> {
+        self.propose(Command {
+            id: self.id(),
+            writes,
+            split: Some(SplitTrigger {
+                right,
+                key: key.to_vec(),
+            }),
+        })
     }
 
     fn replicas(&self) -> Vec<u64> {
-        self.sim.lock().stores[&self.node].voters(GROUP)
+        self.sim.lock().stores[&self.node].voters(self.group)
     }
 
     fn read_barrier(&self) -> Result<()> {
         let id = self.id();
-        let mut c = self.sim.lock();
-        c.stores
-            .get_mut(&self.node)
-            .unwrap()
-            .read_index(GROUP, id)
-            .map_err(not_leader)?;
-        let mut confirmed = None;
-        for _ in 0..PATIENCE {
-            c.step();
-            let s = c.stores.get_mut(&self.node).unwrap();
-            if let Some((_, _, index)) = s.take_read_states().into_iter().find(|r| r.1 == id) {
-                confirmed = Some(index);
-            }
-            if let Some(index) = confirmed {
-                if s.applied_index(GROUP).unwrap() >= index {
-                    return Ok(());
+        let node = self.node;
+        let group = self.group;
+        let confirmed = {
+            let mut c = self.sim.lock();
+            c.stores
+                .get_mut(&node)
+                .unwrap()
+                .read_index(group, id)
+                .map_err(not_leader)?;
+            let mut confirmed = None;
+            let mut done = false;
+            for _ in 0..PATIENCE {
+                c.step();
+                let s = c.stores.get_mut(&node).unwrap();
+                if let Some((_, _, index)) = s.take_read_states().into_iter().find(|r| r.1 == id) {
+                    confirmed = Some(index);
+                }
+                if let Some(index) = confirmed {
+                    if s.applied_index(group).unwrap() >= index {
+                        done = true;
+                        break;
+                    }
                 }
             }
+            done
+        };
+        self.install_splits();
+        if confirmed {
+            Ok(())
+        } else {
+            Err(Error::Raft("no quorum confirmed the read".into()))
         }
-        Err(Error::Raft("no quorum confirmed the read".into()))
     }
 }
 
@@ -168,6 +265,7 @@ pub struct World {
     pub dbs: BTreeMap<u64, Db>,
     pub peers: BTreeMap<u64, Arc<SimPeers>>,
     pub clocks: BTreeMap<u64, Arc<SkewedClock>>,
+    pub stores: Arc<SimStores>,
 }
 
 impl World {
@@ -194,6 +292,7 @@ impl World {
         let truth = Arc::new(Truth(AtomicU64::new(1_000_000 * MS)));
         let config = StoreConfig {
             max_clock_offset_nanos: MAX_OFFSET,
+            threads: false,
             ..config
         };
         let mut w = World {
@@ -201,6 +300,7 @@ impl World {
             dbs: BTreeMap::new(),
             peers: BTreeMap::new(),
             clocks: BTreeMap::new(),
+            stores: Arc::default(),
         };
         let mut all = Vec::new();
         for n in 1..=3u64 {
@@ -211,11 +311,7 @@ impl World {
             });
             w.clocks.insert(n, physical.clone());
             let clock = Arc::new(Hlc::new(physical));
-            let replicator = Arc::new(SimReplicator {
-                sim: sim.clone(),
-                node: n,
-                next: AtomicU64::new(1),
-            });
+            let replicator = Arc::new(SimReplicator::new(sim.clone(), n, GROUP, w.stores.clone()));
             let store =
                 Store::open_replicated(engine, clock, config.clone(), Some(replicator)).unwrap();
             let peers = Arc::new(SimPeers {
@@ -230,6 +326,7 @@ impl World {
         for p in w.peers.values() {
             p.stores.lock().extend(all.iter().cloned());
         }
+        w.stores.stores.lock().extend(all);
         w
     }
 
@@ -243,12 +340,21 @@ impl World {
     /// Elect a leader and let every node learn who it is.
     pub fn leader(&self) -> u64 {
         let mut c = self.sim.lock();
-        let leader = c.elect(GROUP);
-        assert!(c.run_until(PATIENCE, |c| c
-            .stores
-            .values()
-            .all(|s| s.leaseholder(GROUP).map(|l| l.0) == Some(leader))));
-        leader
+        c.elect(GROUP);
+        // (A lease transfer under way may still move it.)
+        let agreed = |c: &Cluster| {
+            let seen: BTreeSet<_> = c
+                .stores
+                .values()
+                .map(|s| s.leaseholder(GROUP).map(|l| l.0))
+                .collect();
+            match seen.into_iter().collect::<Vec<_>>()[..] {
+                [Some(l)] => Some(l),
+                _ => None,
+            }
+        };
+        assert!(c.run_until(PATIENCE, |c| agreed(c).is_some()));
+        agreed(&c).unwrap()
     }
 
     /// Step until a node other than `old` serves as leaseholder; that node.
@@ -263,6 +369,29 @@ impl World {
         };
         assert!(c.run_until(PATIENCE, |c| serving(c).is_some()));
         serving(&c).unwrap()
+    }
+
+    /// Split the tablet holding `key` at `key`, through `node`.
+    pub fn split(&self, node: u64, key: &[u8]) -> Result<()> {
+        self.dbs[&node].store().split(key).map(|_| ())
+    }
+
+    /// Ask the leader of each group to hand its lease to `to`; the groups asked.
+    pub fn transfer_leases(&self, to: u64) -> usize {
+        let mut c = self.sim.lock();
+        let groups: Vec<u64> = c.stores[&to].groups().iter().map(|g| g.id).collect();
+        let mut asked = 0;
+        for g in groups {
+            if let Some(l) = c.leader(g).filter(|l| *l != to) {
+                c.stores
+                    .get_mut(&l)
+                    .unwrap()
+                    .transfer_leader(g, to)
+                    .unwrap();
+                asked += 1;
+            }
+        }
+        asked
     }
 
     /// Cut `node` off from the others, in Raft and for KV requests.
