@@ -245,6 +245,28 @@ impl Node {
         }
     }
 
+    /// Freeze the process with SIGSTOP (a long GC pause, a stalled VM): it holds its
+    /// sockets and leases but answers nothing until [`Node::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(c) = &self.child {
+            let sent = Command::new("kill")
+                .arg(which)
+                .arg(c.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(sent, "kill {which} {}", c.id());
+        }
+    }
+
     /// Start the process again on the same store and port.
     pub fn restart(&mut self) {
         self.kill9();

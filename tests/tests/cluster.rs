@@ -220,15 +220,17 @@ async fn demo_starts_a_local_cluster() {
     let _ = child.wait();
 }
 
-/// The bank: accounts and a ledger; concurrent transfers through all three nodes while
-/// nodes are killed and restarted in turn. Claims: every read of the total sees the same
-/// total; every acknowledged transfer is in the ledger; the final balances are exactly
-/// the initial ones plus the ledger's transfers (a transfer with an unknown outcome is
-/// either wholly there or wholly absent).
+/// The bank on many tablets: accounts (one tablet each, 20 in all) and a ledger;
+/// concurrent transfers through all three nodes while a nemesis kills (`kill -9`) and
+/// restarts each node in turn, freezes another (`SIGSTOP`, past an election timeout)
+/// and splits the ledger. Claims: every read of the total sees the same total; every
+/// acknowledged transfer is in the ledger; the final balances are exactly the initial
+/// ones plus the ledger's transfers (a transfer with an unknown outcome is either
+/// wholly there or wholly absent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bank_transfers_survive_node_failures() {
+async fn bank_transfers_on_many_tablets_survive_kills_pauses_and_splits() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    const ACCOUNTS: i32 = 10;
+    const ACCOUNTS: i32 = 20;
     const START: i64 = 1000;
     let mut nodes = start_cluster(&[]).await;
     let c = nodes[0].connect().await;
@@ -240,6 +242,13 @@ async fn bank_transfers_survive_node_failures() {
     .unwrap();
     c.batch_execute(&format!(
         "INSERT INTO acct SELECT x, {START} FROM generate_series(1, {ACCOUNTS}) AS t(x)"
+    ))
+    .await
+    .unwrap();
+    let at: Vec<String> = (2..=ACCOUNTS).map(|a| format!("({a})")).collect();
+    c.batch_execute(&format!(
+        "ALTER TABLE acct SPLIT AT VALUES {}",
+        at.join(", ")
     ))
     .await
     .unwrap();
@@ -295,13 +304,37 @@ async fn bank_transfers_survive_node_failures() {
             (acked, totals)
         }));
     }
-    // Kill and restart each node in turn while the transfers run.
-    for victim in nodes.iter_mut() {
+    // Each round: kill and restart one node, freeze the next one for longer than an
+    // election timeout, and split the ledger between the workers' ids, through the
+    // third, while the transfers run.
+    let mut splits = 0;
+    for round in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        victim.kill9();
+        nodes[round].kill9();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        victim.restart();
-        victim.wait_sql();
+        nodes[round].restart();
+        nodes[round].wait_sql();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let frozen = &nodes[(round + 1) % 3];
+        frozen.pause();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        frozen.resume();
+        let at = (round as i64 + 1) * 1_000_000;
+        let splitter = &nodes[(round + 2) % 3];
+        for _ in 0..20 {
+            let Ok(c) = tokio::time::timeout(Duration::from_secs(5), splitter.connect()).await
+            else {
+                continue;
+            };
+            let sql = format!("ALTER TABLE ledger SPLIT AT VALUES ({at})");
+            match tokio::time::timeout(Duration::from_secs(10), c.simple_query(&sql)).await {
+                Ok(Ok(_)) => {
+                    splits += 1;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -347,10 +380,26 @@ async fn bank_transfers_survive_node_failures() {
         )
         .await
         .unwrap();
+    assert_eq!(rows.len(), ACCOUNTS as usize);
     for r in rows {
         let (id, bal, delta): (i32, i64, i64) = (r.get(0), r.get(1), r.get(2));
         assert_eq!(bal, START + delta, "account {id} does not match its ledger");
     }
+    // Every account is a tablet of its own, and the ledger was split under the faults.
+    let ranges = kv_ranges(&nodes[0]).await;
+    let of = |table: &str| {
+        ranges
+            .iter()
+            .filter(|r| r.1.starts_with(&format!("/Table/{table}/1")))
+            .count()
+    };
+    eprintln!("{splits} ledger splits; ranges {ranges:?}");
+    assert_eq!(of("acct"), ACCOUNTS as usize, "{ranges:?}");
+    assert!(of("ledger") > splits, "{ranges:?}");
+    assert!(
+        splits >= 1,
+        "no split of the ledger went through: {ranges:?}"
+    );
 }
 
 /// A node that was down while the others truncated their logs (`--raft-log-keep 5`)
