@@ -4,8 +4,10 @@
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 # Real clients the process-level tests drive: psql (env.sh), pgbench 15 (Debian ships it
-# in the server package), sysbench and pgjdbc.
+# in the server package), sysbench and pgjdbc; and iptables, with which they partition
+# nodes on their loopback addresses.
 clients=()
+command -v iptables >/dev/null 2>&1 || clients+=(iptables)
 command -v sysbench >/dev/null 2>&1 || clients+=(sysbench)
 [ -f /usr/share/java/postgresql.jar ] || clients+=(libpostgresql-jdbc-java)
 command -v java >/dev/null 2>&1 || clients+=(openjdk-17-jre-headless)

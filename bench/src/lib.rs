@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use tessera_tests::{free_port, tessera_bin, Node};
+use tessera_tests::{tessera_bin, Node};
 
 /// Median and maximum of `values` (in the units given); `None` when empty.
 pub fn median_max(values: &[f64]) -> Option<(f64, f64)> {
@@ -74,7 +74,7 @@ pub fn busy_fraction(window: Duration) -> f64 {
 /// Start an `n`-node cluster on loopback through the CLI (`start`, then `init` on the
 /// first node) and wait until every node serves SQL.
 pub fn start_cluster(n: usize) -> Vec<Node> {
-    let rpc: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let rpc = tessera_tests::member_addrs(n);
     let mut nodes: Vec<Node> = (0..n).map(|i| Node::start_member(rpc[i], &rpc)).collect();
     let init = std::process::Command::new(tessera_bin())
         .args(["init", "--host", &nodes[0].rpc_addr()])

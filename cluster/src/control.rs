@@ -30,16 +30,6 @@ pub enum ControlRequest {
     Join { addr: SocketAddr },
     /// This node's id and the leaseholder it knows.
     Status,
-    /// Cut this node off from the others, or reconnect it: only on nodes started for
-    /// fault-injection tests.
-    Fault(Fault),
-}
-
-/// A fault a test can switch on a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Fault {
-    Isolate,
-    Heal,
 }
 
 /// A node's answer to a [`ControlRequest`].
@@ -54,8 +44,6 @@ pub enum ControlResponse {
     },
     /// The answer to `Status`.
     Status { node: u64, leaseholder: Option<u64> },
-    /// The fault was switched.
-    Faulted(Fault),
     /// The request was refused; why.
     Refused(String),
 }

@@ -26,15 +26,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tessera_storage::{Cf, Engine, Visit, WriteBatch};
 
-use crate::control::{control_call, ControlRequest, ControlResponse, Fault};
+use crate::control::{control_call, ControlRequest, ControlResponse};
 use crate::replication::{GroupDesc, RaftConfig, RaftDriver, RaftStore, TcpTransport, FIRST_GROUP};
 use crate::store::tablet::Descriptor;
 use crate::store::{Replicator, KEY_MAX};
 use crate::{Error, Hlc, Result, Store, StoreConfig, TcpPeers};
 
 const NODE_ID_KEY: &[u8] = b"node/id";
-/// Set in a node's environment to let tests cut it off (`FAULT isolate|heal`).
-pub const FAULTS_ENV: &str = "TESSERA_TEST_FAULTS";
 const ADDR_PREFIX: &[u8] = b"\x01node/";
 
 fn addr_key(id: u64) -> Vec<u8> {
@@ -183,13 +181,11 @@ impl ClusterNode {
         }));
         // Serve KV requests of other nodes, and forward ours to the leaseholder.
         let peers = transport.clone();
-        store.set_peers(Arc::new(TcpPeers::new(Arc::new(move |id| {
-            if peers.is_isolated() {
-                None
-            } else {
-                peers.peer_addr(id)
-            }
-        }))));
+        let own_ip = transport.local_addr().ip();
+        store.set_peers(Arc::new(TcpPeers::new(
+            own_ip,
+            Arc::new(move |id| peers.peer_addr(id)),
+        )));
         let serving = store.clone();
         transport.set_kv_handler(Arc::new(move |req: &[u8]| serving.serve_remote(req)));
         let node = ClusterNode {
@@ -257,7 +253,7 @@ impl ClusterNode {
         }
     }
 
-    /// Answer `Status` (this node and the leaseholder it knows), `Fault` (tests only),
+    /// Answer `Status` (this node and the leaseholder it knows),
     /// `Init` (refused: already part of a cluster) and `Join` (on the leader: hand out
     /// an id, record the address through Raft, start adding the member).
     fn serve_control(
@@ -273,14 +269,6 @@ impl ClusterNode {
         self.transport.set_control_handler(Arc::new(move |req| {
             let addr = match req {
                 ControlRequest::Init => return refused("the cluster is already initialised"),
-                ControlRequest::Fault(fault) => {
-                    // Only when the node was started for fault-injection tests.
-                    if std::env::var_os(FAULTS_ENV).is_none() {
-                        return refused(&format!("fault injection is off (set {FAULTS_ENV})"));
-                    }
-                    transport.set_isolated(fault == Fault::Isolate);
-                    return ControlResponse::Faulted(fault);
-                }
                 ControlRequest::Status => {
                     return ControlResponse::Status {
                         node: node_id,

@@ -29,7 +29,6 @@
 //! 40003).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -235,11 +234,15 @@ pub struct TcpPeers {
 }
 
 impl TcpPeers {
-    /// Peers found through `resolve`.
-    pub fn new(resolve: PeerResolver) -> Self {
+    /// Peers found through `resolve`, reached from this node's address `local_ip`.
+    pub fn new(local_ip: std::net::IpAddr, resolve: PeerResolver) -> Self {
         TcpPeers {
             resolve,
-            client: KvClient::default(),
+            client: KvClient {
+                local_ip,
+                pool: Mutex::default(),
+                returned: Condvar::new(),
+            },
         }
     }
 }
@@ -260,8 +263,9 @@ impl KvPeers for TcpPeers {
 /// [`MAX_CONNECTIONS_PER_PEER`] to each (a caller waits for one to come free), so
 /// that a busy gateway stays far below a peer's connection limit: a connection the
 /// peer refuses could not tell a refused commit from a lost answer.
-#[derive(Default)]
 struct KvClient {
+    /// The address connections are opened from.
+    local_ip: std::net::IpAddr,
     pool: Mutex<HashMap<SocketAddr, PeerConnections>>,
     returned: Condvar,
 }
@@ -301,10 +305,13 @@ impl KvClient {
             let mut conn = match pooled {
                 Some(c) => c,
                 None => {
-                    let c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-                    c.set_nodelay(true)?;
+                    let c = crate::replication::tcp::connect_from(
+                        addr,
+                        self.local_ip,
+                        Duration::from_secs(2),
+                        KV_STREAM,
+                    )?;
                     c.set_read_timeout(Some(Duration::from_secs(30)))?;
-                    (&c).write_all(&[KV_STREAM])?;
                     c
                 }
             };

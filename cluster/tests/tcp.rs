@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_cluster::replication::{
-    GroupDesc, Limits, RaftConfig, RaftDriver, RaftStore, TcpTransport,
+    Envelope, GroupDesc, Limits, RaftConfig, RaftDriver, RaftStore, TcpTransport, Transport,
 };
 use tessera_cluster::{
     Db, Error, Hlc, KvPeers, Replicator, Store, StoreConfig, SystemClock, TcpPeers, TxnOptions,
@@ -22,6 +23,22 @@ struct TestNode {
     engine: Arc<RocksEngine>,
     driver: Option<RaftDriver>,
     _dir: tempfile::TempDir,
+    /// While set, the node's Raft messages are dropped before they reach TCP.
+    mute: Arc<AtomicBool>,
+}
+
+/// A node's TCP transport that can be muted (it then sends nothing, as if cut off).
+struct Mutable {
+    inner: Arc<TcpTransport>,
+    mute: Arc<AtomicBool>,
+}
+
+impl Transport for Mutable {
+    fn send(&self, batch: Vec<Envelope>) {
+        if !self.mute.load(Ordering::SeqCst) {
+            self.inner.send(batch);
+        }
+    }
 }
 
 fn put(k: &[u8]) -> WriteBatch {
@@ -77,7 +94,12 @@ fn start(tick: Duration) -> (BTreeMap<u64, Arc<TcpTransport>>, BTreeMap<u64, Tes
         }
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(RocksEngine::open(dir.path()).unwrap());
-        let mut store = RaftStore::open(n, engine.clone(), t.clone(), cfg.clone()).unwrap();
+        let mute = Arc::new(AtomicBool::new(false));
+        let transport = Arc::new(Mutable {
+            inner: t.clone(),
+            mute: mute.clone(),
+        });
+        let mut store = RaftStore::open(n, engine.clone(), transport, cfg.clone()).unwrap();
         store
             .create_group(
                 GroupDesc {
@@ -97,6 +119,7 @@ fn start(tick: Duration) -> (BTreeMap<u64, Arc<TcpTransport>>, BTreeMap<u64, Tes
                 engine,
                 driver: Some(driver),
                 _dir: dir,
+                mute,
             },
         );
     }
@@ -174,7 +197,7 @@ fn replicates_over_tcp_and_survives_leader_loss() {
 /// second must see that write at validation and fail, not commit a lost update.
 #[test]
 fn a_commit_that_outlives_its_timeout_still_holds_back_conflicting_commits() {
-    let (transports, nodes) = start(Duration::from_millis(50));
+    let (_transports, nodes) = start(Duration::from_millis(50));
     assert!(wait_for(Duration::from_secs(20), || leader(&nodes).is_some()));
     let l = leader(&nodes).unwrap();
     let driver = nodes[&l].driver.as_ref().unwrap();
@@ -200,19 +223,20 @@ fn a_commit_that_outlives_its_timeout_still_holds_back_conflicting_commits() {
     a.put(k.clone(), b"a".to_vec()).unwrap();
     b.put(k.clone(), b"b".to_vec()).unwrap();
 
-    let followers: Vec<Arc<TcpTransport>> = transports
+    // The followers' answers are lost: the leader's proposal cannot commit.
+    let followers: Vec<Arc<AtomicBool>> = nodes
         .iter()
         .filter(|(n, _)| **n != l)
-        .map(|(_, t)| t.clone())
+        .map(|(_, node)| node.mute.clone())
         .collect();
-    for t in &followers {
-        t.set_isolated(true);
+    for m in &followers {
+        m.store(true, Ordering::SeqCst);
     }
     // Back well within an election timeout (10 ticks): the leader keeps its term.
     let heal = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
-        for t in &followers {
-            t.set_isolated(false);
+        for m in &followers {
+            m.store(false, Ordering::SeqCst);
         }
     });
     let first = a.commit();
@@ -263,7 +287,7 @@ fn echo(limits: Limits) -> (Arc<TcpTransport>, TcpPeers) {
     let t = TcpTransport::bind_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
     t.set_kv_handler(Arc::new(|req: &[u8]| req.to_vec()));
     let addr = t.local_addr();
-    let peers = TcpPeers::new(Arc::new(move |_| Some(addr)));
+    let peers = TcpPeers::new(addr.ip(), Arc::new(move |_| Some(addr)));
     (t, peers)
 }
 

@@ -5,7 +5,7 @@
 //! (`target/<profile>/tessera`, next to the test executable's `deps/` folder), or the
 //! one named by `TESSERA_BIN`.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,9 +46,14 @@ pub fn package_dir() -> PathBuf {
 /// a port released here could otherwise be handed to two of them (one then talks to the
 /// other's listener).
 pub fn free_port() -> u16 {
+    free_port_on("127.0.0.1".parse().expect("loopback"))
+}
+
+/// [`free_port`] on the loopback address `ip`.
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((ip, 0))
             .expect("bind")
             .local_addr()
             .expect("addr")
@@ -61,6 +66,63 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// RPC addresses for the `n` members of a cluster, each on a loopback address of its
+/// own (`127.0.0.2`, `127.0.0.3`, ...), so that [`Partition`] can cut any two apart.
+pub fn member_addrs(n: usize) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|i| {
+            let ip = std::net::IpAddr::from([127, 0, 0, 2 + i as u8]);
+            SocketAddr::new(ip, free_port_on(ip))
+        })
+        .collect()
+}
+
+/// Dropped packets between pairs of loopback addresses (iptables rules on `INPUT`),
+/// until dropped: a network partition between members of a cluster, each on its own
+/// address ([`member_addrs`]). Needs root and iptables; panics without them.
+pub struct Partition {
+    rules: Vec<(std::net::IpAddr, std::net::IpAddr)>,
+}
+
+impl Partition {
+    /// Cut `node` off from every address in `others`, both ways.
+    pub fn isolate(node: SocketAddr, others: &[SocketAddr]) -> Partition {
+        let mut p = Partition { rules: Vec::new() };
+        for o in others.iter().filter(|o| o.ip() != node.ip()) {
+            for (from, to) in [(node.ip(), o.ip()), (o.ip(), node.ip())] {
+                iptables("-I", from, to);
+                p.rules.push((from, to));
+            }
+        }
+        p
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for (from, to) in self.rules.drain(..) {
+            iptables("-D", from, to);
+        }
+    }
+}
+
+fn iptables(op: &str, from: std::net::IpAddr, to: std::net::IpAddr) {
+    let out = Command::new("iptables")
+        .args([
+            op,
+            "INPUT",
+            "-s",
+            &from.to_string(),
+            "-d",
+            &to.to_string(),
+            "-j",
+            "DROP",
+        ])
+        .output()
+        .expect("run iptables (the partition tests need it, and root)");
+    assert!(out.status.success(), "iptables {op}: {out:?}");
+}
+
 /// One running `tessera` process with its own store: a single-node cluster, or a member
 /// of a multi-node one.
 pub struct Node {
@@ -69,8 +131,8 @@ pub struct Node {
     pub store: tempfile::TempDir,
     /// SQL port.
     pub port: u16,
-    /// For a member: its RPC port and the RPC ports it joins through.
-    member: Option<(u16, Vec<u16>)>,
+    /// For a member: its RPC address and the RPC addresses it joins through.
+    member: Option<(SocketAddr, Vec<SocketAddr>)>,
     /// More command-line arguments.
     extra: Vec<String>,
 }
@@ -125,27 +187,27 @@ impl Node {
     }
 
     /// Start a member of a multi-node cluster (`tessera start`) listening for peers on
-    /// `rpc_port` and joining through `join`. It serves SQL only once it is initialised
+    /// `rpc` and joining through `join`. It serves SQL only once it is initialised
     /// or admitted: wait with [`Node::wait_sql`].
-    pub fn start_member(rpc_port: u16, join: &[u16]) -> Node {
-        Self::start_member_with(rpc_port, join, &[])
+    pub fn start_member(rpc: SocketAddr, join: &[SocketAddr]) -> Node {
+        Self::start_member_with(rpc, join, &[])
     }
 
     /// [`Node::start_member`] with more command-line arguments (settings).
-    pub fn start_member_with(rpc_port: u16, join: &[u16], extra: &[&str]) -> Node {
+    pub fn start_member_with(rpc: SocketAddr, join: &[SocketAddr], extra: &[&str]) -> Node {
         let store = tempfile::tempdir().expect("tempdir");
         let mut node = Node {
             child: None,
             store,
             port: free_port(),
-            member: Some((rpc_port, join.to_vec())),
+            member: Some((rpc, join.to_vec())),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.spawn();
         node
     }
 
-    /// Send a control request (status, a fault switch, ...) to a member.
+    /// Send a control request (status, ...) to a member.
     pub fn control(
         &self,
         request: tessera_cluster::control::ControlRequest,
@@ -157,8 +219,12 @@ impl Node {
 
     /// The RPC address of a member.
     pub fn rpc_addr(&self) -> String {
-        let (rpc, _) = self.member.as_ref().expect("a member");
-        format!("127.0.0.1:{rpc}")
+        self.rpc().to_string()
+    }
+
+    /// The RPC address of a member.
+    pub fn rpc(&self) -> SocketAddr {
+        self.member.as_ref().expect("a member").0
     }
 
     fn spawn(&mut self) {
@@ -175,13 +241,12 @@ impl Node {
                     .arg(format!("127.0.0.1:{}", self.port));
             }
             Some((rpc, join)) => {
-                let join: Vec<String> = join.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-                cmd.env("TESSERA_TEST_FAULTS", "1")
-                    .arg("start")
+                let join: Vec<String> = join.iter().map(|a| a.to_string()).collect();
+                cmd.arg("start")
                     .arg("--listen-sql")
                     .arg(format!("127.0.0.1:{}", self.port))
                     .arg("--listen-rpc")
-                    .arg(format!("127.0.0.1:{rpc}"))
+                    .arg(rpc.to_string())
                     .arg("--join")
                     .arg(join.join(","));
             }

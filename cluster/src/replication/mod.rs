@@ -38,7 +38,7 @@ pub mod log;
 mod proposals;
 mod raft_store;
 mod snapshot;
-mod tcp;
+pub(crate) mod tcp;
 mod transport;
 
 pub use command::{Command, SplitTrigger};

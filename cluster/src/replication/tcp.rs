@@ -10,9 +10,9 @@
 //!   a queue is full or the peer is unreachable, messages are dropped and Raft retransmits.
 //!   A sender writes everything queued before it flushes (messages batched per peer) and
 //!   reconnects with exponential backoff (10 ms doubling to 1 s).
-//! - Outgoing sockets are bound to the node's own IP address before connecting, so a node
-//!   on `127.0.0.2` really sends from `127.0.0.2` (network-level partitions of loopback
-//!   addresses work).
+//! - Outgoing sockets (Raft's here, KV requests' in [`crate::remote`]) are bound to the
+//!   node's own IP address before connecting, so a node on `127.0.0.2` really sends from
+//!   `127.0.0.2` (network-level partitions of loopback addresses work).
 //! - A receiving connection delivers decoded messages to the driver's [`Inbox`]. A frame
 //!   that is too large, fails its checksum or does not decode closes that connection
 //!   only.
@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +74,6 @@ struct Shared {
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
     kv: Arc<RwLock<Option<KvHandler>>>,
-    isolated: Arc<AtomicBool>,
     limits: Limits,
     kv_budget: Arc<Budget>,
     raft_budget: Arc<Budget>,
@@ -97,8 +96,6 @@ pub struct TcpTransport {
     inbox: Arc<RwLock<Option<Inbox>>>,
     control: Arc<RwLock<Option<ControlHandler>>>,
     kv: Arc<RwLock<Option<KvHandler>>>,
-    /// A fault switch for tests: drop all Raft and KV traffic to and from this node.
-    isolated: Arc<AtomicBool>,
 }
 
 /// Answers KV requests from other nodes (one encoded request in, one answer out).
@@ -123,7 +120,6 @@ impl TcpTransport {
             inbox: Arc::default(),
             control: Arc::default(),
             kv: Arc::default(),
-            isolated: Arc::default(),
             kv_budget: Budget::new(limits.in_flight_bytes),
             raft_budget: Budget::new(limits.in_flight_bytes),
             limits,
@@ -161,7 +157,6 @@ impl TcpTransport {
             inbox: shared.inbox,
             control: shared.control,
             kv: shared.kv,
-            isolated: shared.isolated,
         }))
     }
 
@@ -178,17 +173,6 @@ impl TcpTransport {
     /// Install the answerer of control requests.
     pub fn set_control_handler(&self, handler: ControlHandler) {
         *self.control.write() = Some(handler);
-    }
-
-    /// Cut this node off from the others (or reconnect it): a fault switch for tests.
-    /// Control requests still pass, so the switch can be turned back.
-    pub fn set_isolated(&self, on: bool) {
-        self.isolated.store(on, Ordering::SeqCst);
-    }
-
-    /// Whether the node is cut off by [`TcpTransport::set_isolated`].
-    pub fn is_isolated(&self) -> bool {
-        self.isolated.load(Ordering::SeqCst)
     }
 
     /// Install the answerer of KV requests.
@@ -225,9 +209,6 @@ impl TcpTransport {
 
 impl Transport for TcpTransport {
     fn send(&self, batch: Vec<Envelope>) {
-        if self.is_isolated() {
-            return;
-        }
         for env in batch {
             let to = env.msg.to;
             let Some(q) = self.queue(to) else {
@@ -251,19 +232,30 @@ impl Transport for TcpTransport {
     }
 }
 
-fn connect(addr: SocketAddr, local_ip: std::net::IpAddr) -> std::io::Result<TcpStream> {
+/// A connection to `addr` from `local_ip` (the node's own address: a node on
+/// `127.0.0.2` sends from it), opened with `kind`, the byte that says what it carries.
+pub(crate) fn connect_from(
+    addr: SocketAddr,
+    local_ip: std::net::IpAddr,
+    timeout: Duration,
+    kind: u8,
+) -> std::io::Result<TcpStream> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.bind(&SocketAddr::new(local_ip, 0).into())?;
-    socket.connect_timeout(&addr.into(), Duration::from_secs(1))?;
+    socket.connect_timeout(&addr.into(), timeout)?;
     let stream: TcpStream = socket.into();
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    (&stream).write_all(&[RAFT_STREAM])?;
+    (&stream).write_all(&[kind])?;
     Ok(stream)
+}
+
+fn connect(addr: SocketAddr, local_ip: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    connect_from(addr, local_ip, Duration::from_secs(1), RAFT_STREAM)
 }
 
 fn send_loop(addr: SocketAddr, local_ip: std::net::IpAddr, rx: Receiver<Vec<u8>>) {
@@ -318,10 +310,7 @@ fn serve(conn: TcpStream, shared: Shared) {
                 tracing::debug!(error = %e, "control request failed");
             }
         }
-        crate::remote::KV_STREAM if !shared.isolated.load(Ordering::SeqCst) => {
-            serve_kv(conn, &shared)
-        }
-        crate::remote::KV_STREAM => {}
+        crate::remote::KV_STREAM => serve_kv(conn, &shared),
         other => tracing::warn!(byte = other, "unknown connection kind; closing"),
     }
 }
@@ -386,9 +375,6 @@ fn receive(conn: TcpStream, shared: &Shared) {
                 return;
             }
         };
-        if shared.isolated.load(Ordering::SeqCst) {
-            continue;
-        }
         if let Some(inbox) = shared.inbox.read().as_ref() {
             inbox.deliver(Envelope { group, msg });
         }
