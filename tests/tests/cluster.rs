@@ -222,13 +222,13 @@ async fn demo_starts_a_local_cluster() {
 
 /// The bank on many tablets: accounts (one tablet each, 20 in all) and a ledger;
 /// concurrent transfers through all three nodes while a nemesis kills (`kill -9`) and
-/// restarts each node in turn, freezes another (`SIGSTOP`, past an election timeout)
-/// and splits the ledger. Claims: every read of the total sees the same total; every
+/// restarts each node in turn, freezes another (`SIGSTOP`, past an election timeout),
+/// then cuts that one off by a network partition, and splits the ledger. Claims: every read of the total sees the same total; every
 /// acknowledged transfer is in the ledger; the final balances are exactly the initial
 /// ones plus the ledger's transfers (a transfer with an unknown outcome is either
 /// wholly there or wholly absent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bank_transfers_on_many_tablets_survive_kills_pauses_and_splits() {
+async fn bank_transfers_on_many_tablets_survive_kills_pauses_partitions_and_splits() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     const ACCOUNTS: i32 = 20;
     const START: i64 = 1000;
@@ -305,8 +305,8 @@ async fn bank_transfers_on_many_tablets_survive_kills_pauses_and_splits() {
         }));
     }
     // Each round: kill and restart one node, freeze the next one for longer than an
-    // election timeout, and split the ledger between the workers' ids, through the
-    // third, while the transfers run.
+    // election timeout and then partition it from the others, and split the ledger
+    // between the workers' ids, through the third, while the transfers run.
     let mut splits = 0;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -319,6 +319,11 @@ async fn bank_transfers_on_many_tablets_survive_kills_pauses_and_splits() {
         frozen.pause();
         tokio::time::sleep(Duration::from_secs(3)).await;
         frozen.resume();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let addrs: Vec<_> = nodes.iter().map(|n| n.rpc()).collect();
+        let partition = Partition::isolate(frozen.rpc(), &addrs);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(partition);
         let at = (round as i64 + 1) * 1_000_000;
         let splitter = &nodes[(round + 2) % 3];
         for _ in 0..20 {
