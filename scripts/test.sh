@@ -4,10 +4,11 @@
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 # Real clients the process-level tests drive: psql (env.sh), pgbench 15 (Debian ships it
-# in the server package), sysbench and pgjdbc; and iptables, with which they partition
-# nodes on their loopback addresses.
+# in the server package), sysbench and pgjdbc; iptables, with which they partition nodes
+# on their loopback addresses, and libfaketime, which skews a node's clock.
 clients=()
 command -v iptables >/dev/null 2>&1 || clients+=(iptables)
+dpkg -s libfaketime >/dev/null 2>&1 || clients+=(libfaketime)
 command -v sysbench >/dev/null 2>&1 || clients+=(sysbench)
 [ -f /usr/share/java/postgresql.jar ] || clients+=(libpostgresql-jdbc-java)
 command -v java >/dev/null 2>&1 || clients+=(openjdk-17-jre-headless)

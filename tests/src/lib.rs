@@ -123,6 +123,28 @@ fn iptables(op: &str, from: std::net::IpAddr, to: std::net::IpAddr) {
     assert!(out.status.success(), "iptables {op}: {out:?}");
 }
 
+/// The environment that runs a process on a clock `skew_ms` milliseconds off the
+/// machine's: libfaketime preloaded with a relative offset (panics without it).
+fn faketime(skew_ms: i64) -> Vec<(String, String)> {
+    let lib = format!(
+        "/usr/lib/{}-linux-gnu/faketime/libfaketime.so.1",
+        std::env::consts::ARCH
+    );
+    assert!(
+        Path::new(&lib).exists(),
+        "{lib} is missing: install libfaketime"
+    );
+    let sign = if skew_ms < 0 { "-" } else { "+" };
+    let ms = skew_ms.unsigned_abs();
+    vec![
+        ("LD_PRELOAD".into(), lib),
+        (
+            "FAKETIME".into(),
+            format!("{sign}{}.{:03}s", ms / 1000, ms % 1000),
+        ),
+    ]
+}
+
 /// One running `tessera` process with its own store: a single-node cluster, or a member
 /// of a multi-node one.
 pub struct Node {
@@ -135,6 +157,8 @@ pub struct Node {
     member: Option<(SocketAddr, Vec<SocketAddr>)>,
     /// More command-line arguments.
     extra: Vec<String>,
+    /// More environment variables.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -165,6 +189,7 @@ impl Node {
             port: free_port(),
             member: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         node.spawn();
         node
@@ -195,6 +220,17 @@ impl Node {
 
     /// [`Node::start_member`] with more command-line arguments (settings).
     pub fn start_member_with(rpc: SocketAddr, join: &[SocketAddr], extra: &[&str]) -> Node {
+        Self::start_member_skewed(rpc, join, extra, 0)
+    }
+
+    /// [`Node::start_member_with`] on a clock `skew_ms` milliseconds ahead of the
+    /// machine's (behind when negative), through libfaketime, across restarts too.
+    pub fn start_member_skewed(
+        rpc: SocketAddr,
+        join: &[SocketAddr],
+        extra: &[&str],
+        skew_ms: i64,
+    ) -> Node {
         let store = tempfile::tempdir().expect("tempdir");
         let mut node = Node {
             child: None,
@@ -202,6 +238,11 @@ impl Node {
             port: free_port(),
             member: Some((rpc, join.to_vec())),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: if skew_ms == 0 {
+                Vec::new()
+            } else {
+                faketime(skew_ms)
+            },
         };
         node.spawn();
         node
@@ -252,6 +293,7 @@ impl Node {
             }
         }
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.extra)
             .arg("--store")
             .arg(self.store.path().join("data"))
