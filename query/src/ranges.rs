@@ -373,12 +373,24 @@ impl Session {
             None => None,
             Some((table, index)) => {
                 let t = catalog.table(table)?;
-                let prefix = match index {
-                    None => KeyKind::table_prefix(t.id),
-                    Some(_) => KeyKind::index_prefix(t.id, index_of(t, index.as_deref())?.id),
+                // Every key of a table lies in one of its indexes: the span starts at
+                // the first index, not at the table's bare prefix (the tablet before
+                // the table ends there, and overlaps the bare prefix).
+                let (start, prefix) = match index {
+                    None => {
+                        let first = t.all_indexes().map(|i| i.id).min().unwrap_or(t.primary.id);
+                        (
+                            KeyKind::index_prefix(t.id, first),
+                            KeyKind::table_prefix(t.id),
+                        )
+                    }
+                    Some(_) => {
+                        let i = KeyKind::index_prefix(t.id, index_of(t, index.as_deref())?.id);
+                        (i.clone(), i)
+                    }
                 };
                 let end = prefix_end(&prefix).unwrap_or_else(|| KEY_MAX.to_vec());
-                Some((prefix, end))
+                Some((start, end))
             }
         };
         let store = self.node.db.store().clone();

@@ -624,3 +624,44 @@ async fn a_growing_table_splits_by_size() {
         .get(0);
     assert_eq!(n, 2000);
 }
+
+/// `SHOW RANGES FROM TABLE t` lists the tablets holding `t`'s rows and index entries,
+/// and no others: not the system tablet before the first table, not the tablet of the
+/// table before it, whose span ends where `t`'s first index begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_ranges_from_a_table_lists_only_its_tablets() {
+    let node = Node::start();
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE first (id INT PRIMARY KEY); \
+         CREATE TABLE second (id INT PRIMARY KEY, x INT); \
+         CREATE INDEX second_x ON second (x)",
+    )
+    .await
+    .unwrap();
+    let starts = |sql: &'static str| {
+        let c = &c;
+        async move {
+            let mut out = Vec::new();
+            for m in c.simple_query(sql).await.unwrap() {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    let (table, start) = (r.get(1).unwrap_or("NULL"), r.get(2).unwrap_or("NULL"));
+                    out.push(format!("{table} {start}"));
+                }
+            }
+            out
+        }
+    };
+    assert_eq!(
+        starts("SHOW RANGES FROM TABLE first").await,
+        ["first /Table/first/1"]
+    );
+    assert_eq!(
+        starts("SHOW RANGES FROM TABLE second").await,
+        ["second /Table/second/1", "second /Table/second/2"]
+    );
+    assert_eq!(
+        starts("SHOW RANGES FROM INDEX second@second_x").await,
+        ["second /Table/second/2"]
+    );
+}
