@@ -24,7 +24,7 @@
 //! - A split is served by the parent's leaseholder; other nodes forward it there.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tessera_storage::mvcc::{self, GcThreshold};
 use tessera_storage::{Cf, TimestampCache, WriteBatch};
@@ -130,15 +130,11 @@ impl Store {
                     drop(_moving);
                     // Requests for the new tablet need its leaseholder: wait for the
                     // election that this node started.
-                    let deadline = Instant::now() + LEASE_WAIT;
                     let rr = right.replicator.as_ref().expect("a replicated split");
-                    let settled = |r: &Arc<dyn Replicator>| match r.leader() {
+                    rr.wait_until(LEASE_WAIT, &mut || match rr.leader() {
                         None => false,
-                        Some(l) => l != self.node || r.lease_term() != 0,
-                    };
-                    while !settled(rr) && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+                        Some(l) => l != self.node || rr.lease_term() != 0,
+                    });
                     self.inherit_lease(&t, &right);
                     let d = right.desc.read().clone();
                     return Ok(d);
