@@ -29,8 +29,14 @@ impl Store {
         };
         // An election is under way (a tablet a split just made elects its first
         // leader): wait for it a little, then let the statement be retried.
-        r.wait_until(ELECTION_WAIT, &mut || r.leader().is_some());
-        match r.leader() {
+        let mut leader = r.leader();
+        if leader.is_none() {
+            r.wait_until(ELECTION_WAIT, &mut || {
+                leader = r.leader();
+                leader.is_some()
+            });
+        }
+        match leader {
             Some(l) if l == r.node_id() => Ok(None),
             Some(l) => Ok(Some(l)),
             None => Err(Error::Conflict {
