@@ -75,6 +75,18 @@ pub(crate) fn placement(t: &TableDesc) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The keys of table `t`: from its first tablet boundary ([`placement`]) to the end of
+/// its prefix. (Every key of a table lies in one of its indexes; the tablet before the
+/// table ends at the first of them, so the bare prefix is not where the table begins.)
+fn table_span(t: &TableDesc) -> (Vec<u8>, Vec<u8>) {
+    let start = placement(t)
+        .into_iter()
+        .min()
+        .expect("a table has its primary index");
+    let end = prefix_end(&KeyKind::table_prefix(t.id)).unwrap_or_else(|| KEY_MAX.to_vec());
+    (start, end)
+}
+
 /// Split at each of `keys` (see the module docs, "Placement").
 pub(crate) fn place(store: &Arc<Store>, keys: &[Vec<u8>]) {
     for key in keys {
@@ -371,27 +383,17 @@ impl Session {
         let catalog = self.current_catalog()?;
         let span = match &filter {
             None => None,
-            Some((table, index)) => {
+            Some((table, index)) => Some({
                 let t = catalog.table(table)?;
-                // Every key of a table lies in one of its indexes: the span starts at
-                // the first index, not at the table's bare prefix (the tablet before
-                // the table ends there, and overlaps the bare prefix).
-                let (start, prefix) = match index {
-                    None => {
-                        let first = t.all_indexes().map(|i| i.id).min().unwrap_or(t.primary.id);
-                        (
-                            KeyKind::index_prefix(t.id, first),
-                            KeyKind::table_prefix(t.id),
-                        )
-                    }
+                match index {
+                    None => table_span(t),
                     Some(_) => {
-                        let i = KeyKind::index_prefix(t.id, index_of(t, index.as_deref())?.id);
-                        (i.clone(), i)
+                        let prefix = KeyKind::index_prefix(t.id, index_of(t, index.as_deref())?.id);
+                        let end = prefix_end(&prefix).unwrap_or_else(|| KEY_MAX.to_vec());
+                        (prefix, end)
                     }
-                };
-                let end = prefix_end(&prefix).unwrap_or_else(|| KEY_MAX.to_vec());
-                Some((start, end))
-            }
+                }
+            }),
         };
         let store = self.node.db.store().clone();
         let batch = crate::txn_slot::may_block(|| ranges_batch(&store, &catalog, span))?;
