@@ -310,7 +310,14 @@ impl Node {
     /// Wait until the node accepts SQL connections (panics after 60 s or if it exits).
     pub fn wait_sql(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // A connection to a port no one listens on yet can connect to itself (TCP
+        // simultaneous open, when the kernel picks that same port as its source): that
+        // is not the node answering.
+        let answers = |port: u16| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+        };
+        while !answers(self.port) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("tessera exited during startup ({status}): {}", self.log());
             }
