@@ -56,6 +56,16 @@ pub enum Error {
         /// The first key of the request.
         key: Vec<u8>,
     },
+    /// The request met an intent of transaction `txn` whose record is STAGING and had to
+    /// learn whether it committed, which takes requests to other tablets that must not
+    /// wait under this request's latches. The gateway settles the transaction's status
+    /// ([`crate::store`]'s status recovery) and sends the request again; it is retryable
+    /// should it ever reach a client.
+    #[error("the key is held by transaction {:x}, whose commit is being decided; retry", *txn as u64)]
+    Unsettled {
+        /// The transaction whose record is STAGING.
+        txn: u128,
+    },
     /// The request needs something not built yet (SQLSTATE 0A000); names the feature.
     #[error("not supported yet: {0}")]
     Unsupported(String),
@@ -73,6 +83,7 @@ impl Error {
                 | Error::TooOld { .. }
                 | Error::Uncertain { .. }
                 | Error::RangeKeyMismatch { .. }
+                | Error::Unsettled { .. }
         )
     }
 }

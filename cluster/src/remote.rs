@@ -72,6 +72,27 @@ pub(crate) enum KvRequest {
         record: bool,
         /// The fixed commit timestamp when reads on other tablets were refreshed to it.
         at: Option<Timestamp>,
+        /// Stage instead of commit: the writes become intents at `at`, and the record
+        /// (with `record`) becomes STAGING listing these writes in flight elsewhere.
+        staging: Option<Vec<Vec<u8>>>,
+    },
+    /// Whether `keys` (one tablet's) hold `txn`'s intents at or below `at`; a key that
+    /// does not is recorded as read at `at`, so no such intent can appear there later.
+    QueryIntents {
+        txn: u128,
+        keys: Vec<Vec<u8>>,
+        at: Timestamp,
+    },
+    /// Move a STAGING record at `staging` to COMMITTED at it (`commit`) or to ABORTED;
+    /// any other record is left alone. Answers the status left.
+    Recover {
+        txn: u128,
+        staging: Timestamp,
+        commit: bool,
+    },
+    /// A transaction's record as its leaseholder has it.
+    Record {
+        txn: u128,
     },
     /// Check reads of `spans` over `(read_ts, to]` and record them as read at `to`.
     Refresh {
@@ -121,6 +142,15 @@ pub(crate) enum KvResponse {
     Flushed(Timestamp),
     /// A transaction's status, as its record says.
     Status(TxnStatus),
+    /// Whether every queried key holds the intent.
+    Found(bool),
+    /// A record: its status, whether its coordinator has been silent for longer than
+    /// the expiry, and (STAGING) its writes in flight.
+    Record {
+        status: TxnStatus,
+        expired: bool,
+        in_flight: Vec<Vec<u8>>,
+    },
     Committed(Timestamp),
     /// Not committed: a commit at a fixed timestamp would have to move up to this one.
     Pushed(Timestamp),
@@ -158,6 +188,9 @@ pub(crate) enum WireError {
     RangeKeyMismatch {
         key: Vec<u8>,
     },
+    Unsettled {
+        txn: u128,
+    },
     Unsupported(String),
     Other(String),
 }
@@ -171,6 +204,7 @@ impl From<Error> for WireError {
             Error::Ambiguous(m) => WireError::Ambiguous(m),
             Error::Uncertain { key, ts } => WireError::Uncertain { key, ts },
             Error::RangeKeyMismatch { key } => WireError::RangeKeyMismatch { key },
+            Error::Unsettled { txn } => WireError::Unsettled { txn },
             Error::Unsupported(m) => WireError::Unsupported(m),
             other => WireError::Other(other.to_string()),
         }
@@ -186,6 +220,7 @@ impl From<WireError> for Error {
             WireError::Ambiguous(m) => Error::Ambiguous(m),
             WireError::Uncertain { key, ts } => Error::Uncertain { key, ts },
             WireError::RangeKeyMismatch { key } => Error::RangeKeyMismatch { key },
+            WireError::Unsettled { txn } => Error::Unsettled { txn },
             WireError::Unsupported(m) => Error::Unsupported(m),
             WireError::Other(m) => Error::Raft(m),
         }
@@ -364,6 +399,17 @@ mod tests {
                 flushed: vec![b"f".to_vec()],
                 record: true,
                 at: Some(Timestamp::new(10, 0)),
+                staging: Some(vec![b"g".to_vec()]),
+            },
+            KvRequest::QueryIntents {
+                txn: 3,
+                keys: vec![b"g".to_vec()],
+                at: Timestamp::new(10, 0),
+            },
+            KvRequest::Recover {
+                txn: 3,
+                staging: Timestamp::new(10, 0),
+                commit: true,
             },
             KvRequest::Refresh {
                 txn: 3,

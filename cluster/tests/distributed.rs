@@ -15,12 +15,19 @@ use tessera_storage::mvcc::{self, TxnRecord};
 /// uncertainty. Values above 512 bytes overflow the write buffer: their writes go out
 /// as intents at once.
 fn split_store() -> (Db, Arc<TestEngine>, Arc<ManualClock>) {
+    split_store_with(true)
+}
+
+/// [`split_store`]; without `threads`, a commit's rounds run in range order and what
+/// follows its commit point runs in the commit's own thread, so a test can count writes.
+fn split_store_with(threads: bool) -> (Db, Arc<TestEngine>, Arc<ManualClock>) {
     let engine = Arc::new(TestEngine::default());
     let physical = Arc::new(ManualClock::new(1_000_000_000));
     let clock = Arc::new(Hlc::new(physical.clone()));
     let config = StoreConfig {
         write_buffer_bytes: 512,
         max_clock_offset_nanos: 0,
+        threads,
         ..StoreConfig::default()
     };
     let store = Store::open(engine.clone(), clock, config).unwrap();
@@ -75,13 +82,18 @@ fn flushed_intents_on_two_tablets_commit_atomically() {
     t.commit().unwrap();
     assert_eq!(read(&db, LEFT), Some(large(1)));
     assert_eq!(read(&db, RIGHT), Some(large(2)));
-    // Resolved on both tablets: the record's at once, the other in the background.
-    assert_eq!(mvcc::get_intent(&*engine, LEFT).unwrap(), None);
+    // Resolved on both tablets, in the background.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while mvcc::get_intent(&*engine, RIGHT).unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the intent was never resolved");
-        std::thread::sleep(Duration::from_millis(5));
+    for key in [LEFT, RIGHT] {
+        while mvcc::get_intent(&*engine, key).unwrap().is_some() {
+            assert!(Instant::now() < deadline, "the intent was never resolved");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
+    assert!(matches!(
+        TxnRecord::read(&*engine, t.id()).unwrap(),
+        mvcc::TxnStatus::Committed(_)
+    ));
 
     let mut t = db.begin(TxnOptions::default());
     for i in 0..100 {
@@ -284,4 +296,84 @@ fn every_tablet_collects_garbage_and_a_split_keeps_the_threshold() {
         threshold
     );
     assert_eq!(read(&db, RIGHT), Some(b"3".to_vec()));
+}
+
+/// Claim: a transaction over two tablets is committed once both parts of its staging
+/// round succeed, before its record says so. Here every write after the round fails
+/// for a while
+/// (the record stays STAGING, the intents unresolved): the commit is still reported
+/// as such. A reader at a later timestamp waits while the coordinator may still
+/// finish, and once the coordinator has been silent past the expiry, recovers the
+/// status: every in-flight intent is there, so the record becomes COMMITTED at the
+/// staging timestamp and the reader sees both writes.
+#[test]
+fn a_staged_commit_holds_and_is_recovered_as_committed() {
+    let (db, engine, physical) = split_store();
+    let db = Arc::new(db);
+    let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), b"l".to_vec()).unwrap();
+    t.put(RIGHT.to_vec(), b"r".to_vec()).unwrap();
+    let id = t.id();
+    // The two parts of the staging round succeed; marking the record fails.
+    engine.fail_data_writes_after(2);
+    let ts = t.commit().expect("both parts staged: committed");
+    assert_eq!(
+        TxnRecord::read(&*engine, id).unwrap(),
+        mvcc::TxnStatus::Staging(ts)
+    );
+    assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
+    physical.advance(1_000_000);
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || read(&db, RIGHT))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !reader.is_finished(),
+        "the reader did not wait for the coordinator"
+    );
+    // The coordinator's attempt to mark the record has failed by now.
+    assert_eq!(
+        TxnRecord::read(&*engine, id).unwrap(),
+        mvcc::TxnStatus::Staging(ts)
+    );
+    engine.fail_data_writes(false);
+    physical.advance(6_000_000_000);
+    assert_eq!(reader.join().unwrap(), Some(b"r".to_vec()));
+    assert_eq!(
+        TxnRecord::read(&*engine, id).unwrap(),
+        mvcc::TxnStatus::Committed(ts)
+    );
+    assert_eq!(read(&db, LEFT), Some(b"l".to_vec()));
+}
+
+/// Claim: a STAGING transaction that is missing one of its in-flight writes has not
+/// committed. Here the record's part of the staging round lands and the other part's
+/// write fails, and so does the rollback (the disk fails): the record stays STAGING.
+/// A reader after the expiry recovers it as ABORTED, sees neither write, and leaves the
+/// missing key recorded as read at the staging timestamp, so the write can no longer
+/// land there.
+#[test]
+fn a_staged_transaction_missing_a_write_is_recovered_as_aborted() {
+    let (db, engine, physical) = split_store_with(false);
+    let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), b"l".to_vec()).unwrap();
+    t.put(RIGHT.to_vec(), b"r".to_vec()).unwrap();
+    let id = t.id();
+    engine.fail_data_writes_after(1);
+    let err = t.commit().unwrap_err();
+    engine.fail_data_writes(false);
+    assert!(!matches!(err, Error::Ambiguous(_)), "{err}");
+    let mvcc::TxnStatus::Staging(ts) = TxnRecord::read(&*engine, id).unwrap() else {
+        panic!("the record should be STAGING");
+    };
+    assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_none());
+    physical.advance(6_000_000_000);
+    assert_eq!(read(&db, LEFT), None);
+    assert_eq!(
+        TxnRecord::read(&*engine, id).unwrap(),
+        mvcc::TxnStatus::Aborted
+    );
+    assert!(db.store().read_timestamp(RIGHT) >= ts);
+    assert_eq!(read(&db, RIGHT), None);
 }

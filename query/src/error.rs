@@ -241,7 +241,7 @@ impl From<tessera_cluster::Error> for Error {
                     .map(|l| format!("the leaseholder is node {l}; connect there"))
                     .unwrap_or_else(|| "the leaseholder is not known yet".into())
             )),
-            E::RangeKeyMismatch { .. } => Error::new(
+            E::RangeKeyMismatch { .. } | E::Unsettled { .. } => Error::new(
                 SqlState::SerializationFailure,
                 format!("could not serialize access: {e}"),
             )

@@ -52,6 +52,11 @@ pub type TxnId = u128;
 pub enum TxnStatus {
     /// Still running (or abandoned without a record of its end).
     Pending,
+    /// Committing at the timestamp: the record and the transaction's last writes went
+    /// out in one round. It has committed exactly when every write the record lists as
+    /// in flight holds its intent at or below the timestamp; until that is settled it
+    /// counts as pending, and only its coordinator or a status recovery moves it on.
+    Staging(Timestamp),
     /// Committed at the timestamp.
     Committed(Timestamp),
     /// Rolled back.
@@ -81,7 +86,50 @@ impl TxnRecord {
             TxnStatus::Pending => vec![0],
             TxnStatus::Committed(ts) => [&[1u8][..], &ts.encode()].concat(),
             TxnStatus::Aborted => vec![2],
+            TxnStatus::Staging(ts) => Self::encode_staging(ts, Timestamp::ZERO, &[]),
         }
+    }
+
+    /// Encode a staging record: committing at `ts`, its coordinator last heard from at
+    /// `heartbeat`, with its writes `in_flight` (keys outside the record's tablet that
+    /// must hold its intents at or below `ts` for the commit to have happened).
+    pub fn encode_staging(ts: Timestamp, heartbeat: Timestamp, in_flight: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![3u8];
+        out.extend_from_slice(&ts.encode());
+        out.extend_from_slice(&heartbeat.encode());
+        out.extend_from_slice(&(in_flight.len() as u32).to_be_bytes());
+        for k in in_flight {
+            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// The writes a staging record lists as in flight (empty for any other record).
+    pub fn in_flight(engine: &dyn Engine, txn: TxnId) -> Result<Vec<Vec<u8>>> {
+        let Some(v) = engine.get(Cf::Data, &Self::key(txn))? else {
+            return Ok(Vec::new());
+        };
+        if v.first() != Some(&3) {
+            return Ok(Vec::new());
+        }
+        let bad = || corrupt("staging record");
+        let mut rest = v.get(25..).ok_or_else(bad)?;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            if rest.len() < n {
+                return Err(bad());
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let count = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes"));
+        let mut keys = Vec::with_capacity(count.min(1 << 16) as usize);
+        for _ in 0..count {
+            let len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+            keys.push(take(len)?.to_vec());
+        }
+        Ok(keys)
     }
 
     /// Encode a pending record whose coordinator was last heard from at `heartbeat` and
@@ -96,11 +144,15 @@ impl TxnRecord {
         out
     }
 
-    /// When the coordinator of a pending transaction was last heard from: `None` when
-    /// there is no record, it is not pending, or it carries no heartbeat (a record
+    /// When the coordinator of a pending or staging transaction was last heard from:
+    /// `None` when there is no record, it is final, or it carries no heartbeat (a record
     /// written by a push before any heartbeat carries [`Timestamp::ZERO`]).
     pub fn heartbeat(engine: &dyn Engine, txn: TxnId) -> Result<Option<Timestamp>> {
         Ok(match engine.get(Cf::Data, &Self::key(txn))? {
+            Some(v) if v.first() == Some(&3) && v.len() >= 25 => {
+                Some(Timestamp::decode(&v[13..25]).ok_or_else(|| corrupt("txn record heartbeat"))?)
+                    .filter(|hb| *hb != Timestamp::ZERO)
+            }
             Some(v) if v.first() == Some(&0) && v.len() > 1 => Some(
                 Timestamp::decode(&v[1..13.min(v.len())])
                     .ok_or_else(|| corrupt("txn record heartbeat"))?,
@@ -131,6 +183,9 @@ impl TxnRecord {
                     Timestamp::decode(ts).ok_or_else(|| corrupt("txn record"))?,
                 )),
                 Some((2, _)) => Ok(TxnStatus::Aborted),
+                Some((3, rest)) if rest.len() >= 12 => Ok(TxnStatus::Staging(
+                    Timestamp::decode(&rest[..12]).ok_or_else(|| corrupt("txn record"))?,
+                )),
                 _ => Err(corrupt("txn record")),
             },
         }
@@ -575,7 +630,7 @@ pub fn prepare_write(
                 put_version(batch, key, ts, intent.value.as_deref())
             }
             TxnStatus::Aborted => {}
-            TxnStatus::Committed(_) | TxnStatus::Pending => {
+            TxnStatus::Committed(_) | TxnStatus::Pending | TxnStatus::Staging(_) => {
                 return conflict(ConflictKind::Intent(intent.txn))
             }
         }
@@ -662,6 +717,32 @@ mod tests {
         assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), pushed);
         put(TxnRecord::encode(TxnStatus::Committed(pushed)));
         assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+    }
+
+    #[test]
+    fn a_staging_record_keeps_its_timestamp_heartbeat_and_in_flight_writes() {
+        let engine = crate::MemoryEngine::default();
+        let txn = 9;
+        let (ts, hb) = (Timestamp::new(50, 3), Timestamp::new(40, 1));
+        let keys = vec![b"a".to_vec(), Vec::new(), b"\x00zz".to_vec()];
+        let mut b = WriteBatch::new();
+        b.put(
+            Cf::Data,
+            TxnRecord::key(txn),
+            TxnRecord::encode_staging(ts, hb, &keys),
+        );
+        engine.write(b, true).unwrap();
+        assert_eq!(
+            TxnRecord::read(&engine, txn).unwrap(),
+            TxnStatus::Staging(ts)
+        );
+        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+        assert_eq!(TxnRecord::in_flight(&engine, txn).unwrap(), keys);
+        assert_eq!(
+            TxnRecord::in_flight(&engine, txn + 1).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Committing a transaction: on one tablet in one command, or on several through the
-//! transaction record (DESIGN.md §5).
+//! Committing a transaction: on one tablet in one command, or on several in one
+//! parallel round that stages the writes and the transaction record (DESIGN.md §5).
 //!
 //! ## Where records live
 //!
@@ -22,46 +22,69 @@
 //! again up to it. The reads are thus valid over `(read_ts, commit_ts]` on every
 //! tablet.
 //!
-//! ## Several tablets
+//! ## Parallel commits (several tablets)
 //!
-//! 1. The writes on tablets other than `R` become intents there, in parallel. Each
-//!    tablet writes its intents under their latches, after the write-write checks, at
-//!    a provisional timestamp above its timestamp cache for those keys, and answers it;
-//!    `min_commit` is the highest answer. The record need not exist yet: a missing
-//!    record reads as PENDING, and a transaction counts as alive while its heartbeat
-//!    or the intent met is younger than the expiry ([`super::push`]).
-//! 2. `C = max(clock, min_commit)`; the reads on every tablet other than `R` are
-//!    refreshed up to `C`.
-//! 3. On `R`, one command: `R`'s reads validated, the record still PENDING and pushed
-//!    no higher than `C`, `R`'s written keys not read at or above `C`; then `R`'s writes
-//!    at `C` and the record COMMITTED at `C`. That batch is the commit point. If `R`
-//!    needs a higher timestamp, `C` moves up to it and step 2 runs again.
-//! 4. The intents are resolved after the commit point, in the background; a failure
-//!    there leaves them to be read through the record.
+//! Writes that went out early (large transactions) are already intents, each at a
+//! provisional timestamp above its tablet's cache for its key; `min_commit` is the
+//! highest. The record need not exist yet: a missing record reads as PENDING, and a
+//! transaction counts as alive while its heartbeat or the intent met is younger than
+//! the expiry ([`super::push`]). The commit is then one round of consensus:
 //!
-//! A rollback marks the record ABORTED (never over COMMITTED) and removes the intents.
+//! 0. A buffered write outside `R` that replaces one of those intents goes out as an
+//!    intent first (one more round, for large transactions only): a recovery asks
+//!    whether an in-flight key holds the transaction's intent, and must not take the
+//!    old one for the staged write.
+//! 1. `C = max(clock, min_commit)`. The reads on tablets that take no part in the
+//!    round (no new writes there, not the record's) are refreshed up to `C` first:
+//!    refreshing writes nothing durable, and a part that writes nothing new could not
+//!    make a failed check stop the commit (see 3).
+//! 2. In parallel, every tablet with buffered writes, and the record's tablet `R`,
+//!    *stages* its part, in one synced command under the latches: its reads validated
+//!    up to `C`, its written keys not read at or above `C`, the write-write checks,
+//!    then its writes as intents at exactly `C`. `R` also checks that the record is
+//!    PENDING (or this transaction's STAGING) and pushed no higher than `C`, and that
+//!    its flushed intents are still there, and writes the record STAGING at `C`,
+//!    listing every write outside `R` as in flight. A part that needs a higher
+//!    timestamp writes nothing and answers it.
+//! 3. When every part succeeded, the transaction has committed at `C`, and the client
+//!    is told so. The record is then marked COMMITTED and the intents resolved, in the
+//!    background; if that fails, whoever meets the intents settles the record
+//!    ([`super::recovery`]).
+//! 4. When a part answered a higher timestamp, `C` moves up to the highest answer and
+//!    the round runs again for the parts that did not stage and for `R` (STAGING again,
+//!    higher); the parts that staged keep their intents (below the new `C`), and their
+//!    reads are refreshed with the others in 1.
+//! 5. When a part failed, the commit fails and is rolled back: the record becomes
+//!    ABORTED even over STAGING, which is safe because the client was not told of a
+//!    commit, and a recovery that could have committed it found every intent there,
+//!    which the failed part's missing write rules out. When a part's outcome is
+//!    unknown (its answer was lost), the gateway recovers the status itself at once:
+//!    COMMITTED is a commit; otherwise it rolls back.
 //!
 //! ## Why it is serializable
 //!
-//! - **Its writes.** Each written key holds the transaction's intent from step 1 until
-//!   it is resolved: the write-write check there saw no version above `read_ts`, and
-//!   every later writer of the key meets the intent.
+//! - **Its writes.** Each written key holds the transaction's intent from the flush or
+//!   the staging round until it is resolved: the write-write check there saw no
+//!   version above `read_ts`, and every later writer of the key meets the intent.
 //! - **Others' reads of its writes.** A read at `r` below an intent's timestamp ignores
-//!   it, correctly: `C` is at least that timestamp. A read at `r` at or above it on a
-//!   tablet other than `R` pushes the record to `r.next()` ([`super::push`]): the push
-//!   and step 3 are ordered by the record's latch, and step 3 commits at or above every
-//!   push, or the push learns that the transaction committed at `C` and the reader sees
-//!   the intent's value when `C <= r`. On `R` itself the read leaves `r` in `R`'s
-//!   timestamp cache, which step 3 checks for `R`'s keys under their latches.
-//! - **Its reads.** Valid over `(read_ts, C]` on every tablet: refreshed (and recorded at
-//!   `C`) on the others, validated on `R` in step 3.
-//! - **Atomicity.** Before step 3 every intent reads as pending, after it as committed
-//!   at `C`; step 3 is one command.
+//!   it, correctly: the commit is at or above that timestamp. A read at `r` at or above
+//!   it, on a tablet other than `R`, pushes the record to `r.next()` ([`super::push`])
+//!   while it is PENDING; the push and `R`'s staging are ordered by the record's latch,
+//!   and staging at `C` fails when the record was pushed above `C`. Once the record is
+//!   STAGING at `C`, no push applies: a read at or above `C` (or with `C` inside its
+//!   uncertainty window) waits until the transaction is settled, and one below `C`
+//!   ignores the intent. On `R` itself the read leaves `r` in `R`'s timestamp cache,
+//!   which the staging of `R`'s keys checks under their latches.
+//! - **Its reads.** Valid over `(read_ts, C]` on every tablet: refreshed (and recorded
+//!   at `C`) before the round, or validated in it.
+//! - **Atomicity.** Until the record is settled every intent reads as pending (or makes
+//!   its reader wait); the only ways out of STAGING are conditional writes of the
+//!   record ([`super::recovery`]), so everyone sees one outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc};
 
-use tessera_storage::mvcc::{TxnId, TxnRecord};
+use tessera_storage::mvcc::{TxnId, TxnRecord, TxnStatus};
 use tessera_storage::Timestamp;
 
 use super::gateway::REROUTES;
@@ -74,6 +97,19 @@ use crate::{Error, Result};
 const REFRESHES: usize = 4;
 
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type Spans = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One tablet's part of a staging round.
+struct Stage {
+    range: u64,
+    tablet: Arc<Tablet>,
+    /// Its buffered writes, to become intents.
+    writes: Writes,
+    /// Its keys that already hold the transaction's intents (the record's part only).
+    flushed: Vec<Vec<u8>>,
+    /// Whether it holds the record.
+    record: bool,
+}
 /// Per range id: the tablet and the items that lie in it.
 type ByTablet<T> = BTreeMap<u64, (Arc<Tablet>, Vec<T>)>;
 
@@ -114,7 +150,7 @@ impl Store {
     }
 
     /// Group `keys` (with their values) by the tablet owning them.
-    fn keys_by_tablet<'k, V: Clone + 'k>(
+    pub(super) fn keys_by_tablet<'k, V: Clone + 'k>(
         &self,
         keys: impl Iterator<Item = (&'k Vec<u8>, V)>,
     ) -> ByTablet<(Vec<u8>, V)> {
@@ -173,6 +209,16 @@ impl Store {
 
     /// Write intents on `t`, at its leaseholder; answers their highest timestamp.
     fn flush_on(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: &Writes,
+    ) -> Result<Timestamp> {
+        self.settling(true, || self.flush_on_once(t, txn, read_ts, writes))
+    }
+
+    fn flush_on_once(
         &self,
         t: &Tablet,
         txn: TxnId,
@@ -269,6 +315,7 @@ impl Store {
             writes,
             flushed,
             record,
+            staging: None,
         };
         if parts.is_empty() {
             return match self.commit_on(w, &part, None)? {
@@ -292,7 +339,7 @@ impl Store {
     ) -> Result<Timestamp> {
         for _ in 0..REFRESHES {
             let refreshed = parallel(self.config.threads, others.values(), |(t, spans)| {
-                self.refresh_on(t, part.txn, part.read_ts, at, spans)
+                self.refresh_on(t, part.txn, part.read_ts, at, spans, true)
             });
             refreshed.into_iter().collect::<Result<Vec<()>>>()?;
             match self.commit_on(w, part, Some(at))? {
@@ -314,8 +361,8 @@ impl Store {
         })
     }
 
-    /// Commit writes on several tablets through the record (see the module docs,
-    /// "Several tablets").
+    /// Commit writes on several tablets by staging them in parallel (see the module
+    /// docs, "Parallel commits").
     fn commit_distributed(
         &self,
         txn: TxnId,
@@ -324,43 +371,181 @@ impl Store {
         writes: &Writes,
         intents: &mut Intents,
     ) -> Result<Timestamp> {
-        let r = self.record_tablet(txn);
-        let desc = r.desc.read().clone();
-        let (on_record, elsewhere): (Writes, Writes) = writes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .partition(|(k, _)| desc.contains(k));
-        // Step 1: the intents.
-        self.flush_intents(txn, read_ts, &elsewhere, intents)?;
-        let (flushed, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            intents.keys.iter().cloned().partition(|k| desc.contains(k));
-        // Steps 2 and 3.
-        let mut parts = self.by_tablet(reads);
-        let own = parts
-            .remove(&desc.range_id)
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        let part = CommitPart {
-            txn,
-            read_ts,
-            reads: &own,
-            writes: &on_record,
-            flushed: &flushed,
-            record: true,
-        };
-        let at = self.clock.now().max(intents.min_commit);
-        let ts = self.commit_refreshed(&r, &part, &parts, at)?;
-        // Step 4: the commit point is durable; resolution is best effort.
-        self.resolve_later(Resolution {
-            txn,
-            keys: others,
-            commit_ts: ts,
-        });
-        Ok(ts)
+        // From now on the transaction has a record (or may have one: a rollback must
+        // look), and every buffered key may hold its intent.
+        intents.record = true;
+        self.heartbeats.lock().insert(txn);
+        let flushed: BTreeSet<Vec<u8>> = intents.keys.iter().cloned().collect();
+        intents
+            .keys
+            .extend(writes.keys().filter(|k| !flushed.contains(*k)).cloned());
+        let record_key = TxnRecord::key(txn);
+        let mut unstaged: Writes = writes.clone();
+        // Keys holding this transaction's intents, at or below `at`.
+        let mut placed: Vec<Vec<u8>> = flushed.iter().cloned().collect();
+        placed.retain(|k| !unstaged.contains_key(k));
+        let mut staged_at: Option<Timestamp> = None;
+        let mut at = self.clock.now();
+        for _ in 0..REFRESHES + REROUTES {
+            let r = self.tablets.for_key(&record_key);
+            let r_desc = r.desc.read().clone();
+            // A recovery takes an in-flight key that holds an intent of this
+            // transaction for its staged write; so a key outside `R` whose flushed
+            // intent a buffered write replaces gets the new value as an intent first.
+            let rewritten: Writes = unstaged
+                .iter()
+                .filter(|(k, _)| flushed.contains(*k) && !r_desc.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !rewritten.is_empty() {
+                self.flush_intents(txn, read_ts, &rewritten, intents)?;
+                for k in rewritten.keys() {
+                    unstaged.remove(k);
+                    placed.push(k.clone());
+                }
+            }
+            at = at.max(intents.min_commit);
+            let in_flight: Vec<Vec<u8>> = intents
+                .keys
+                .iter()
+                .filter(|k| !r_desc.contains(k))
+                .cloned()
+                .collect();
+            // The parts to stage: every tablet with unstaged writes, and the record's.
+            let mut parts: ByTablet<(Vec<u8>, Option<Vec<u8>>)> =
+                self.keys_by_tablet(unstaged.iter().map(|(k, v)| (k, v.clone())));
+            parts
+                .entry(r.range_id())
+                .or_insert_with(|| (r.clone(), Vec::new()));
+            // Reads on the other tablets are refreshed up to `at` first: a part that
+            // writes nothing new could not make a failed check stop the commit.
+            let mut read_parts = self.by_tablet(reads);
+            let staged_reads: BTreeMap<u64, Spans> = parts
+                .keys()
+                .filter_map(|id| read_parts.remove(id).map(|(_, s)| (*id, s)))
+                .collect();
+            let refreshed = parallel(self.config.threads, read_parts.values(), |(t, spans)| {
+                // Once staged, the transaction waits on no one.
+                self.refresh_on(t, txn, read_ts, at, spans, staged_at.is_none())
+            });
+            refreshed.into_iter().collect::<Result<Vec<()>>>()?;
+            // One round: every part validates its reads and writes its intents at `at`,
+            // the record's part also the record, STAGING at `at`.
+            let jobs: Vec<Stage> = parts
+                .into_iter()
+                .map(|(range, (tablet, part))| Stage {
+                    record: range == r.range_id(),
+                    tablet,
+                    writes: part.into_iter().collect(),
+                    flushed: if range == r.range_id() {
+                        placed
+                            .iter()
+                            .filter(|k| r_desc.contains(k))
+                            .cloned()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    range,
+                })
+                .collect();
+            let empty = Vec::new();
+            let results = parallel(self.config.threads, jobs.iter(), |job| {
+                let part = CommitPart {
+                    txn,
+                    read_ts,
+                    reads: staged_reads.get(&job.range).unwrap_or(&empty),
+                    writes: &job.writes,
+                    flushed: &job.flushed,
+                    record: job.record,
+                    staging: Some(&in_flight),
+                };
+                self.commit_on(&job.tablet, &part, Some(at))
+            });
+            let mut next_at = at;
+            let mut ambiguous = None;
+            let mut failed = None;
+            for (job, result) in jobs.iter().zip(results) {
+                match result {
+                    Ok(Commit::Committed(_)) => {
+                        for k in job.writes.keys() {
+                            unstaged.remove(k);
+                            placed.push(k.clone());
+                        }
+                        if job.record {
+                            staged_at = Some(at);
+                        }
+                    }
+                    Ok(Commit::Pushed(ts)) => next_at = next_at.max(ts),
+                    Err(Error::RangeKeyMismatch { .. }) => {}
+                    Err(e @ Error::Ambiguous(_)) => ambiguous = Some(e),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            if let Some(e) = failed {
+                // Not told to the client: the rollback may overwrite STAGING.
+                return Err(e);
+            }
+            if let Some(e) = ambiguous {
+                return self.settle_own(txn, e, intents);
+            }
+            if unstaged.is_empty() && staged_at == Some(at) {
+                // Every part succeeded: the transaction has committed at `at`.
+                self.resolve_later(Resolution {
+                    txn,
+                    keys: intents.keys.clone(),
+                    commit_ts: at,
+                    staged: true,
+                });
+                return Ok(at);
+            }
+            at = next_at;
+        }
+        Err(Error::Conflict {
+            key: writes.keys().next().cloned().unwrap_or_default(),
+            reason: format!(
+                "the commit timestamp kept moving up while staging the writes (last {at})"
+            ),
+        })
     }
 
-    /// Commit `part` on `t`, at its leaseholder.
+    /// After a staging round whose outcome on some tablet is unknown: recover the
+    /// transaction's status at once. COMMITTED is a commit; anything else is not, and
+    /// the transaction is rolled back by the caller. If the record cannot be reached,
+    /// the outcome stays unknown (`error`).
+    fn settle_own(&self, txn: TxnId, error: Error, intents: &Intents) -> Result<Timestamp> {
+        match self.settle(txn, false, true) {
+            Ok(TxnStatus::Committed(ts)) => {
+                self.resolve_later(Resolution {
+                    txn,
+                    keys: intents.keys.clone(),
+                    commit_ts: ts,
+                    staged: false,
+                });
+                Ok(ts)
+            }
+            Ok(TxnStatus::Staging(_)) | Err(_) => Err(error),
+            Ok(_) => Err(Error::Conflict {
+                key: Vec::new(),
+                reason: "the commit did not complete on every tablet and was rolled back".into(),
+            }),
+        }
+    }
+
+    /// Commit `part` on `t`, at its leaseholder (settling the STAGING transactions it
+    /// meets).
     fn commit_on(
+        &self,
+        t: &Tablet,
+        part: &CommitPart<'_>,
+        at: Option<Timestamp>,
+    ) -> Result<Commit> {
+        // A part of a staging round does not wait: two committing transactions could
+        // wait on each other's staged intents.
+        self.settling(part.staging.is_none(), || self.commit_on_once(t, part, at))
+    }
+
+    fn commit_on_once(
         &self,
         t: &Tablet,
         part: &CommitPart<'_>,
@@ -377,6 +562,7 @@ impl Store {
             flushed: part.flushed.to_vec(),
             record: part.record,
             at,
+            staging: part.staging.map(<[Vec<u8>]>::to_vec),
         };
         match self.forward(node, req)? {
             KvResponse::Committed(ts) => {
@@ -388,8 +574,21 @@ impl Store {
         }
     }
 
-    /// Refresh reads of `t` up to `to`, at its leaseholder.
+    /// Refresh reads of `t` up to `to`, at its leaseholder (settling the STAGING
+    /// transactions it meets, waiting for live ones when `wait`).
     fn refresh_on(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        read_ts: Timestamp,
+        to: Timestamp,
+        spans: &[(Vec<u8>, Vec<u8>)],
+        wait: bool,
+    ) -> Result<()> {
+        self.settling(wait, || self.refresh_on_once(t, txn, read_ts, to, spans))
+    }
+
+    fn refresh_on_once(
         &self,
         t: &Tablet,
         txn: TxnId,
@@ -437,19 +636,32 @@ impl Store {
         keys: &[Vec<u8>],
         commit_ts: Option<Timestamp>,
     ) -> Result<()> {
+        self.on_tablets_of(keys, |t, part| self.resolve_on(t, txn, part, commit_ts))
+            .map(|_| ())
+    }
+
+    /// `f` on each tablet's share of `keys`, the shares in parallel; a share that a
+    /// split moved is routed again, a bounded number of times. The answers, in no
+    /// particular order.
+    pub(super) fn on_tablets_of<R: Send>(
+        &self,
+        keys: &[Vec<u8>],
+        f: impl Fn(&Tablet, &[Vec<u8>]) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let mut out = Vec::new();
         let mut todo = self.keys_by_tablet(keys.iter().map(|k| (k, ())));
         for _ in 0..=REROUTES {
             if todo.is_empty() {
-                return Ok(());
+                return Ok(out);
             }
             let results = parallel(self.config.threads, todo.values(), |(t, part)| {
                 let part: Vec<Vec<u8>> = part.iter().map(|(k, _)| k.clone()).collect();
-                (self.resolve_on(t, txn, &part, commit_ts), part)
+                (f(t, &part), part)
             });
             let mut again = Vec::new();
             for (result, part) in results {
                 match result {
-                    Ok(()) => {}
+                    Ok(r) => out.push(r),
                     Err(Error::RangeKeyMismatch { .. }) => again.extend(part),
                     Err(e) => return Err(e),
                 }
@@ -485,6 +697,8 @@ pub(super) struct Resolution {
     txn: TxnId,
     keys: Vec<Vec<u8>>,
     commit_ts: Timestamp,
+    /// Its record is still STAGING at `commit_ts`: mark it COMMITTED first.
+    staged: bool,
 }
 
 /// How many jobs wait for the background thread before commits resolve their own
@@ -539,7 +753,7 @@ impl Store {
 
     /// Resolve `job` in the background, or here when the background thread is busy.
     fn resolve_later(&self, job: Resolution) {
-        if job.keys.is_empty() {
+        if job.keys.is_empty() && !job.staged {
             return;
         }
         if let Err(Job::Resolve(job)) = self.in_background(Job::Resolve(job)) {
@@ -548,6 +762,19 @@ impl Store {
     }
 
     fn resolve_committed(&self, job: Resolution) {
+        if job.staged {
+            match self.mark_committed(job.txn, job.commit_ts) {
+                Ok(TxnStatus::Committed(ts)) if ts == job.commit_ts => {}
+                Ok(other) => {
+                    tracing::error!(txn = job.txn, status = ?other, "a staged commit's record says otherwise");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, txn = job.txn, "marking a staged transaction committed failed; a recovery will");
+                    return;
+                }
+            }
+        }
         if let Err(e) = self.resolve_everywhere(job.txn, &job.keys, Some(job.commit_ts)) {
             tracing::warn!(error = %e, txn = job.txn, "resolving the intents of a committed transaction failed; they stay until read");
         }
@@ -556,7 +783,7 @@ impl Store {
 
 /// `f` over `items`, each on its own thread when there are several (and `threads`
 /// allows); results in order.
-fn parallel<I, T, R>(threads: bool, items: I, f: impl Fn(&T) -> R + Sync) -> Vec<R>
+pub(super) fn parallel<I, T, R>(threads: bool, items: I, f: impl Fn(&T) -> R + Sync) -> Vec<R>
 where
     I: Iterator<Item = T>,
     T: Send + Sync,

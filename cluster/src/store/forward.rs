@@ -165,6 +165,7 @@ impl Store {
                     flushed,
                     record,
                     at,
+                    staging,
                 } => {
                     self.clock.update(read_ts);
                     let t = match writes.keys().chain(flushed.iter()).next() {
@@ -179,6 +180,7 @@ impl Store {
                         writes: &writes,
                         flushed: &flushed,
                         record,
+                        staging: staging.as_deref(),
                     };
                     match self.commit_local(&t, &part, at)? {
                         Commit::Committed(ts) => KvResponse::Committed(ts),
@@ -217,6 +219,39 @@ impl Store {
                         });
                     }
                     KvResponse::Status(self.push_local(&t, txn, push)?)
+                }
+                KvRequest::QueryIntents { txn, keys, at } => {
+                    let first = keys.first().map_or(&[][..], |k| k.as_slice());
+                    let t = self.tablets.for_key(first);
+                    self.clock.update(at);
+                    KvResponse::Found(self.query_intents_local(&t, txn, at, &keys)?)
+                }
+                KvRequest::Recover {
+                    txn,
+                    staging,
+                    commit,
+                } => {
+                    let t = self.record_tablet(txn);
+                    if self.forward_to(&t)?.is_some() {
+                        return Err(Error::NotLeaseholder {
+                            leader: t.replicator.as_ref().and_then(|r| r.leader()),
+                        });
+                    }
+                    KvResponse::Status(self.recover_local(&t, txn, staging, commit)?)
+                }
+                KvRequest::Record { txn } => {
+                    let t = self.record_tablet(txn);
+                    if self.forward_to(&t)?.is_some() {
+                        return Err(Error::NotLeaseholder {
+                            leader: t.replicator.as_ref().and_then(|r| r.leader()),
+                        });
+                    }
+                    let r = self.record_local(&t, txn)?;
+                    KvResponse::Record {
+                        status: r.status,
+                        expired: r.expired,
+                        in_flight: r.in_flight,
+                    }
                 }
                 KvRequest::Resolve {
                     txn,

@@ -47,9 +47,12 @@ impl Store {
             let t = self.tablets.for_key(&cursor);
             let part_end = t.desc.read().end.clone().min(end.to_vec());
             let want = limit - out.len();
-            let rows = match self.scan_tablet(
-                &t, txn, read_ts, bound, confirmed, &cursor, &part_end, want, track,
-            ) {
+            let rows = self.settling(true, || {
+                self.scan_tablet(
+                    &t, txn, read_ts, bound, confirmed, &cursor, &part_end, want, track,
+                )
+            });
+            let rows = match rows {
                 Err(Error::RangeKeyMismatch { .. }) if reroutes < REROUTES => {
                     reroutes += 1;
                     continue;

@@ -41,13 +41,14 @@
 //! - **Large transactions.** Writes beyond the buffer bound go out early as intents, in
 //!   bounded batches, each checked for write-write conflicts and written under the
 //!   latches of its keys, so no two transactions ever both hold an intent on one key.
-//!   The commit point is the transaction record written as committed (with the
-//!   remaining writes of the record's tablet) in one synced batch, after checking that
-//!   every flushed intent there is still this transaction's ([`commit`] has the
-//!   protocol when the writes span tablets). Once that batch is durable the commit has succeeded: the intents
-//!   are resolved afterwards, and a failure there leaves them to be read through the
-//!   record. A rollback never overwrites a COMMITTED record, and a commit whose outcome
-//!   is unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
+//!   When every write lies on the record's tablet, the commit point is the record
+//!   written COMMITTED (with the remaining writes) in one synced batch, after checking
+//!   that every flushed intent there is still this transaction's; when the writes span
+//!   tablets, it is the last success of one parallel staging round ([`commit`]). Once
+//!   the commit point is durable the commit has succeeded: the intents are resolved
+//!   afterwards, and a failure there leaves them to be read through the record. A
+//!   rollback never overwrites a COMMITTED record, and a commit whose outcome is
+//!   unknown (`Ambiguous`) is not rolled back at all. Transaction ids carry the node
 //!   id and the store's boot epoch: a pending transaction of this node's earlier epoch
 //!   died with its process and counts as aborted.
 //! - **Abandoned intents.** A transaction's PENDING record carries a heartbeat. It is
@@ -61,7 +62,8 @@
 //!   never overwrite COMMITTED (a commit latches its record too); elsewhere it pushes
 //!   the record's leaseholder to do the same ([`push`]). A transaction found ABORTED
 //!   can no longer commit, flush or heartbeat. A pending intent of a live transaction
-//!   is a retryable conflict.
+//!   is a retryable conflict. A STAGING transaction is never aborted by a push: it is
+//!   settled by status recovery ([`recovery`]).
 //! - **History.** A write never erases another transaction's committed write: a
 //!   committed intent on a key being written becomes a version first
 //!   ([`mvcc::prepare_write`]).
@@ -89,11 +91,13 @@ mod forward;
 mod gateway;
 mod gc;
 mod push;
+mod recovery;
 mod size;
 mod split;
 pub mod tablet;
 
 pub(crate) use commit::Intents;
+use push::Met;
 pub(crate) use push::Push;
 pub use split::RangeInfo;
 
@@ -548,13 +552,20 @@ impl Store {
     ) -> Result<()> {
         for (start, end) in reads {
             if let Some(c) = mvcc::find_conflict(&*self.engine, start, Some(end), view, to)? {
-                return Err(Self::conflict(c, "read no longer valid"));
+                return Err(self.conflict(c, "read no longer valid"));
             }
         }
         Ok(())
     }
 
-    fn conflict(c: mvcc::Conflict, what: &str) -> Error {
+    /// The error for conflict `c`; an intent of a STAGING transaction asks the gateway
+    /// to settle that transaction first ([`Error::Unsettled`]).
+    fn conflict(&self, c: mvcc::Conflict, what: &str) -> Error {
+        if let mvcc::ConflictKind::Intent(txn) = c.kind {
+            if matches!(self.status(txn), Ok(TxnStatus::Staging(_))) {
+                return Error::Unsettled { txn };
+            }
+        }
         let reason = match c.kind {
             mvcc::ConflictKind::Version(ts) => {
                 format!("{what}: a concurrent transaction committed at {ts}")
@@ -600,7 +611,7 @@ impl Store {
             }
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
             let _latched = Self::latch(t, spans)?;
-            let pushed = Mutex::new(Vec::new());
+            let pushed = Mutex::new(Met::default());
             let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
             let view = ReadView {
                 read_ts,
@@ -628,8 +639,9 @@ impl Store {
                 }
             }
             for (key, value) in chunk {
-                if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true)? {
-                    return Err(Self::conflict(c, "write-write conflict"));
+                let prepared = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, true);
+                if let Some(c) = prepared.map_err(|e| Self::met_error(&pushed, e))? {
+                    return Err(self.conflict(c, "write-write conflict"));
                 }
                 let intent = Intent {
                     txn,
@@ -651,6 +663,11 @@ impl Store {
     /// timestamp pushes left in it. With `at`, the commit timestamp is fixed (the
     /// transaction's reads on other tablets were refreshed up to it): when it must be
     /// higher, nothing is written and the higher timestamp is returned instead.
+    ///
+    /// With `part.staging` (and `at`), the part is *staged* instead ([`commit`],
+    /// "Parallel commits"): the same checks, but the writes become intents at `at`, and
+    /// the record, which may already be STAGING at a lower timestamp, becomes STAGING
+    /// at `at` with the listed writes in flight. Nothing is resolved.
     fn commit_local(
         &self,
         t: &Tablet,
@@ -664,8 +681,12 @@ impl Store {
             writes,
             flushed,
             record,
+            staging,
         } = *part;
-        let pushed = Mutex::new(Vec::new());
+        if staging.is_some() && at.is_none() {
+            return Err(Error::Raft("staging needs a fixed timestamp".into()));
+        }
+        let pushed = Mutex::new(Met::default());
         let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
         let view = ReadView {
             read_ts,
@@ -687,6 +708,29 @@ impl Store {
             // History below the threshold may be gone: reads and writes could not be
             // validated against it.
             self.check_gc(t, read_ts)?;
+            // A transaction with intents commits only from PENDING (or its own
+            // STAGING, when staging again higher).
+            let before = if record {
+                self.status(txn)?
+            } else {
+                TxnStatus::Pending
+            };
+            match before {
+                TxnStatus::Aborted => return Err(Self::aborted_by_push()),
+                TxnStatus::Committed(ts) => {
+                    return Err(Error::Raft(format!(
+                        "transaction {:x} is already committed at {ts}",
+                        txn as u64
+                    )))
+                }
+                TxnStatus::Staging(_) if staging.is_none() => {
+                    return Err(Error::Raft(format!(
+                        "transaction {:x} is staging; only a recovery ends it",
+                        txn as u64
+                    )))
+                }
+                TxnStatus::Pending | TxnStatus::Staging(_) => {}
+            }
             let commit_ts = {
                 // Later transactions must start above this commit to see it: the clock
                 // moves past it before anyone can observe the clock again.
@@ -708,12 +752,9 @@ impl Store {
                 self.clock.update(commit_ts);
                 commit_ts
             };
-            self.validate_reads(&view, reads, commit_ts)?;
-            // A transaction with intents commits only from PENDING, and every flushed
-            // key must still hold its intent.
-            if record && self.status(txn)? == TxnStatus::Aborted {
-                return Err(Self::aborted_by_push());
-            }
+            self.validate_reads(&view, reads, commit_ts)
+                .map_err(|e| Self::unsettled_first(&pushed, e))?;
+            // Every flushed key must still hold its intent.
             for key in flushed {
                 let ours = mvcc::get_intent(&*self.engine, key)?.is_some_and(|i| i.txn == txn);
                 if !ours && !writes.contains_key(key) {
@@ -727,18 +768,31 @@ impl Store {
             for (key, value) in writes {
                 // Drops this transaction's own intent (the buffered value wins) and
                 // keeps another's committed one as a version.
-                if let Some(c) = mvcc::prepare_write(&*self.engine, &mut batch, key, &view, false)?
-                {
-                    return Err(Self::conflict(c, "write-write conflict"));
+                let as_intent = staging.is_some();
+                let prepared =
+                    mvcc::prepare_write(&*self.engine, &mut batch, key, &view, as_intent);
+                if let Some(c) = prepared.map_err(|e| Self::met_error(&pushed, e))? {
+                    return Err(self.conflict(c, "write-write conflict"));
                 }
-                mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
+                if as_intent {
+                    let intent = Intent {
+                        txn,
+                        ts: commit_ts,
+                        value: value.clone(),
+                    };
+                    mvcc::put_intent(&mut batch, key, &intent);
+                } else {
+                    mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
+                }
             }
             if record {
-                batch.put(
-                    Cf::Data,
-                    record_key,
-                    TxnRecord::encode(TxnStatus::Committed(commit_ts)),
-                );
+                let value = match staging {
+                    Some(in_flight) => {
+                        TxnRecord::encode_staging(commit_ts, self.clock.now(), in_flight)
+                    }
+                    None => TxnRecord::encode(TxnStatus::Committed(commit_ts)),
+                };
+                batch.put(Cf::Data, record_key, value);
             }
             Self::record_pushed(&mut batch, &pushed);
             self.write(t, batch, true)?;
@@ -750,7 +804,7 @@ impl Store {
         };
         // The commit point is durable: the transaction has committed, whatever happens
         // to the resolution of its intents (readers resolve them through the record).
-        if !flushed.is_empty() {
+        if staging.is_none() && !flushed.is_empty() {
             if let Err(e) = self.resolve(t, txn, flushed, Some(commit_ts)) {
                 tracing::warn!(error = %e, txn, "resolving the intents of a committed transaction failed; they stay until read");
             }
@@ -774,7 +828,10 @@ impl Store {
             let _latched = Self::latch(t, vec![record])?;
             match TxnRecord::read(&*self.engine, txn)? {
                 TxnStatus::Committed(ts) => Some(ts),
-                TxnStatus::Pending | TxnStatus::Aborted => {
+                // The coordinator rolls back only before it told its client of a
+                // commit, and a recovery commits only from STAGING: ABORTED over its
+                // own STAGING is safe.
+                TxnStatus::Pending | TxnStatus::Aborted | TxnStatus::Staging(_) => {
                     let mut b = WriteBatch::new();
                     b.put(Cf::Data, key, TxnRecord::encode(TxnStatus::Aborted));
                     self.write(t, b, false)?;
@@ -825,6 +882,9 @@ pub(crate) struct CommitPart<'a> {
     pub flushed: &'a [Vec<u8>],
     /// Whether the tablet holds its record, to be written COMMITTED.
     pub record: bool,
+    /// Stage instead of commit (see [`Store::commit_local`]): the writes the record
+    /// lists in flight on other tablets.
+    pub staging: Option<&'a [Vec<u8>]>,
 }
 
 /// What a commit on one tablet did.

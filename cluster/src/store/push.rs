@@ -30,8 +30,14 @@ use crate::latch::{Access, Guard, Span};
 use crate::remote::{KvRequest, KvResponse};
 use crate::{Error, Result};
 
-/// Transactions a write aborted, with the latches of their records.
-type Pushed<'a> = Vec<(TxnId, Guard<'a>)>;
+/// What a write learned about the owners of the intents it met.
+#[derive(Default)]
+pub(super) struct Met<'a> {
+    /// Transactions it aborted, with the latches of their records.
+    aborted: Vec<(TxnId, Guard<'a>)>,
+    /// A STAGING transaction it met, whose fate must be settled first.
+    unsettled: Option<TxnId>,
+}
 
 /// What a push asks of a pending transaction's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +88,16 @@ impl Store {
                     Cf::Data,
                     key,
                     TxnRecord::encode_pending(self.clock.now(), pushed),
+                );
+                self.write(t, b, false)
+            }
+            TxnStatus::Staging(ts) => {
+                let mut b = WriteBatch::new();
+                let in_flight = TxnRecord::in_flight(&*self.engine, txn)?;
+                b.put(
+                    Cf::Data,
+                    key,
+                    TxnRecord::encode_staging(ts, self.clock.now(), &in_flight),
                 );
                 self.write(t, b, false)
             }
@@ -147,7 +163,7 @@ impl Store {
 
     /// Whether a pending transaction whose record carries `heartbeat` and that wrote an
     /// intent at `intent_ts` counts as abandoned: silent for longer than the expiry.
-    fn expired(&self, heartbeat: Option<Timestamp>, intent_ts: Timestamp) -> bool {
+    pub(super) fn expired(&self, heartbeat: Option<Timestamp>, intent_ts: Timestamp) -> bool {
         let last = heartbeat.unwrap_or(Timestamp::ZERO).max(intent_ts);
         let now = self.clock.now();
         now.wall.saturating_sub(last.wall) > self.config.txn_expiry_nanos
@@ -159,7 +175,10 @@ impl Store {
     /// where this read is recorded. One whose record lies elsewhere is ignored without
     /// asking when it lies above both `read_ts` and `limit` (its commit cannot be
     /// lower); otherwise the record is pushed above `read_ts`, which also answers
-    /// whether it committed. A push that fails leaves its error in `failed`.
+    /// whether it committed. A STAGING transaction commits at or above its staging
+    /// timestamp: above both, it is ignored too; otherwise the read cannot go on before
+    /// its fate is settled ([`Error::Unsettled`]). A push that fails, or a
+    /// transaction to settle, leaves its error in `failed`.
     pub(super) fn status_for_read(
         &self,
         t: &Tablet,
@@ -169,38 +188,53 @@ impl Store {
         limit: Timestamp,
         failed: &Mutex<Option<Error>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
-        let status = self.status(txn)?;
-        if status != TxnStatus::Pending
-            || intent_ts > read_ts.max(limit)
-            || t.desc.read().contains(&TxnRecord::key(txn))
+        let mut status = self.status(txn)?;
+        if status == TxnStatus::Pending
+            && intent_ts <= read_ts.max(limit)
+            && !t.desc.read().contains(&TxnRecord::key(txn))
         {
-            return Ok(status);
+            status = self
+                .push(txn, Push::Timestamp(read_ts.next()))
+                .map_err(|e| {
+                    let message = e.to_string();
+                    *failed.lock() = Some(e);
+                    tessera_storage::Error::Engine(message)
+                })?;
         }
-        self.push(txn, Push::Timestamp(read_ts.next()))
-            .map_err(|e| {
-                let message = e.to_string();
-                *failed.lock() = Some(e);
-                tessera_storage::Error::Engine(message)
-            })
+        match status {
+            TxnStatus::Staging(ts) if ts > read_ts.max(limit) => Ok(TxnStatus::Pending),
+            TxnStatus::Staging(_) => {
+                *failed.lock() = Some(Error::Unsettled { txn });
+                Err(tessera_storage::Error::Engine(format!(
+                    "transaction {:x} is staging",
+                    txn as u64
+                )))
+            }
+            other => Ok(other),
+        }
     }
 
     /// The fate of a transaction owning an intent at `intent_ts` that a write on `t`
     /// meets: [`Store::status`], except that a pending transaction silent for longer
-    /// than the expiry is aborted. When its record lies on `t`, its id is added to `pushed`,
+    /// than the expiry is aborted. When its record lies on `t`, its id is added to `met`,
     /// and the caller must write its ABORTED record in the batch that overwrites its
     /// intent (see the module docs); elsewhere it is aborted by a push to its record's
-    /// leaseholder, and a push that fails leaves it pending.
+    /// leaseholder, and a push that fails leaves it pending. A STAGING transaction is
+    /// not aborted: the write fails, and [`Self::met_error`] names it for settling.
     pub(super) fn status_for_write<'a>(
         &'a self,
         t: &'a Tablet,
         txn: TxnId,
         intent_ts: Timestamp,
-        pushed: &Mutex<Pushed<'a>>,
+        met: &Mutex<Met<'a>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
-        if pushed.lock().iter().any(|(t, _)| *t == txn) {
+        if met.lock().aborted.iter().any(|(t, _)| *t == txn) {
             return Ok(TxnStatus::Aborted);
         }
         let status = self.status(txn)?;
+        if let TxnStatus::Staging(_) = status {
+            return Self::unsettled(met, txn);
+        }
         let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
         if status != TxnStatus::Pending || !self.expired(heartbeat, intent_ts) {
             return Ok(status);
@@ -209,10 +243,14 @@ impl Store {
         if !t.desc.read().contains(&key) {
             // This replica's copy of the heartbeat may lag: the record's leaseholder
             // decides.
-            return Ok(self.push(txn, Push::Abort(intent_ts)).unwrap_or_else(|e| {
+            let status = self.push(txn, Push::Abort(intent_ts)).unwrap_or_else(|e| {
                 tracing::debug!(txn, error = %e, "pushing an abandoned transaction failed");
                 TxnStatus::Pending
-            }));
+            });
+            if let TxnStatus::Staging(_) = status {
+                return Self::unsettled(met, txn);
+            }
+            return Ok(status);
         }
         // The record's latch makes the abort conditional on PENDING. It is taken
         // without waiting (this request already holds latches); while it is busy, the
@@ -226,14 +264,39 @@ impl Store {
             return Ok(status);
         }
         tracing::info!(txn, "aborting a transaction whose heartbeat expired");
-        pushed.lock().push((txn, latched));
+        met.lock().aborted.push((txn, latched));
         Ok(TxnStatus::Aborted)
+    }
+
+    fn unsettled(met: &Mutex<Met<'_>>, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
+        met.lock().unsettled = Some(txn);
+        Err(tessera_storage::Error::Engine(format!(
+            "transaction {:x} is staging",
+            txn as u64
+        )))
+    }
+
+    /// The error of a write whose MVCC step failed with `e`: [`Error::Unsettled`] when
+    /// it met a STAGING transaction.
+    pub(super) fn met_error(met: &Mutex<Met<'_>>, e: tessera_storage::Error) -> Error {
+        match met.lock().unsettled {
+            Some(txn) => Error::Unsettled { txn },
+            None => e.into(),
+        }
+    }
+
+    /// `e`, unless the write met a STAGING transaction: then [`Error::Unsettled`].
+    pub(super) fn unsettled_first(met: &Mutex<Met<'_>>, e: Error) -> Error {
+        match met.lock().unsettled {
+            Some(txn) => Error::Unsettled { txn },
+            None => e,
+        }
     }
 
     /// Queue the ABORTED records of the transactions a write pushed aside (their
     /// latches stay held until the batch is written).
-    pub(super) fn record_pushed(batch: &mut WriteBatch, pushed: &Mutex<Pushed<'_>>) {
-        for &(txn, _) in pushed.lock().iter() {
+    pub(super) fn record_pushed(batch: &mut WriteBatch, met: &Mutex<Met<'_>>) {
+        for &(txn, _) in met.lock().aborted.iter() {
             batch.put(
                 Cf::Data,
                 TxnRecord::key(txn),

@@ -28,6 +28,8 @@ pub struct TestEngine {
     inner: MemoryEngine,
     failing: AtomicBool,
     fail_unsynced: AtomicBool,
+    /// When set, how many more writes of data succeed before every later one fails.
+    fail_after: Mutex<Option<usize>>,
     /// When set, the next write of data waits for the receiver's signal; the sender
     /// half tells the test that the write has begun.
     pause_next_write: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
@@ -39,10 +41,17 @@ impl TestEngine {
     /// Fail (or stop failing) every write that puts a key of the `Data` column family.
     pub fn fail_data_writes(&self, on: bool) {
         self.failing.store(on, Ordering::SeqCst);
+        *self.fail_after.lock() = None;
     }
 
     pub fn is_failing(&self) -> bool {
         self.failing.load(Ordering::SeqCst)
+    }
+
+    /// Let the next `n` writes of data succeed and fail every one after them, until
+    /// [`Self::fail_data_writes`]`(false)`.
+    pub fn fail_data_writes_after(&self, n: usize) {
+        *self.fail_after.lock() = Some(n);
     }
 
     /// Fail (or stop failing) every unsynced write.
@@ -85,6 +94,14 @@ impl Engine for TestEngine {
     fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
         let data_put = |op: &WriteOp| matches!(op, WriteOp::Put { cf: Cf::Data, .. });
         let data = batch.ops().iter().any(data_put);
+        if data {
+            let mut after = self.fail_after.lock();
+            match *after {
+                Some(0) => self.failing.store(true, Ordering::SeqCst),
+                Some(n) => *after = Some(n - 1),
+                None => {}
+            }
+        }
         if self.is_failing() && data {
             return Err(tessera_storage::Error::Engine(
                 "injected write failure".into(),

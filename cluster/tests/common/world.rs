@@ -246,6 +246,9 @@ pub struct SimPeers {
     pub stores: Mutex<BTreeMap<u64, Weak<Store>>>,
     pub cut: Mutex<BTreeSet<u64>>,
     pub from: u64,
+    /// When set, how many more calls are answered before one whose answer is lost
+    /// (the request is served; the caller hears that the connection broke).
+    pub lose_after: Mutex<Option<usize>>,
 }
 
 impl KvPeers for SimPeers {
@@ -256,7 +259,19 @@ impl KvPeers for SimPeers {
         }
         drop(cut);
         let store = self.stores.lock()[&node].upgrade().unwrap();
-        Ok(store.serve_remote(message))
+        let answer = store.serve_remote(message);
+        let mut lose = self.lose_after.lock();
+        match *lose {
+            Some(0) => {
+                *lose = None;
+                Err(std::io::ErrorKind::ConnectionReset.into())
+            }
+            Some(n) => {
+                *lose = Some(n - 1);
+                Ok(answer)
+            }
+            None => Ok(answer),
+        }
     }
 }
 
@@ -401,6 +416,11 @@ impl World {
         for p in self.peers.values() {
             p.cut.lock().insert(node);
         }
+    }
+
+    /// Lose the answer to the call from `node` after its next `after` calls.
+    pub fn lose_answer(&self, node: u64, after: usize) {
+        *self.peers[&node].lose_after.lock() = Some(after);
     }
 
     pub fn heal(&self) {
