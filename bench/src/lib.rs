@@ -16,6 +16,12 @@
 //!   draws the ratios as an SVG bar chart (`bench/results/compare-<time>.*`). It refuses
 //!   to report when other work keeps the CPU busy (`--allow-noisy` marks such runs
 //!   instead).
+//!
+//! - `commit_spread` (`cargo run --release -p tessera-bench --bin commit_spread`): one
+//!   tessera node, a table split in two tablets; transactions of two single-row UPDATEs,
+//!   both rows in one tablet or one row in each, alternating; prints p50 and p99 of each
+//!   kind and the ratio of the p50s (a commit over two tablets is one parallel round,
+//!   against one command for a single tablet).
 
 use std::time::Duration;
 

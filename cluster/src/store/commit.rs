@@ -44,8 +44,10 @@
 //!    then its writes as intents at exactly `C`. `R` also checks that the record is
 //!    PENDING (or this transaction's STAGING) and pushed no higher than `C`, and that
 //!    its flushed intents are still there, and writes the record STAGING at `C`,
-//!    listing every write outside `R` as in flight. A part that needs a higher
-//!    timestamp writes nothing and answers it.
+//!    listing the round's writes outside `R` as in flight (bounded by the write
+//!    buffer). Intents flushed earlier need no listing: they were acknowledged, and
+//!    only an abort push could remove them, which needs a PENDING record. A part that
+//!    needs a higher timestamp writes nothing and answers it.
 //! 3. When every part succeeded, the transaction has committed at `C`, and the client
 //!    is told so. The record is then marked COMMITTED and the intents resolved, in the
 //!    background; if that fails, whoever meets the intents settles the record
@@ -405,10 +407,13 @@ impl Store {
                 }
             }
             at = at.max(intents.min_commit);
-            let in_flight: Vec<Vec<u8>> = intents
-                .keys
-                .iter()
-                .filter(|k| !r_desc.contains(k))
+            // In flight: the writes of the staging round outside `R`. Intents flushed
+            // before it were acknowledged, and stay until resolved: only an abort
+            // push could remove them, which needs a PENDING record, and `R` stages
+            // only from PENDING.
+            let in_flight: Vec<Vec<u8>> = writes
+                .keys()
+                .filter(|k| !flushed.contains(*k) && !r_desc.contains(k))
                 .cloned()
                 .collect();
             // The parts to stage: every tablet with unstaged writes, and the record's.
@@ -425,7 +430,7 @@ impl Store {
                 .filter_map(|id| read_parts.remove(id).map(|(_, s)| (*id, s)))
                 .collect();
             let refreshed = parallel(self.config.threads, read_parts.values(), |(t, spans)| {
-                // Once staged, the transaction waits on no one.
+                // Once staged, the transaction waits on others only briefly.
                 self.refresh_on(t, txn, read_ts, at, spans, staged_at.is_none())
             });
             refreshed.into_iter().collect::<Result<Vec<()>>>()?;
@@ -540,8 +545,8 @@ impl Store {
         part: &CommitPart<'_>,
         at: Option<Timestamp>,
     ) -> Result<Commit> {
-        // A part of a staging round does not wait: two committing transactions could
-        // wait on each other's staged intents.
+        // A part of a staging round waits only briefly: two committing transactions
+        // could wait on each other's staged intents.
         self.settling(part.staging.is_none(), || self.commit_on_once(t, part, at))
     }
 

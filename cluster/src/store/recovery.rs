@@ -34,11 +34,12 @@
 //!
 //! Requests meet a STAGING intent under their latches and cannot ask other tablets
 //! from there; they fail with [`Error::Unsettled`], and the gateway settles the
-//! transaction ([`Store::settle`]) and sends them again ([`Store::settling`]). A read
-//! waits for a live coordinator to finish (it is at most one round away); a write does
-//! not wait (two committing transactions could wait on each other's intents) and
-//! fails with a retryable conflict instead. A transaction whose coordinator has been
-//! silent for longer than the expiry is recovered by whoever meets it.
+//! transaction ([`Store::settle`]) and sends them again ([`Store::settling`]). Reads
+//! and writes outside a staging round wait for a live coordinator to mark its record
+//! (it is at most one round away). A part of a staging round waits only briefly, then
+//! fails with a retryable conflict: two committing transactions could wait on each
+//! other's intents. A transaction whose coordinator has been silent for longer than
+//! the expiry is recovered by whoever meets it.
 
 use std::time::Duration;
 
@@ -54,8 +55,12 @@ use crate::{Error, Result};
 /// How often a request that met STAGING transactions is sent again after settling them.
 const SETTLES: usize = 4;
 
-/// How long a read waits between looks at a live STAGING record.
-const POLL: Duration = Duration::from_millis(5);
+/// How long a request waits between looks at a live STAGING record.
+const POLL: Duration = Duration::from_millis(1);
+
+/// How long a request that must not wait long (a part of a staging round) waits for
+/// a live STAGING transaction: about the time its coordinator needs to mark it.
+const BRIEF: Duration = Duration::from_millis(50);
 
 /// A transaction record as its leaseholder has it.
 pub(super) struct RecordState {
@@ -68,8 +73,9 @@ pub(super) struct RecordState {
 
 impl Store {
     /// Run `f`, settling each STAGING transaction it meets and running it again, a
-    /// bounded number of times. `wait`: a live coordinator is waited for (reads);
-    /// otherwise meeting one is a retryable conflict (writes).
+    /// bounded number of times. A live coordinator is waited for, with `wait` up to
+    /// twice the expiry, without only briefly ([`BRIEF`]); then meeting it is a
+    /// retryable conflict.
     pub(super) fn settling<T>(&self, wait: bool, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         for _ in 0..SETTLES {
             match f() {
@@ -95,12 +101,17 @@ impl Store {
     }
 
     /// Learn the fate of `txn`, whose record was seen STAGING. A live coordinator is
-    /// waited for when `wait` (up to twice the expiry), else its STAGING status is
-    /// answered; an expired one, or any with `force` (the coordinator settling its own
-    /// commit), is recovered. Answers the status the record is left with.
+    /// waited for (with `wait` up to twice the expiry, else [`BRIEF`]), then its
+    /// STAGING status is answered; an expired one, or any with `force` (the
+    /// coordinator settling its own commit, which does not wait), is recovered.
+    /// Answers the status the record is left with.
     pub(super) fn settle(&self, txn: TxnId, wait: bool, force: bool) -> Result<TxnStatus> {
         let began = self.clock.now().wall;
-        let patience = 2 * self.config.txn_expiry_nanos;
+        let patience = if wait {
+            2 * self.config.txn_expiry_nanos
+        } else {
+            BRIEF.as_nanos() as u64
+        };
         let polls = patience / POLL.as_nanos() as u64;
         for _ in 0..=polls {
             let record = self.record_of(txn)?;
@@ -116,7 +127,7 @@ impl Store {
                 // Staged again, higher: look again.
                 continue;
             }
-            if !wait || self.clock.now().wall.saturating_sub(began) > patience {
+            if self.clock.now().wall.saturating_sub(began) > patience {
                 return Ok(record.status);
             }
             if self.config.threads {
