@@ -59,7 +59,7 @@ pub enum Error {
     /// The request met an intent of transaction `txn` whose record is STAGING and had to
     /// learn whether it committed, which takes requests to other tablets that must not
     /// wait under this request's latches. The gateway settles the transaction's status
-    /// ([`crate::store`]'s status recovery) and sends the request again; it is retryable
+    /// (status recovery) and sends the request again; it is retryable
     /// should it ever reach a client.
     #[error("the key is held by transaction {:x}, whose commit is being decided; retry", *txn as u64)]
     Unsettled {

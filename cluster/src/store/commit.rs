@@ -382,10 +382,9 @@ impl Store {
             .keys
             .extend(writes.keys().filter(|k| !flushed.contains(*k)).cloned());
         let record_key = TxnRecord::key(txn);
+        // The writes that are not intents yet: every key of `intents` but these holds
+        // this transaction's intent, at or below `at`.
         let mut unstaged: Writes = writes.clone();
-        // Keys holding this transaction's intents, at or below `at`.
-        let mut placed: Vec<Vec<u8>> = flushed.iter().cloned().collect();
-        placed.retain(|k| !unstaged.contains_key(k));
         let mut staged_at: Option<Timestamp> = None;
         let mut at = self.clock.now();
         for _ in 0..REFRESHES + REROUTES {
@@ -403,7 +402,6 @@ impl Store {
                 self.flush_intents(txn, read_ts, &rewritten, intents)?;
                 for k in rewritten.keys() {
                     unstaged.remove(k);
-                    placed.push(k.clone());
                 }
             }
             at = at.max(intents.min_commit);
@@ -443,9 +441,10 @@ impl Store {
                     tablet,
                     writes: part.into_iter().collect(),
                     flushed: if range == r.range_id() {
-                        placed
+                        intents
+                            .keys
                             .iter()
-                            .filter(|k| r_desc.contains(k))
+                            .filter(|k| r_desc.contains(k) && !unstaged.contains_key(*k))
                             .cloned()
                             .collect()
                     } else {
@@ -475,7 +474,6 @@ impl Store {
                     Ok(Commit::Committed(_)) => {
                         for k in job.writes.keys() {
                             unstaged.remove(k);
-                            placed.push(k.clone());
                         }
                         if job.record {
                             staged_at = Some(at);
@@ -495,10 +493,11 @@ impl Store {
                 return self.settle_own(txn, e, intents);
             }
             if unstaged.is_empty() && staged_at == Some(at) {
-                // Every part succeeded: the transaction has committed at `at`.
+                // Every part succeeded: the transaction has committed at `at`; nothing
+                // rolls it back, so its keys go to the resolution.
                 self.resolve_later(Resolution {
                     txn,
-                    keys: intents.keys.clone(),
+                    keys: std::mem::take(&mut intents.keys),
                     commit_ts: at,
                     staged: true,
                 });
@@ -518,12 +517,12 @@ impl Store {
     /// transaction's status at once. COMMITTED is a commit; anything else is not, and
     /// the transaction is rolled back by the caller. If the record cannot be reached,
     /// the outcome stays unknown (`error`).
-    fn settle_own(&self, txn: TxnId, error: Error, intents: &Intents) -> Result<Timestamp> {
+    fn settle_own(&self, txn: TxnId, error: Error, intents: &mut Intents) -> Result<Timestamp> {
         match self.settle(txn, false, true) {
             Ok(TxnStatus::Committed(ts)) => {
                 self.resolve_later(Resolution {
                     txn,
-                    keys: intents.keys.clone(),
+                    keys: std::mem::take(&mut intents.keys),
                     commit_ts: ts,
                     staged: false,
                 });
