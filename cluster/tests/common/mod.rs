@@ -22,10 +22,16 @@ use tessera_storage::{Cf, Engine, MemoryEngine, Visit, Visitor, WriteBatch, Writ
 /// A memory engine with fault and pause hooks: writes of table data can be made to
 /// fail, as a broken disk's would (the store must stop, and recover from what it wrote
 /// before); so can unsynced writes alone (what follows a commit point); a write can be
-/// held in flight while another thread runs, and scans can be watched.
+/// held in flight while another thread runs, and scans can be watched. A crash of the
+/// machine can be staged: it keeps what was written up to the last synced write and
+/// any prefix of the writes after it, as a write-ahead log that was not fsynced may.
 #[derive(Default)]
 pub struct TestEngine {
-    inner: MemoryEngine,
+    inner: parking_lot::RwLock<Arc<MemoryEngine>>,
+    /// What survives any crash: every write up to and including the last synced one.
+    durable: Mutex<MemoryEngine>,
+    /// The writes since, in order (a synced write makes them durable too).
+    unsynced: Mutex<Vec<WriteBatch>>,
     failing: AtomicBool,
     fail_unsynced: AtomicBool,
     /// When set, how many more writes of data succeed before every later one fails.
@@ -69,11 +75,38 @@ impl TestEngine {
     pub fn watch_scans(&self, watcher: Option<mpsc::Sender<()>>) {
         *self.on_scan.lock() = watcher;
     }
+
+    /// How many writes since the last synced one a crash could lose.
+    pub fn unsynced_writes(&self) -> usize {
+        self.unsynced.lock().len()
+    }
+
+    /// Crash the machine: the engine keeps what was durable and the first `keep` of
+    /// the writes since (a write-ahead log loses a suffix), and loses the rest.
+    pub fn crash(&self, keep: usize) {
+        let mut unsynced = self.unsynced.lock();
+        let durable = self.durable.lock();
+        let survivor = durable.clone();
+        for b in unsynced.iter().take(keep) {
+            survivor.write(b.clone(), true).expect("memory engine");
+        }
+        let lost = unsynced.len().saturating_sub(keep);
+        unsynced.clear();
+        drop(durable);
+        // What survived is durable now (it is on disk when the machine comes back).
+        *self.durable.lock() = survivor.clone();
+        *self.inner.write() = Arc::new(survivor);
+        tracing::info!(lost, "engine crashed");
+    }
+
+    fn inner(&self) -> Arc<MemoryEngine> {
+        self.inner.read().clone()
+    }
 }
 
 impl Engine for TestEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
-        self.inner.get(cf, key)
+        self.inner().get(cf, key)
     }
 
     fn scan(
@@ -88,7 +121,7 @@ impl Engine for TestEngine {
                 let _ = tx.send(());
             }
         }
-        self.inner.scan(cf, start, end, visit)
+        self.inner().scan(cf, start, end, visit)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
@@ -119,7 +152,19 @@ impl Engine for TestEngine {
                 "injected failure of an unsynced write".into(),
             ));
         }
-        self.inner.write(batch, sync)
+        // Keep the order of writes as the engine saw them.
+        let mut unsynced = self.unsynced.lock();
+        self.inner().write(batch.clone(), sync)?;
+        if sync {
+            let durable = self.durable.lock();
+            for b in unsynced.drain(..) {
+                durable.write(b, true)?;
+            }
+            durable.write(batch, true)
+        } else {
+            unsynced.push(batch);
+            Ok(())
+        }
     }
 }
 
@@ -133,6 +178,14 @@ pub struct Cluster {
     pub snapshot_messages: Vec<usize>,
     /// Nodes stopped because a write their engine was told to fail failed.
     pub crashed: Vec<u64>,
+    /// Per node, how many times its machine crashed: what was made for an earlier
+    /// incarnation belongs to a process that is gone.
+    pub incarnations: BTreeMap<u64, u64>,
+    /// Machines crashed and restarted so far, in order.
+    pub crashes: Vec<u64>,
+    /// A crash to come: the node, after how many more steps, and the share (per mille)
+    /// of its engine's unsynced writes that survive.
+    pub crash_plan: Option<(u64, usize, usize)>,
 }
 
 pub fn group(id: u64) -> GroupDesc {
@@ -182,6 +235,9 @@ impl Cluster {
             cfg,
             snapshot_messages: Vec::new(),
             crashed: Vec::new(),
+            incarnations: BTreeMap::new(),
+            crashes: Vec::new(),
+            crash_plan: None,
         };
         let voters: Vec<u64> = (1..=nodes).collect();
         for n in 1..=nodes {
@@ -214,7 +270,30 @@ impl Cluster {
         self.stores.remove(&n);
     }
 
+    /// Crash node `n`'s machine, keeping the first `keep` of its engine's unsynced
+    /// writes, and start it again from what its engine kept.
+    pub fn crash_and_restart(&mut self, n: u64, keep: usize) {
+        self.stop(n);
+        self.engines[&n].crash(keep);
+        *self.incarnations.entry(n).or_default() += 1;
+        self.crashes.push(n);
+        self.start(n);
+    }
+
+    /// How many times node `n`'s machine crashed.
+    pub fn incarnation(&self, n: u64) -> u64 {
+        self.incarnations.get(&n).copied().unwrap_or(0)
+    }
+
     pub fn step(&mut self) {
+        match self.crash_plan.take() {
+            Some((n, 0, per_mille)) => {
+                let keep = self.engines[&n].unsynced_writes() * per_mille / 1000;
+                self.crash_and_restart(n, keep);
+            }
+            Some((n, left, per_mille)) => self.crash_plan = Some((n, left - 1, per_mille)),
+            None => {}
+        }
         let nodes: Vec<u64> = self.engines.keys().copied().collect();
         for n in nodes {
             self.step_node(n);

@@ -15,7 +15,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tessera_cluster::replication::{Command, GroupDesc, ProposeError, RaftConfig, SplitTrigger};
 use tessera_cluster::{
-    Db, Error, Hlc, KvPeers, PhysicalClock, Replicator, Result, Store, StoreConfig, TxnOptions,
+    Db, Descriptor, Error, Hlc, KvPeers, PhysicalClock, Replicator, Result, Store, StoreConfig,
+    TxnOptions,
 };
 use tessera_storage::{Engine, Timestamp, WriteBatch};
 
@@ -52,14 +53,26 @@ impl PhysicalClock for SkewedClock {
 pub type Sim = Arc<Mutex<Cluster>>;
 
 /// The stores of the world, into which splits are installed as their replicas apply
-/// them (what a node's split hook does).
+/// them (what a node's split hook does), each with the incarnation of its machine.
 #[derive(Default)]
 pub struct SimStores {
-    pub stores: Mutex<BTreeMap<u64, Weak<Store>>>,
+    pub stores: Mutex<BTreeMap<u64, (Weak<Store>, u64)>>,
     /// Per node, how many of its applied commands have been looked at for splits.
     seen: Mutex<BTreeMap<u64, usize>>,
     /// Per node, its command ids (shared by its groups).
     counters: Mutex<BTreeMap<u64, Arc<AtomicU64>>>,
+}
+
+impl SimStores {
+    /// Node `n`'s store, unless its machine crashed since it opened (the process is
+    /// gone; its successor has not opened yet).
+    pub fn live(&self, c: &Cluster, n: u64) -> Option<Arc<Store>> {
+        let stores = self.stores.lock();
+        let (store, incarnation) = stores.get(&n)?;
+        (*incarnation == c.incarnation(n))
+            .then(|| store.upgrade())
+            .flatten()
+    }
 }
 
 /// A node's writes to one group go through its replica in the stepped cluster.
@@ -70,10 +83,13 @@ pub struct SimReplicator {
     /// Command ids of the node, shared by its groups.
     pub next: Arc<AtomicU64>,
     pub stores: Arc<SimStores>,
+    /// The incarnation of the node's machine this replicator belongs to.
+    pub incarnation: u64,
 }
 
 impl SimReplicator {
     pub fn new(sim: Sim, node: u64, group: u64, stores: Arc<SimStores>) -> SimReplicator {
+        let incarnation = sim.lock().incarnation(node);
         let next = stores
             .counters
             .lock()
@@ -86,7 +102,13 @@ impl SimReplicator {
             group,
             next,
             stores,
+            incarnation,
         }
+    }
+
+    /// Whether the process this replicator belongs to is gone (its machine crashed).
+    fn gone(&self, c: &Cluster) -> bool {
+        c.incarnation(self.node) != self.incarnation
     }
 
     pub fn id(&self) -> u64 {
@@ -96,7 +118,7 @@ impl SimReplicator {
     /// Add to each store the tablets of the splits its replicas applied since last
     /// looked at (outside the cluster's lock: a store asks its replicators questions).
     pub fn install_splits(&self) {
-        let found: Vec<(u64, GroupDesc, GroupDesc)> = {
+        let found: Vec<(Arc<Store>, u64, GroupDesc, GroupDesc)> = {
             let c = self.sim.lock();
             let mut seen = self.stores.seen.lock();
             let mut found = Vec::new();
@@ -104,16 +126,18 @@ impl SimReplicator {
                 let from = seen.entry(*n).or_default();
                 for a in &applied[*from..] {
                     if let Some((left, right)) = &a.split {
-                        found.push((*n, left.clone(), right.clone()));
+                        // A store whose process is gone gets nothing: its successor
+                        // opens with the groups its engine holds.
+                        if let Some(store) = self.stores.live(&c, *n) {
+                            found.push((store, *n, left.clone(), right.clone()));
+                        }
                     }
                 }
                 *from = applied.len();
             }
             found
         };
-        for (n, left, right) in found {
-            let store = self.stores.stores.lock().get(&n).and_then(Weak::upgrade);
-            let Some(store) = store else { continue };
+        for (store, n, left, right) in found {
             let r = SimReplicator::new(self.sim.clone(), n, right.id, self.stores.clone());
             store.apply_split(&left, &right, Arc::new(r)).unwrap();
         }
@@ -126,6 +150,9 @@ impl SimReplicator {
         let group = self.group;
         let applied = {
             let mut c = self.sim.lock();
+            if self.gone(&c) {
+                return Err(gone());
+            }
             c.stores
                 .get_mut(&node)
                 .unwrap()
@@ -140,6 +167,11 @@ impl SimReplicator {
             Err(Error::Ambiguous(format!("command {id} not applied")))
         }
     }
+}
+
+/// What a replicator of a crashed process answers (nobody hears it).
+fn gone() -> Error {
+    Error::Raft("the process is gone".into())
 }
 
 pub fn not_leader(e: ProposeError) -> Error {
@@ -159,7 +191,11 @@ impl Replicator for SimReplicator {
     }
 
     fn lease_term(&self) -> u64 {
-        match self.sim.lock().stores[&self.node].leaseholder(self.group) {
+        let c = self.sim.lock();
+        if self.gone(&c) {
+            return 0;
+        }
+        match c.stores[&self.node].leaseholder(self.group) {
             Some((l, term)) if l == self.node => term,
             _ => 0,
         }
@@ -170,9 +206,11 @@ impl Replicator for SimReplicator {
     }
 
     fn leader(&self) -> Option<u64> {
-        self.sim.lock().stores[&self.node]
-            .leaseholder(self.group)
-            .map(|(l, _)| l)
+        let c = self.sim.lock();
+        if self.gone(&c) {
+            return None;
+        }
+        c.stores[&self.node].leaseholder(self.group).map(|(l, _)| l)
     }
 
     /// What the store waits for happens in simulated time: step the cluster (real time
@@ -182,7 +220,12 @@ impl Replicator for SimReplicator {
             if done() {
                 return true;
             }
-            self.sim.lock().step();
+            let mut c = self.sim.lock();
+            if self.gone(&c) {
+                return false;
+            }
+            c.step();
+            drop(c);
             self.install_splits();
         }
         done()
@@ -209,6 +252,9 @@ impl Replicator for SimReplicator {
         let group = self.group;
         let confirmed = {
             let mut c = self.sim.lock();
+            if self.gone(&c) {
+                return Err(gone());
+            }
             c.stores
                 .get_mut(&node)
                 .unwrap()
@@ -240,10 +286,12 @@ impl Replicator for SimReplicator {
     }
 }
 
-/// KV requests between the stores, as direct calls; a cut-off node reaches no one.
-#[derive(Default)]
+/// KV requests between the stores, as direct calls; a cut-off node reaches no one, nor
+/// does a crashed process, and a node that crashes while it serves a request never
+/// answers it.
 pub struct SimPeers {
-    pub stores: Mutex<BTreeMap<u64, Weak<Store>>>,
+    pub sim: Sim,
+    pub stores: Arc<SimStores>,
     pub cut: Mutex<BTreeSet<u64>>,
     pub from: u64,
     /// When set, how many more calls are answered before one whose answer is lost
@@ -258,8 +306,18 @@ impl KvPeers for SimPeers {
             return Err(std::io::ErrorKind::ConnectionRefused.into());
         }
         drop(cut);
-        let store = self.stores.lock()[&node].upgrade().unwrap();
+        let (from, to, before) = {
+            let c = self.sim.lock();
+            let from = self.stores.live(&c, self.from);
+            (from, self.stores.live(&c, node), c.incarnation(node))
+        };
+        let (Some(_), Some(store)) = (from, to) else {
+            return Err(std::io::ErrorKind::ConnectionRefused.into());
+        };
         let answer = store.serve_remote(message);
+        if self.sim.lock().incarnation(node) != before {
+            return Err(std::io::ErrorKind::ConnectionReset.into());
+        }
         let mut lose = self.lose_after.lock();
         match *lose {
             Some(0) => {
@@ -281,6 +339,7 @@ pub struct World {
     pub peers: BTreeMap<u64, Arc<SimPeers>>,
     pub clocks: BTreeMap<u64, Arc<SkewedClock>>,
     pub stores: Arc<SimStores>,
+    pub config: StoreConfig,
 }
 
 impl World {
@@ -316,8 +375,8 @@ impl World {
             peers: BTreeMap::new(),
             clocks: BTreeMap::new(),
             stores: Arc::default(),
+            config: config.clone(),
         };
-        let mut all = Vec::new();
         for n in 1..=3u64 {
             let engine: Arc<dyn Engine> = sim.lock().engines[&n].clone();
             let physical = Arc::new(SkewedClock {
@@ -330,18 +389,20 @@ impl World {
             let store =
                 Store::open_replicated(engine, clock, config.clone(), Some(replicator)).unwrap();
             let peers = Arc::new(SimPeers {
+                sim: sim.clone(),
+                stores: w.stores.clone(),
+                cut: Mutex::default(),
                 from: n,
-                ..SimPeers::default()
+                lose_after: Mutex::default(),
             });
             store.set_peers(peers.clone());
-            all.push((n, Arc::downgrade(&store)));
+            w.stores
+                .stores
+                .lock()
+                .insert(n, (Arc::downgrade(&store), 0));
             w.peers.insert(n, peers);
             w.dbs.insert(n, Db::new(store));
         }
-        for p in w.peers.values() {
-            p.stores.lock().extend(all.iter().cloned());
-        }
-        w.stores.stores.lock().extend(all);
         w
     }
 
@@ -416,6 +477,81 @@ impl World {
         for p in self.peers.values() {
             p.cut.lock().insert(node);
         }
+    }
+
+    /// Crash `node`'s machine and start it again: its store, Raft state and clock are
+    /// gone, and its engine keeps only what was synced and the first `keep` writes
+    /// after that (see [`super::TestEngine::crash`]). The node comes back with the
+    /// tablets its engine recorded; transactions it coordinated are abandoned.
+    pub fn restart(&mut self, node: u64, keep: usize) {
+        self.sim.lock().crash_and_restart(node, keep);
+        self.reopen(node);
+    }
+
+    /// Crash `node`'s machine after `steps` more steps of the cluster (in the middle of
+    /// whatever runs then), its engine keeping `per_mille` of its unsynced writes.
+    /// [`World::reopen_crashed`] then starts its store again.
+    pub fn plan_crash(&self, node: u64, steps: usize, per_mille: usize) {
+        self.sim.lock().crash_plan = Some((node, steps, per_mille));
+    }
+
+    /// How many machine crashes there have been.
+    pub fn crashes(&self) -> usize {
+        self.sim.lock().crashes.len()
+    }
+
+    /// Whether `node`'s machine crashed after the first `crashes` crashes.
+    pub fn crashed_since(&self, crashes: usize, node: u64) -> bool {
+        self.sim.lock().crashes[crashes..].contains(&node)
+    }
+
+    /// Call off a planned crash that has not happened yet.
+    pub fn cancel_crash(&self) {
+        self.sim.lock().crash_plan = None;
+    }
+
+    /// Open a store again on each node whose machine crashed under the one it has (its
+    /// Raft state came back with the machine); those nodes.
+    pub fn reopen_crashed(&mut self) -> Vec<u64> {
+        let gone: Vec<u64> = {
+            let c = self.sim.lock();
+            (1..=3)
+                .filter(|n| self.stores.live(&c, *n).is_none())
+                .collect()
+        };
+        for n in &gone {
+            self.reopen(*n);
+        }
+        gone
+    }
+
+    /// Open node `node`'s store over what its engine holds, after its machine crashed.
+    fn reopen(&mut self, node: u64) {
+        let groups = self.sim.lock().stores[&node].groups();
+        let tablets = groups
+            .iter()
+            .map(|g| {
+                let r = SimReplicator::new(self.sim.clone(), node, g.id, self.stores.clone());
+                let r: Arc<dyn Replicator> = Arc::new(r);
+                (Descriptor::from_group(g).expect("a descriptor"), Some(r))
+            })
+            .collect();
+        let engine: Arc<dyn Engine> = self.sim.lock().engines[&node].clone();
+        let clock = Arc::new(Hlc::new(self.clocks[&node].clone()));
+        let store = Store::open_tablets(engine, clock, self.config.clone(), node, tablets)
+            .expect("a restarted store opens");
+        store.set_peers(self.peers[&node].clone());
+        let incarnation = self.sim.lock().incarnation(node);
+        self.stores
+            .stores
+            .lock()
+            .insert(node, (Arc::downgrade(&store), incarnation));
+        self.dbs.insert(node, Db::new(store));
+    }
+
+    /// How many writes since its last synced one `node`'s engine could lose.
+    pub fn unsynced_writes(&self, node: u64) -> usize {
+        self.sim.lock().engines[&node].unsynced_writes()
     }
 
     /// Lose the answer to the call from `node` after its next `after` calls.
