@@ -27,6 +27,7 @@ fi
 set -x
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The process-level tests start the tessera binary of this same (dev) profile.
-cargo build --bin tessera
+# The process-level tests start the tessera binary of this same (dev) profile. Built
+# with the tests, so that dependencies are compiled once with one set of features.
+cargo build --workspace --tests --bins
 cargo test --workspace
