@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build tessera and start a single node with its data under ./tessera-data.
+# Build tessera (optimised) and start a single node with its data under ./tessera-data.
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-cargo build --bin tessera
-exec "$CARGO_TARGET_DIR/debug/tessera" start-single-node --store ./tessera-data "$@"
+cargo build --release --bin tessera
+exec "$CARGO_TARGET_DIR/release/tessera" start-single-node --store ./tessera-data "$@"
