@@ -27,11 +27,11 @@ use tessera_storage::{Cf, Engine, MemoryEngine, Visit, Visitor, WriteBatch, Writ
 /// any prefix of the writes after it, as a write-ahead log that was not fsynced may.
 #[derive(Default)]
 pub struct TestEngine {
-    inner: parking_lot::RwLock<Arc<MemoryEngine>>,
-    /// What survives any crash: every write up to and including the last synced one.
-    durable: Mutex<MemoryEngine>,
-    /// The writes since, in order (a synced write makes them durable too).
-    unsynced: Mutex<Vec<WriteBatch>>,
+    inner: MemoryEngine,
+    /// For each write since the last synced one, in order, what it overwrote: the
+    /// earlier value (or absence) of every key it touched, in the order it touched
+    /// them. A synced write makes every earlier write durable and clears this.
+    unsynced: Mutex<Vec<Undo>>,
     failing: AtomicBool,
     fail_unsynced: AtomicBool,
     /// When set, how many more writes of data succeed before every later one fails.
@@ -82,31 +82,52 @@ impl TestEngine {
     }
 
     /// Crash the machine: the engine keeps what was durable and the first `keep` of
-    /// the writes since (a write-ahead log loses a suffix), and loses the rest.
+    /// the writes since (a write-ahead log loses a suffix), and loses the rest. What
+    /// survived is durable when the machine comes back.
     pub fn crash(&self, keep: usize) {
         let mut unsynced = self.unsynced.lock();
-        let durable = self.durable.lock();
-        let survivor = durable.clone();
-        for b in unsynced.iter().take(keep) {
-            survivor.write(b.clone(), true).expect("memory engine");
+        let kept = keep.min(unsynced.len());
+        let lost = unsynced.len() - kept;
+        for undo in unsynced.drain(kept..).rev() {
+            let mut b = WriteBatch::new();
+            for (cf, key, old) in undo.into_iter().rev() {
+                match old {
+                    Some(v) => b.put(cf, key, v),
+                    None => b.delete(cf, key),
+                }
+            }
+            self.inner.write(b, true).expect("memory engine");
         }
-        let lost = unsynced.len().saturating_sub(keep);
         unsynced.clear();
-        drop(durable);
-        // What survived is durable now (it is on disk when the machine comes back).
-        *self.durable.lock() = survivor.clone();
-        *self.inner.write() = Arc::new(survivor);
         tracing::info!(lost, "engine crashed");
     }
 
-    fn inner(&self) -> Arc<MemoryEngine> {
-        self.inner.read().clone()
+    /// What `batch` would overwrite, key by key in its order.
+    fn undo_of(&self, batch: &WriteBatch) -> tessera_storage::Result<Undo> {
+        let mut undo = Vec::new();
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { cf, key, .. } | WriteOp::Delete { cf, key } => {
+                    undo.push((*cf, key.clone(), self.inner.get(*cf, key)?));
+                }
+                WriteOp::DeleteRange { cf, start, end } => {
+                    self.inner.scan(*cf, start, Some(end), &mut |k, v| {
+                        undo.push((*cf, k.to_vec(), Some(v.to_vec())));
+                        Ok(Visit::Continue)
+                    })?;
+                }
+            }
+        }
+        Ok(undo)
     }
 }
 
+/// The earlier state of the keys one write touched: `(cf, key, old value)`.
+type Undo = Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>;
+
 impl Engine for TestEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
-        self.inner().get(cf, key)
+        self.inner.get(cf, key)
     }
 
     fn scan(
@@ -121,7 +142,7 @@ impl Engine for TestEngine {
                 let _ = tx.send(());
             }
         }
-        self.inner().scan(cf, start, end, visit)
+        self.inner.scan(cf, start, end, visit)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
@@ -154,17 +175,15 @@ impl Engine for TestEngine {
         }
         // Keep the order of writes as the engine saw them.
         let mut unsynced = self.unsynced.lock();
-        self.inner().write(batch.clone(), sync)?;
         if sync {
-            let durable = self.durable.lock();
-            for b in unsynced.drain(..) {
-                durable.write(b, true)?;
-            }
-            durable.write(batch, true)
+            self.inner.write(batch, sync)?;
+            unsynced.clear();
         } else {
-            unsynced.push(batch);
-            Ok(())
+            let undo = self.undo_of(&batch)?;
+            self.inner.write(batch, sync)?;
+            unsynced.push(undo);
         }
+        Ok(())
     }
 }
 

@@ -24,15 +24,6 @@ impl MemoryEngine {
     }
 }
 
-impl Clone for MemoryEngine {
-    /// A separate engine holding the same keys and values.
-    fn clone(&self) -> Self {
-        MemoryEngine {
-            cfs: RwLock::new(self.cfs.read().clone()),
-        }
-    }
-}
-
 impl Engine for MemoryEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.cfs.read().get(&cf).and_then(|m| m.get(key).cloned()))
