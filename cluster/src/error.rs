@@ -65,6 +65,8 @@ pub enum Error {
     Unsettled {
         /// The transaction whose record is STAGING.
         txn: u128,
+        /// The user key its record is anchored at.
+        anchor: Vec<u8>,
     },
     /// The request needs something not built yet (SQLSTATE 0A000); names the feature.
     #[error("not supported yet: {0}")]

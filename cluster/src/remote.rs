@@ -59,6 +59,8 @@ pub(crate) enum KvRequest {
     },
     Flush {
         txn: u128,
+        /// Where the transaction's record is anchored.
+        anchor: Vec<u8>,
         read_ts: Timestamp,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     },
@@ -68,13 +70,15 @@ pub(crate) enum KvRequest {
         reads: Vec<(Vec<u8>, Vec<u8>)>,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         flushed: Vec<Vec<u8>>,
-        /// Whether the transaction has a record (on this tablet) to mark committed.
-        record: bool,
+        /// The anchor of the transaction's record when that record lies on this tablet
+        /// and is to be marked committed (or staging).
+        record: Option<Vec<u8>>,
         /// The fixed commit timestamp when reads on other tablets were refreshed to it.
         at: Option<Timestamp>,
-        /// Stage instead of commit: the writes become intents at `at`, and the record
-        /// (with `record`) becomes STAGING listing these writes in flight elsewhere.
-        staging: Option<Vec<Vec<u8>>>,
+        /// Stage instead of commit: the writes become intents at `at` naming the
+        /// record's anchor (the first element), and the record (with `record`) becomes
+        /// STAGING listing these writes (the second) in flight elsewhere.
+        staging: Option<(Vec<u8>, Vec<Vec<u8>>)>,
     },
     /// Whether `keys` (one tablet's) hold `txn`'s intents at or below `at`; a key that
     /// does not is recorded as read at `at`, so no such intent can appear there later.
@@ -87,13 +91,12 @@ pub(crate) enum KvRequest {
     /// any other record is left alone. Answers the status left.
     Recover {
         txn: u128,
+        anchor: Vec<u8>,
         staging: Timestamp,
         commit: bool,
     },
     /// A transaction's record as its leaseholder has it.
-    Record {
-        txn: u128,
-    },
+    Record { txn: u128, anchor: Vec<u8> },
     /// Check reads of `spans` over `(read_ts, to]` and record them as read at `to`.
     Refresh {
         txn: u128,
@@ -103,15 +106,15 @@ pub(crate) enum KvRequest {
     },
     Abort {
         txn: u128,
+        anchor: Vec<u8>,
         flushed: Vec<Vec<u8>>,
     },
     /// Renew the heartbeat of a pending transaction's record (creating it if absent).
-    Heartbeat {
-        txn: u128,
-    },
+    Heartbeat { txn: u128, anchor: Vec<u8> },
     /// Push a transaction through its record (sent to the record's leaseholder).
     Push {
         txn: u128,
+        anchor: Vec<u8>,
         push: Push,
     },
     /// Resolve `txn`'s intents on `keys` (one tablet's): committed at the timestamp, or
@@ -122,9 +125,7 @@ pub(crate) enum KvRequest {
         commit_ts: Option<Timestamp>,
     },
     /// Split the tablet holding `key` at `key` (sent to that tablet's leaseholder).
-    Split {
-        key: Vec<u8>,
-    },
+    Split { key: Vec<u8> },
     /// Hand out a new range id (sent to the first tablet's leaseholder).
     AllocateRangeId,
 }
@@ -190,6 +191,7 @@ pub(crate) enum WireError {
     },
     Unsettled {
         txn: u128,
+        anchor: Vec<u8>,
     },
     Unsupported(String),
     Other(String),
@@ -204,7 +206,7 @@ impl From<Error> for WireError {
             Error::Ambiguous(m) => WireError::Ambiguous(m),
             Error::Uncertain { key, ts } => WireError::Uncertain { key, ts },
             Error::RangeKeyMismatch { key } => WireError::RangeKeyMismatch { key },
-            Error::Unsettled { txn } => WireError::Unsettled { txn },
+            Error::Unsettled { txn, anchor } => WireError::Unsettled { txn, anchor },
             Error::Unsupported(m) => WireError::Unsupported(m),
             other => WireError::Other(other.to_string()),
         }
@@ -220,7 +222,7 @@ impl From<WireError> for Error {
             WireError::Ambiguous(m) => Error::Ambiguous(m),
             WireError::Uncertain { key, ts } => Error::Uncertain { key, ts },
             WireError::RangeKeyMismatch { key } => Error::RangeKeyMismatch { key },
-            WireError::Unsettled { txn } => Error::Unsettled { txn },
+            WireError::Unsettled { txn, anchor } => Error::Unsettled { txn, anchor },
             WireError::Unsupported(m) => Error::Unsupported(m),
             WireError::Other(m) => Error::Raft(m),
         }
@@ -397,9 +399,9 @@ mod tests {
                 reads: vec![(b"a".to_vec(), b"b".to_vec())],
                 writes: writes.clone(),
                 flushed: vec![b"f".to_vec()],
-                record: true,
+                record: Some(b"f".to_vec()),
                 at: Some(Timestamp::new(10, 0)),
-                staging: Some(vec![b"g".to_vec()]),
+                staging: Some((b"f".to_vec(), vec![b"g".to_vec()])),
             },
             KvRequest::QueryIntents {
                 txn: 3,
@@ -408,6 +410,7 @@ mod tests {
             },
             KvRequest::Recover {
                 txn: 3,
+                anchor: b"f".to_vec(),
                 staging: Timestamp::new(10, 0),
                 commit: true,
             },
@@ -419,20 +422,27 @@ mod tests {
             },
             KvRequest::Flush {
                 txn: 4,
+                anchor: b"gone".to_vec(),
                 read_ts: Timestamp::new(1, 2),
                 writes,
             },
             KvRequest::Abort {
                 txn: 5,
+                anchor: Vec::new(),
                 flushed: vec![],
             },
-            KvRequest::Heartbeat { txn: 6 << 80 },
+            KvRequest::Heartbeat {
+                txn: 6 << 80,
+                anchor: b"\0".to_vec(),
+            },
             KvRequest::Push {
                 txn: 8,
+                anchor: b"a".to_vec(),
                 push: Push::Timestamp(Timestamp::new(12, 1)),
             },
             KvRequest::Push {
                 txn: 8,
+                anchor: b"a".to_vec(),
                 push: Push::Abort(Timestamp::new(4, 0)),
             },
             KvRequest::Resolve {

@@ -112,6 +112,12 @@ impl Txn {
         self.id
     }
 
+    /// The user key the transaction's record is anchored at, once it has one (its
+    /// writes went out as intents, or it committed on several tablets).
+    pub fn record_anchor(&self) -> Option<&[u8]> {
+        self.intents.anchor.as_deref()
+    }
+
     /// Whether the transaction has buffered or flushed any write.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty() || !self.intents.keys.is_empty()

@@ -1,6 +1,6 @@
 //! Transactions that write several tablets: the commit through the transaction record,
-//! rollback, conflicts, and what a reader or writer does when it meets an intent whose
-//! record lies on another tablet.
+//! rollback, conflicts, where the record lies, and what a reader or writer does when it
+//! meets an intent whose record lies on another tablet.
 
 mod common;
 
@@ -35,10 +35,13 @@ fn split_store_with(threads: bool) -> (Db, Arc<TestEngine>, Arc<ManualClock>) {
     (Db::new(store), engine, physical)
 }
 
-/// A key on the first tablet (which holds the transaction records) and one on the
-/// second.
+/// A key on the first tablet and one on the second. A transaction's record is anchored
+/// at the first key of its first flush (or of its commit): writing `LEFT` first puts
+/// the record on the first tablet.
 const LEFT: &[u8] = b"\x10a";
 const RIGHT: &[u8] = b"\x10x";
+/// Another key on the first tablet, written by no test's main transaction.
+const OTHER: &[u8] = b"\x10c";
 
 /// A value large enough to be flushed as an intent when written.
 fn large(tag: u8) -> Vec<u8> {
@@ -70,7 +73,7 @@ fn a_transaction_writing_two_tablets_commits_atomically() {
 }
 
 /// Claim: the same holds for a transaction whose writes went out early as intents on
-/// both tablets, and for one that writes only outside the record's tablet.
+/// both tablets (its record anchored at its first write, on the first tablet).
 #[test]
 fn flushed_intents_on_two_tablets_commit_atomically() {
     let (db, engine, _) = split_store();
@@ -90,17 +93,52 @@ fn flushed_intents_on_two_tablets_commit_atomically() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    assert_eq!(t.record_anchor(), Some(LEFT));
     assert!(matches!(
-        TxnRecord::read(&*engine, t.id()).unwrap(),
+        TxnRecord::read(&*engine, LEFT, t.id()).unwrap(),
         mvcc::TxnStatus::Committed(_)
     ));
+}
 
+/// Claim: a large transaction whose writes all lie on the second tablet keeps its
+/// record there, beside its first write, and commits there in one command: the record
+/// says COMMITTED, nothing of it is written on the first tablet, and every row is
+/// there.
+#[test]
+fn a_large_transaction_on_one_tablet_keeps_its_record_there() {
+    let (db, engine, _) = split_store();
+    let first_tablet = |engine: &TestEngine| {
+        let mut n = 0;
+        tessera_storage::Engine::scan(
+            engine,
+            tessera_storage::Cf::Data,
+            b"",
+            Some(&mvcc::intent_key(b"\x10m")),
+            &mut |_, _| {
+                n += 1;
+                Ok(tessera_storage::Visit::Continue)
+            },
+        )
+        .unwrap();
+        n
+    };
+    let before = first_tablet(&engine);
     let mut t = db.begin(TxnOptions::default());
     for i in 0..100 {
         t.put(format!("\x10x{i:04}").into_bytes(), vec![7; 64])
             .unwrap();
     }
+    let anchor = t
+        .record_anchor()
+        .expect("flushed: it has a record")
+        .to_vec();
+    assert_eq!(anchor, b"\x10x0000");
     t.commit().unwrap();
+    assert!(matches!(
+        TxnRecord::read(&*engine, &anchor, t.id()).unwrap(),
+        mvcc::TxnStatus::Committed(_)
+    ));
+    assert_eq!(first_tablet(&engine), before);
     let mut check = db.begin(TxnOptions::default());
     let rows = check.scan(b"\x10x0", Some(b"\x10x1"), 1000).unwrap();
     assert_eq!(rows.len(), 100);
@@ -116,11 +154,12 @@ fn a_rollback_over_two_tablets_leaves_nothing() {
     t.put(RIGHT.to_vec(), large(2)).unwrap();
     assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
     let id = t.id();
+    assert_eq!(t.record_anchor(), Some(LEFT));
     t.rollback().unwrap();
     assert_eq!(mvcc::get_intent(&*engine, LEFT).unwrap(), None);
     assert_eq!(mvcc::get_intent(&*engine, RIGHT).unwrap(), None);
     assert_eq!(
-        TxnRecord::read(&*engine, id).unwrap(),
+        TxnRecord::read(&*engine, LEFT, id).unwrap(),
         mvcc::TxnStatus::Aborted
     );
     assert_eq!(read(&db, LEFT), None);
@@ -156,10 +195,11 @@ fn conflicting_transactions_over_two_tablets_do_not_both_commit() {
 fn a_reader_pushes_a_pending_writer_above_its_timestamp() {
     let (db, engine, _) = split_store();
     let mut w = db.begin(TxnOptions::default());
+    w.put(LEFT.to_vec(), large(2)).unwrap();
     w.put(RIGHT.to_vec(), large(3)).unwrap();
     let mut r = db.begin(TxnOptions::default());
     assert_eq!(r.get(RIGHT).unwrap(), None);
-    let pushed = TxnRecord::pushed(&*engine, w.id()).unwrap();
+    let pushed = TxnRecord::pushed(&*engine, LEFT, w.id()).unwrap();
     assert!(
         pushed > r.read_ts(),
         "pushed to {pushed}, reader at {}",
@@ -178,6 +218,7 @@ fn a_reader_pushes_a_pending_writer_above_its_timestamp() {
 fn a_writer_aborts_an_abandoned_transaction_recorded_on_another_tablet() {
     let (db, _, physical) = split_store();
     let mut abandoned = db.begin(TxnOptions::default());
+    abandoned.put(LEFT.to_vec(), large(4)).unwrap();
     abandoned.put(RIGHT.to_vec(), large(4)).unwrap();
     // Its gateway stops renewing the heartbeat; the expiry (5 s) passes.
     physical.advance(6_000_000_000);
@@ -190,14 +231,14 @@ fn a_writer_aborts_an_abandoned_transaction_recorded_on_another_tablet() {
 }
 
 /// Claim: a live pending transaction's intent on another tablet than its record's
-/// makes a conflicting writer fail retryably, and the owner still commits, even before
-/// its record exists (its intent vouches for it until the expiry).
+/// makes a conflicting writer fail retryably, and the owner still commits.
 #[test]
 fn a_writer_does_not_abort_a_live_transaction_recorded_elsewhere() {
     let (db, _, physical) = split_store();
     let mut live = db.begin(TxnOptions::default());
+    live.put(LEFT.to_vec(), large(5)).unwrap();
     live.put(RIGHT.to_vec(), large(5)).unwrap();
-    // Less than the expiry (5 s) passes since its intent; it has no record yet.
+    // Less than the expiry (5 s) passes since its record was written.
     physical.advance(4_500_000_000);
     let mut w = db.begin(TxnOptions::default());
     w.put(RIGHT.to_vec(), b"w".to_vec()).unwrap();
@@ -214,9 +255,10 @@ fn a_writer_does_not_abort_a_live_transaction_recorded_elsewhere() {
 fn unresolved_intents_of_a_committed_transaction_read_through_the_record() {
     let (db, engine, _) = split_store();
     let mut t = db.begin(TxnOptions::default());
+    t.put(LEFT.to_vec(), large(6)).unwrap();
     t.put(RIGHT.to_vec(), large(6)).unwrap();
     let mut before = db.begin(TxnOptions::default());
-    assert_eq!(before.get(LEFT).unwrap(), None);
+    assert_eq!(before.get(OTHER).unwrap(), None);
     // What follows the commit point is not synced: resolution fails (reads and
     // synced commits still work).
     engine.fail_unsynced_writes(true);
@@ -225,7 +267,7 @@ fn unresolved_intents_of_a_committed_transaction_read_through_the_record() {
     assert_eq!(read(&db, RIGHT), Some(large(6)));
     assert_eq!(before.get(RIGHT).unwrap(), None);
     let mut between = db.begin(TxnOptions::default());
-    assert_eq!(between.get(LEFT).unwrap(), None);
+    assert_eq!(between.get(OTHER).unwrap(), None);
     let mut w = db.begin(TxnOptions::default());
     w.put(RIGHT.to_vec(), b"later".to_vec()).unwrap();
     assert!(w.commit().unwrap() > ts);
@@ -244,6 +286,7 @@ fn intents_and_commits_land_above_reads_and_pushes() {
     let mut r = db.begin(TxnOptions::default());
     assert_eq!(r.get(RIGHT).unwrap(), None);
     r.commit().unwrap();
+    w.put(LEFT.to_vec(), large(7)).unwrap();
     w.put(RIGHT.to_vec(), large(7)).unwrap();
     let intent = mvcc::get_intent(&*engine, RIGHT).unwrap().unwrap();
     assert!(
@@ -258,7 +301,7 @@ fn intents_and_commits_land_above_reads_and_pushes() {
     let mut b = tessera_storage::WriteBatch::new();
     b.put(
         tessera_storage::Cf::Data,
-        TxnRecord::key(w.id()),
+        TxnRecord::key(LEFT, w.id()),
         TxnRecord::encode_pending(heartbeat, far),
     );
     tessera_storage::Engine::write(&*engine, b, true).unwrap();
@@ -318,7 +361,7 @@ fn a_staged_commit_holds_and_is_recovered_as_committed() {
     engine.fail_data_writes_after(2);
     let ts = t.commit().expect("both parts staged: committed");
     assert_eq!(
-        TxnRecord::read(&*engine, id).unwrap(),
+        TxnRecord::read(&*engine, LEFT, id).unwrap(),
         mvcc::TxnStatus::Staging(ts)
     );
     assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_some());
@@ -334,14 +377,14 @@ fn a_staged_commit_holds_and_is_recovered_as_committed() {
     );
     // The coordinator's attempt to mark the record has failed by now.
     assert_eq!(
-        TxnRecord::read(&*engine, id).unwrap(),
+        TxnRecord::read(&*engine, LEFT, id).unwrap(),
         mvcc::TxnStatus::Staging(ts)
     );
     engine.fail_data_writes(false);
     physical.advance(6_000_000_000);
     assert_eq!(reader.join().unwrap(), Some(b"r".to_vec()));
     assert_eq!(
-        TxnRecord::read(&*engine, id).unwrap(),
+        TxnRecord::read(&*engine, LEFT, id).unwrap(),
         mvcc::TxnStatus::Committed(ts)
     );
     assert_eq!(read(&db, LEFT), Some(b"l".to_vec()));
@@ -364,14 +407,14 @@ fn a_staged_transaction_missing_a_write_is_recovered_as_aborted() {
     let err = t.commit().unwrap_err();
     engine.fail_data_writes(false);
     assert!(!matches!(err, Error::Ambiguous(_)), "{err}");
-    let mvcc::TxnStatus::Staging(ts) = TxnRecord::read(&*engine, id).unwrap() else {
+    let mvcc::TxnStatus::Staging(ts) = TxnRecord::read(&*engine, LEFT, id).unwrap() else {
         panic!("the record should be STAGING");
     };
     assert!(mvcc::get_intent(&*engine, RIGHT).unwrap().is_none());
     physical.advance(6_000_000_000);
     assert_eq!(read(&db, LEFT), None);
     assert_eq!(
-        TxnRecord::read(&*engine, id).unwrap(),
+        TxnRecord::read(&*engine, LEFT, id).unwrap(),
         mvcc::TxnStatus::Aborted
     );
     assert!(db.store().read_timestamp(RIGHT) >= ts);

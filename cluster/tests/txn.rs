@@ -81,10 +81,11 @@ fn a_commit_keeps_committed_but_unresolved_intents_of_others() {
         let (db, engine) = store();
         let mut a = write_many(&db, "a", 200);
         let a_id = a.id();
+        let anchor = a.record_anchor().expect("flushed: A has a record").to_vec();
         engine.fail_unsynced_writes(true);
         let _ = a.commit();
         engine.fail_unsynced_writes(false);
-        let record = TxnRecord::read(&*engine, a_id).unwrap();
+        let record = TxnRecord::read(&*engine, &anchor, a_id).unwrap();
         assert!(matches!(record, TxnStatus::Committed(_)), "A is {record:?}");
         let mut between = db.begin(TxnOptions::default());
         let mut b = write_many(&db, "b", b_rows);

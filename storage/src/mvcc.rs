@@ -6,14 +6,17 @@
 //! tombstone. A transaction that has not committed yet may own an *intent* on a key: a
 //! provisional value that names its transaction. The transaction's record (see
 //! [`TxnRecord`]) says whether the intent is pending, committed at some timestamp, or
-//! aborted. Records live in [`Cf::Data`] below [`MVCC_START`], inside the tablet's span,
-//! so that they are replicated, snapshotted and moved with the tablet's data.
+//! aborted. A record is a tablet-local entry anchored at a user key the transaction
+//! writes (its *anchor*, [`TxnRecord::key`]), and every intent names that anchor: the
+//! record is replicated, snapshotted and moved by splits with the anchor's tablet, and
+//! whoever meets an intent knows where to ask about it.
 //!
 //! ## Layout in [`Cf::Data`]
 //!
 //! ```text
-//!   escaped(user key) 00 01                 -> intent  (txn id, ts, value|tombstone)
+//!   escaped(user key) 00 01                 -> intent  (txn id, ts, anchor, value|tombstone)
 //!   escaped(user key) 00 01 !ts (12 bytes)  -> version (value|tombstone)
+//!   escaped(user key) 00 02 suffix          -> tablet-local entry (a record: "txn/" id)
 //! ```
 //!
 //! The user key is escaped (`00` becomes `00 FF`) and terminated with `00 01`, so user
@@ -64,7 +67,7 @@ pub enum TxnStatus {
 }
 
 /// Where MVCC-encoded keys begin. Below lies the system region of raw keys that the
-/// cluster writes itself: transaction records and node addresses.
+/// cluster writes itself: node addresses and the range id counter.
 pub const MVCC_START: &[u8] = &[0x02];
 
 /// A transaction record, stored in [`Cf::Data`] under [`TxnRecord::key`].
@@ -72,12 +75,13 @@ pub const MVCC_START: &[u8] = &[0x02];
 pub struct TxnRecord;
 
 impl TxnRecord {
-    /// The prefix of every record's key (in the system region, below [`MVCC_START`]).
-    pub const PREFIX: &'static [u8] = b"\x01txn/";
+    /// What follows the anchor in every record's key ([`local_key`]).
+    pub const SUFFIX: &'static [u8] = b"txn/";
 
-    /// The record's key.
-    pub fn key(txn: TxnId) -> Vec<u8> {
-        [Self::PREFIX, &txn.to_be_bytes()].concat()
+    /// The key of `txn`'s record, anchored at user key `anchor`: a tablet-local entry
+    /// that lies in the tablet owning `anchor` and moves with it.
+    pub fn key(anchor: &[u8], txn: TxnId) -> Vec<u8> {
+        local_key(anchor, &[Self::SUFFIX, &txn.to_be_bytes()].concat())
     }
 
     /// Encode a status.
@@ -106,8 +110,8 @@ impl TxnRecord {
     }
 
     /// The writes a staging record lists as in flight (empty for any other record).
-    pub fn in_flight(engine: &dyn Engine, txn: TxnId) -> Result<Vec<Vec<u8>>> {
-        let Some(v) = engine.get(Cf::Data, &Self::key(txn))? else {
+    pub fn in_flight(engine: &dyn Engine, anchor: &[u8], txn: TxnId) -> Result<Vec<Vec<u8>>> {
+        let Some(v) = engine.get(Cf::Data, &Self::key(anchor, txn))? else {
             return Ok(Vec::new());
         };
         if v.first() != Some(&3) {
@@ -147,8 +151,8 @@ impl TxnRecord {
     /// When the coordinator of a pending or staging transaction was last heard from:
     /// `None` when there is no record, it is final, or it carries no heartbeat (a record
     /// written by a push before any heartbeat carries [`Timestamp::ZERO`]).
-    pub fn heartbeat(engine: &dyn Engine, txn: TxnId) -> Result<Option<Timestamp>> {
-        Ok(match engine.get(Cf::Data, &Self::key(txn))? {
+    pub fn heartbeat(engine: &dyn Engine, anchor: &[u8], txn: TxnId) -> Result<Option<Timestamp>> {
+        Ok(match engine.get(Cf::Data, &Self::key(anchor, txn))? {
             Some(v) if v.first() == Some(&3) && v.len() >= 25 => {
                 Some(Timestamp::decode(&v[13..25]).ok_or_else(|| corrupt("txn record heartbeat"))?)
                     .filter(|hb| *hb != Timestamp::ZERO)
@@ -164,8 +168,8 @@ impl TxnRecord {
 
     /// The lowest timestamp a pending transaction may still commit at, as raised by
     /// pushes ([`Timestamp::ZERO`] when never pushed or not pending).
-    pub fn pushed(engine: &dyn Engine, txn: TxnId) -> Result<Timestamp> {
-        Ok(match engine.get(Cf::Data, &Self::key(txn))? {
+    pub fn pushed(engine: &dyn Engine, anchor: &[u8], txn: TxnId) -> Result<Timestamp> {
+        Ok(match engine.get(Cf::Data, &Self::key(anchor, txn))? {
             Some(v) if v.first() == Some(&0) && v.len() > 13 => {
                 Timestamp::decode(&v[13..]).ok_or_else(|| corrupt("txn record push"))?
             }
@@ -174,8 +178,8 @@ impl TxnRecord {
     }
 
     /// Read a transaction's status; no record means pending.
-    pub fn read(engine: &dyn Engine, txn: TxnId) -> Result<TxnStatus> {
-        match engine.get(Cf::Data, &Self::key(txn))? {
+    pub fn read(engine: &dyn Engine, anchor: &[u8], txn: TxnId) -> Result<TxnStatus> {
+        match engine.get(Cf::Data, &Self::key(anchor, txn))? {
             None => Ok(TxnStatus::Pending),
             Some(v) => match v.split_first() {
                 Some((0, _)) => Ok(TxnStatus::Pending),
@@ -234,6 +238,8 @@ impl GcThreshold {
 pub struct Intent {
     /// The owning transaction.
     pub txn: TxnId,
+    /// The user key its record is anchored at ([`TxnRecord::key`]).
+    pub anchor: Vec<u8>,
     /// The timestamp the transaction was at when it wrote the intent.
     pub ts: Timestamp,
     /// The value, or `None` for a delete.
@@ -254,8 +260,14 @@ pub struct Conflict {
 pub enum ConflictKind {
     /// A committed version at this timestamp.
     Version(Timestamp),
-    /// An intent of another live (or recently committed) transaction.
-    Intent(TxnId),
+    /// An intent of another live (or recently committed) transaction, whose record is
+    /// anchored at `anchor`.
+    Intent {
+        /// The owning transaction.
+        txn: TxnId,
+        /// Its record's anchor.
+        anchor: Vec<u8>,
+    },
 }
 
 fn corrupt(what: &str) -> Error {
@@ -358,22 +370,31 @@ fn decode_value(v: &[u8]) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// `txn (16) ts (12) anchor length (4) anchor value|tombstone`.
 fn encode_intent(i: &Intent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(29 + i.value.as_ref().map_or(0, |v| v.len()));
+    let value = i.value.as_ref().map_or(0, |v| v.len());
+    let mut out = Vec::with_capacity(33 + i.anchor.len() + value);
     out.extend_from_slice(&i.txn.to_be_bytes());
     out.extend_from_slice(&i.ts.encode());
+    out.extend_from_slice(&(i.anchor.len() as u32).to_be_bytes());
+    out.extend_from_slice(&i.anchor);
     out.extend_from_slice(&encode_value(i.value.as_deref()));
     out
 }
 
 fn decode_intent(v: &[u8]) -> Result<Intent> {
-    if v.len() < 29 {
+    if v.len() < 33 {
         return Err(corrupt("intent"));
     }
+    let len = u32::from_be_bytes(v[28..32].try_into().expect("4 bytes")) as usize;
+    let anchor = v
+        .get(32..32 + len)
+        .ok_or_else(|| corrupt("intent anchor"))?;
     Ok(Intent {
         txn: u128::from_be_bytes(v[..16].try_into().expect("16 bytes")),
         ts: Timestamp::decode(&v[16..28]).ok_or_else(|| corrupt("intent ts"))?,
-        value: decode_value(&v[28..])?,
+        anchor: anchor.to_vec(),
+        value: decode_value(&v[32 + len..])?,
     })
 }
 
@@ -428,9 +449,9 @@ pub struct ReadView<'a> {
     /// Committed writes in `(read_ts, uncertainty_limit]` make the read uncertain (a
     /// limit at or below `read_ts`: no uncertainty).
     pub uncertainty_limit: Timestamp,
-    /// Looks up the status of a transaction that owns a foreign intent, given the
-    /// intent's timestamp.
-    pub status: &'a dyn Fn(TxnId, Timestamp) -> Result<TxnStatus>,
+    /// Looks up the status of the transaction that owns a foreign intent (the intent
+    /// names it, its record's anchor and its timestamp).
+    pub status: &'a dyn Fn(&Intent) -> Result<TxnStatus>,
 }
 
 impl ReadView<'_> {
@@ -440,7 +461,7 @@ impl ReadView<'_> {
         if Some(intent.txn) == self.txn {
             return Ok(Some(intent.value));
         }
-        match (self.status)(intent.txn, intent.ts)? {
+        match (self.status)(&intent)? {
             TxnStatus::Committed(ts) if ts <= self.read_ts => Ok(Some(intent.value)),
             TxnStatus::Committed(ts) => {
                 self.check_uncertain(key, ts)?;
@@ -547,10 +568,13 @@ pub fn find_conflict(
                 if Some(intent.txn) == view.txn {
                     None
                 } else {
-                    match (view.status)(intent.txn, intent.ts)? {
+                    match (view.status)(&intent)? {
                         TxnStatus::Aborted => None,
                         TxnStatus::Committed(ts) if ts <= view.read_ts => None,
-                        _ => Some(ConflictKind::Intent(intent.txn)),
+                        _ => Some(ConflictKind::Intent {
+                            txn: intent.txn,
+                            anchor: intent.anchor,
+                        }),
                     }
                 }
             }
@@ -625,13 +649,16 @@ pub fn prepare_write(
         return Ok(None);
     };
     if Some(intent.txn) != view.txn {
-        match (view.status)(intent.txn, intent.ts)? {
+        match (view.status)(&intent)? {
             TxnStatus::Committed(ts) if ts <= view.read_ts => {
                 put_version(batch, key, ts, intent.value.as_deref())
             }
             TxnStatus::Aborted => {}
             TxnStatus::Committed(_) | TxnStatus::Pending | TxnStatus::Staging(_) => {
-                return conflict(ConflictKind::Intent(intent.txn))
+                return conflict(ConflictKind::Intent {
+                    txn: intent.txn,
+                    anchor: intent.anchor,
+                })
             }
         }
     }
@@ -701,48 +728,78 @@ mod tests {
     #[test]
     fn a_pending_record_keeps_its_heartbeat_and_push() {
         let engine = crate::MemoryEngine::default();
-        let txn = 7;
+        let (txn, a) = (7, &b"k"[..]);
         let put = |v: Vec<u8>| {
             let mut b = WriteBatch::new();
-            b.put(Cf::Data, TxnRecord::key(txn), v);
+            b.put(Cf::Data, TxnRecord::key(a, txn), v);
             engine.write(b, true).unwrap();
         };
         let (hb, pushed) = (Timestamp::new(5, 1), Timestamp::new(9, 2));
         put(TxnRecord::encode_pending(hb, Timestamp::ZERO));
-        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
-        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+        assert_eq!(TxnRecord::heartbeat(&engine, a, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, a, txn).unwrap(), Timestamp::ZERO);
         put(TxnRecord::encode_pending(hb, pushed));
-        assert_eq!(TxnRecord::read(&engine, txn).unwrap(), TxnStatus::Pending);
-        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
-        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), pushed);
+        assert_eq!(
+            TxnRecord::read(&engine, a, txn).unwrap(),
+            TxnStatus::Pending
+        );
+        assert_eq!(TxnRecord::heartbeat(&engine, a, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, a, txn).unwrap(), pushed);
+        // Another anchor is another record.
+        assert_eq!(TxnRecord::heartbeat(&engine, b"j", txn).unwrap(), None);
         put(TxnRecord::encode(TxnStatus::Committed(pushed)));
-        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
+        assert_eq!(TxnRecord::pushed(&engine, a, txn).unwrap(), Timestamp::ZERO);
     }
 
     #[test]
     fn a_staging_record_keeps_its_timestamp_heartbeat_and_in_flight_writes() {
         let engine = crate::MemoryEngine::default();
-        let txn = 9;
+        let (txn, a) = (9, &b"\x00k"[..]);
         let (ts, hb) = (Timestamp::new(50, 3), Timestamp::new(40, 1));
         let keys = vec![b"a".to_vec(), Vec::new(), b"\x00zz".to_vec()];
         let mut b = WriteBatch::new();
         b.put(
             Cf::Data,
-            TxnRecord::key(txn),
+            TxnRecord::key(a, txn),
             TxnRecord::encode_staging(ts, hb, &keys),
         );
         engine.write(b, true).unwrap();
         assert_eq!(
-            TxnRecord::read(&engine, txn).unwrap(),
+            TxnRecord::read(&engine, a, txn).unwrap(),
             TxnStatus::Staging(ts)
         );
-        assert_eq!(TxnRecord::heartbeat(&engine, txn).unwrap(), Some(hb));
-        assert_eq!(TxnRecord::pushed(&engine, txn).unwrap(), Timestamp::ZERO);
-        assert_eq!(TxnRecord::in_flight(&engine, txn).unwrap(), keys);
+        assert_eq!(TxnRecord::heartbeat(&engine, a, txn).unwrap(), Some(hb));
+        assert_eq!(TxnRecord::pushed(&engine, a, txn).unwrap(), Timestamp::ZERO);
+        assert_eq!(TxnRecord::in_flight(&engine, a, txn).unwrap(), keys);
         assert_eq!(
-            TxnRecord::in_flight(&engine, txn + 1).unwrap(),
+            TxnRecord::in_flight(&engine, a, txn + 1).unwrap(),
             Vec::<Vec<u8>>::new()
         );
+    }
+
+    #[test]
+    fn an_intent_names_its_record_anchor_and_the_record_lies_beside_it() {
+        let engine = crate::MemoryEngine::default();
+        let intent = Intent {
+            txn: 3,
+            anchor: b"a\0b".to_vec(),
+            ts: Timestamp::new(7, 1),
+            value: Some(b"v".to_vec()),
+        };
+        let mut b = WriteBatch::new();
+        put_intent(&mut b, b"x", &intent);
+        let tomb = Intent {
+            anchor: Vec::new(),
+            value: None,
+            ..intent.clone()
+        };
+        put_intent(&mut b, b"y", &tomb);
+        engine.write(b, true).unwrap();
+        assert_eq!(get_intent(&engine, b"x").unwrap(), Some(intent));
+        assert_eq!(get_intent(&engine, b"y").unwrap(), Some(tomb));
+        let record = TxnRecord::key(b"a\0b", 3);
+        assert!(version_key(b"a\0b", Timestamp::new(1, 0)) < record);
+        assert!(record < intent_key(b"a\0b\0"));
     }
 
     #[test]
@@ -765,7 +822,7 @@ mod tests {
         b.put(Cf::Data, local_key(b"a", b"gc/threshold"), vec![9; 12]);
         put_version(&mut b, b"b", Timestamp::new(5, 0), Some(b"y"));
         engine.write(b, true).unwrap();
-        let status = |_: TxnId, _: Timestamp| Ok(TxnStatus::Pending);
+        let status = |_: &Intent| Ok(TxnStatus::Pending);
         let view = ReadView {
             read_ts: Timestamp::new(9, 0),
             txn: None,

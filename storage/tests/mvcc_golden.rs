@@ -22,6 +22,10 @@ use std::collections::HashMap;
 use tessera_storage::mvcc::{self, Intent, ReadView, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, MemoryEngine, RocksEngine, Timestamp, Visit, WriteBatch};
 
+/// Where every script's transaction records are anchored: the empty key, whose
+/// tablet-local entries sort below [`mvcc::MVCC_START`], outside what `dump` shows.
+const ANCHOR: &[u8] = b"";
+
 fn ts(s: &str) -> Timestamp {
     let s = s.trim_start_matches('@');
     let s = s.split('@').next_back().unwrap();
@@ -54,7 +58,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
             }
         }
         let txn: Option<u128> = opts.get("txn").map(|t| t.parse().unwrap());
-        let status = |id: u128, _: Timestamp| TxnRecord::read(engine, id);
+        let status = |i: &Intent| TxnRecord::read(engine, &i.anchor, i.txn);
         let uncertain = |read_ts| opts.get("uncertain").map_or(read_ts, |u| ts(u));
         let mut batch = WriteBatch::new();
         let result = match words[0] {
@@ -75,6 +79,7 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                 let value = (args[1] != "-").then(|| args[1].as_bytes().to_vec());
                 let intent = Intent {
                     txn: txn.unwrap(),
+                    anchor: ANCHOR.to_vec(),
                     ts: ts(args[2]),
                     value,
                 };
@@ -87,7 +92,11 @@ fn run(engine: &dyn Engine, script: &str) -> String {
                     "aborted" => TxnStatus::Aborted,
                     c => TxnStatus::Committed(ts(c)),
                 };
-                batch.put(Cf::Data, TxnRecord::key(txn.unwrap()), TxnRecord::encode(s));
+                batch.put(
+                    Cf::Data,
+                    TxnRecord::key(ANCHOR, txn.unwrap()),
+                    TxnRecord::encode(s),
+                );
                 String::new()
             }
             "resolve" => {

@@ -3,15 +3,22 @@
 //!
 //! ## Where records live
 //!
-//! A transaction's record lives on the *record tablet*: the tablet that owns the
-//! system region, where [`TxnRecord::key`] puts every record (the region is a
-//! transaction status table, like YugabyteDB's status tablets). One place to look up a
-//! status from any tablet, and a record that moves with no split.
+//! A transaction that needs a record (its writes went out early as intents, or it
+//! writes several tablets) anchors it at one of its written keys, fixed for its whole
+//! life: the first key of its first flush, or else the first key it writes. The record
+//! is a tablet-local entry beside that key ([`TxnRecord::key`]), so it lies on the
+//! *record's tablet* `R`, the tablet of the anchor, and moves with it when a split cuts
+//! the tablet; every intent names the anchor, so whoever meets one knows where to ask.
+//! As in CockroachDB, a transaction whose writes all land in one tablet keeps its record
+//! there and commits with one command, and records spread over the tablets that are
+//! written instead of one status tablet for all. A split latches every record latch of
+//! the tablet it cuts ([`Store::latch_record`]), so no request on a record is in flight
+//! while it changes tablets.
 //!
 //! ## One tablet
 //!
 //! Every write (buffered or flushed) lies in one tablet `W` (for a transaction with a
-//! record, `W` is the record tablet). When the transaction read nothing elsewhere, `W`
+//! record, `W` is the record's tablet). When the transaction read nothing elsewhere, `W`
 //! validates and commits in one command. When it also read other tablets, the gateway
 //! picks `commit_ts = C` from its clock and first *refreshes* the reads on each other
 //! tablet up to `C`: nothing committed in `(read_ts, C]` and no foreign intent there,
@@ -47,7 +54,11 @@
 //!    listing the round's writes outside `R` as in flight (bounded by the write
 //!    buffer). Intents flushed earlier need no listing: they were acknowledged, and
 //!    only an abort push could remove them, which needs a PENDING record. A part that
-//!    needs a higher timestamp writes nothing and answers it.
+//!    needs a higher timestamp writes nothing and answers it. Intents flushed on `R`
+//!    lie at `read_ts`, and readers there ignored them (they are recorded in `R`'s
+//!    cache, which `R`'s part checks); when a split has moved some of them to another
+//!    tablet since, that tablet takes part too and checks its cache for them (a split
+//!    carries the cache over), writing nothing.
 //! 3. When every part succeeded, the transaction has committed at `C`, and the client
 //!    is told so. The record is then marked COMMITTED and the intents resolved, in the
 //!    background; if that fails, whoever meets the intents settles the record
@@ -86,7 +97,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc};
 
-use tessera_storage::mvcc::{TxnId, TxnRecord, TxnStatus};
+use tessera_storage::mvcc::{TxnId, TxnStatus};
 use tessera_storage::Timestamp;
 
 use super::gateway::REROUTES;
@@ -107,7 +118,8 @@ struct Stage {
     tablet: Arc<Tablet>,
     /// Its buffered writes, to become intents.
     writes: Writes,
-    /// Its keys that already hold the transaction's intents (the record's part only).
+    /// Its keys that already hold the transaction's intents, to check: the record's
+    /// part, and tablets that a split gave intents flushed on the record's tablet.
     flushed: Vec<Vec<u8>>,
     /// Whether it holds the record.
     record: bool,
@@ -120,17 +132,53 @@ type ByTablet<T> = BTreeMap<u64, (Arc<Tablet>, Vec<T>)>;
 pub(crate) struct Intents {
     /// The keys that hold an intent of the transaction, on any tablet.
     pub keys: Vec<Vec<u8>>,
-    /// Whether the transaction has a record (PENDING until it ends).
-    pub record: bool,
-    /// The highest timestamp of its intents outside the record tablet: it commits at
+    /// Where the transaction's record is anchored, once it may have one (PENDING until
+    /// it ends); see the module docs.
+    pub anchor: Option<Vec<u8>>,
+    /// The highest timestamp of its intents outside the record's tablet: it commits at
     /// or above it.
     pub min_commit: Timestamp,
+    /// Where its intents may lie at its `read_ts`: the keys of every flush that
+    /// answered no higher timestamp (those on the record's tablet, which the commit
+    /// there checks against the timestamp cache).
+    pub at_read_ts: KeySpans,
+}
+
+/// Inclusive spans of keys, kept sorted and disjoint.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeySpans(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl KeySpans {
+    fn add(&mut self, first: &[u8], last: &[u8]) {
+        self.0.push((first.to_vec(), last.to_vec()));
+        self.0.sort();
+        let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(self.0.len());
+        for (a, b) in self.0.drain(..) {
+            match merged.last_mut() {
+                Some((_, end)) if a <= *end => *end = b.max(std::mem::take(end)),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.0 = merged;
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        let i = self.0.partition_point(|(a, _)| a.as_slice() <= key);
+        i > 0 && key <= self.0[i - 1].1.as_slice()
+    }
+}
+
+impl Intents {
+    /// The record's anchor, fixed at `first` when the transaction has none yet.
+    fn anchor_at(&mut self, first: &[u8]) -> Vec<u8> {
+        self.anchor.get_or_insert_with(|| first.to_vec()).clone()
+    }
 }
 
 impl Store {
-    /// The tablet holding `txn`'s record.
-    pub(super) fn record_tablet(&self, txn: TxnId) -> Arc<Tablet> {
-        self.tablets.for_key(&TxnRecord::key(txn))
+    /// The tablet holding the records anchored at `anchor`.
+    pub(super) fn record_tablet(&self, anchor: &[u8]) -> Arc<Tablet> {
+        self.tablets.for_key(anchor)
     }
 
     /// Cut `spans` at tablet boundaries, grouped by tablet.
@@ -178,22 +226,28 @@ impl Store {
         writes: &Writes,
         intents: &mut Intents,
     ) -> Result<()> {
-        if writes.is_empty() {
+        let Some(first) = writes.keys().next() else {
             return Ok(());
-        }
+        };
+        let anchor = intents.anchor_at(first);
         intents.keys.extend(writes.keys().cloned());
+        // From now on the transaction has a record: keep its heartbeat alive.
+        self.heartbeats.lock().insert(txn, anchor.clone());
         let mut todo = self.keys_by_tablet(writes.iter().map(|(k, v)| (k, v.clone())));
         for _ in 0..=REROUTES {
-            intents.record = true;
-            // From now on the transaction has a record: keep its heartbeat alive.
-            self.heartbeats.lock().insert(txn);
             let results = parallel(self.config.threads, todo.values(), |(t, part)| {
                 let part: Writes = part.iter().cloned().collect();
-                (self.flush_on(t, txn, read_ts, &part), part)
+                (self.flush_on(t, txn, &anchor, read_ts, &part), part)
             });
             let mut again = Writes::new();
             for (result, part) in results {
                 match result {
+                    Ok(ts) if ts <= read_ts => {
+                        if let (Some(first), Some(last)) = (part.keys().next(), part.keys().last())
+                        {
+                            intents.at_read_ts.add(first, last);
+                        }
+                    }
                     Ok(ts) => intents.min_commit = intents.min_commit.max(ts),
                     Err(Error::RangeKeyMismatch { .. }) => again.extend(part),
                     Err(e) => return Err(e),
@@ -214,24 +268,27 @@ impl Store {
         &self,
         t: &Tablet,
         txn: TxnId,
+        anchor: &[u8],
         read_ts: Timestamp,
         writes: &Writes,
     ) -> Result<Timestamp> {
-        self.settling(true, || self.flush_on_once(t, txn, read_ts, writes))
+        self.settling(true, || self.flush_on_once(t, txn, anchor, read_ts, writes))
     }
 
     fn flush_on_once(
         &self,
         t: &Tablet,
         txn: TxnId,
+        anchor: &[u8],
         read_ts: Timestamp,
         writes: &Writes,
     ) -> Result<Timestamp> {
         let Some(node) = self.forward_to(t)? else {
-            return self.flush_intents_local(t, txn, read_ts, writes);
+            return self.flush_intents_local(t, txn, anchor, read_ts, writes);
         };
         let req = KvRequest::Flush {
             txn,
+            anchor: anchor.to_vec(),
             read_ts,
             writes: writes.clone(),
         };
@@ -276,10 +333,9 @@ impl Store {
             // Read-only: commits at its read timestamp without validation.
             return Ok(read_ts);
         };
-        let w = if intents.record {
-            self.record_tablet(txn)
-        } else {
-            self.tablets.for_key(&first)
+        let w = match &intents.anchor {
+            Some(anchor) => self.record_tablet(anchor),
+            None => self.tablets.for_key(&first),
         };
         let desc = w.desc.read().clone();
         if writes
@@ -288,7 +344,8 @@ impl Store {
             .all(|k| desc.contains(k))
         {
             let flushed = &intents.keys;
-            return self.commit_single(&w, txn, read_ts, reads, writes, flushed, intents.record);
+            let record = intents.anchor.as_deref();
+            return self.commit_single(&w, txn, read_ts, reads, writes, flushed, record);
         }
         self.commit_distributed(txn, read_ts, reads, writes, intents)
     }
@@ -303,7 +360,7 @@ impl Store {
         reads: &[(Vec<u8>, Vec<u8>)],
         writes: &Writes,
         flushed: &[Vec<u8>],
-        record: bool,
+        record: Option<&[u8]>,
     ) -> Result<Timestamp> {
         let mut parts = self.by_tablet(reads);
         let own = parts
@@ -374,21 +431,22 @@ impl Store {
         intents: &mut Intents,
     ) -> Result<Timestamp> {
         // From now on the transaction has a record (or may have one: a rollback must
-        // look), and every buffered key may hold its intent.
-        intents.record = true;
-        self.heartbeats.lock().insert(txn);
+        // look), and every buffered key may hold its intent. `commit_routed` found a
+        // write, so there is a first key.
+        let first = writes.keys().next().or(intents.keys.first()).cloned();
+        let anchor = intents.anchor_at(&first.unwrap_or_default());
+        self.heartbeats.lock().insert(txn, anchor.clone());
         let flushed: BTreeSet<Vec<u8>> = intents.keys.iter().cloned().collect();
         intents
             .keys
             .extend(writes.keys().filter(|k| !flushed.contains(*k)).cloned());
-        let record_key = TxnRecord::key(txn);
         // The writes that are not intents yet: every key of `intents` but these holds
         // this transaction's intent, at or below `at`.
         let mut unstaged: Writes = writes.clone();
         let mut staged_at: Option<Timestamp> = None;
         let mut at = self.clock.now();
         for _ in 0..REFRESHES + REROUTES {
-            let r = self.tablets.for_key(&record_key);
+            let r = self.record_tablet(&anchor);
             let r_desc = r.desc.read().clone();
             // A recovery takes an in-flight key that holds an intent of this
             // transaction for its staged write; so a key outside `R` whose flushed
@@ -420,6 +478,27 @@ impl Store {
             parts
                 .entry(r.range_id())
                 .or_insert_with(|| (r.clone(), Vec::new()));
+            // Intents flushed on the record's tablet lie at `read_ts`, below reads that
+            // ignored them there (the commit checks the record tablet's cache). A split
+            // may have moved some of them out since: their tablets take part too and
+            // check their caches (which the split carried over).
+            let moved = intents
+                .keys
+                .iter()
+                .filter(|k| {
+                    !r_desc.contains(k)
+                        && !unstaged.contains_key(*k)
+                        && intents.at_read_ts.contains(k)
+                })
+                .map(|k| (k, ()));
+            let mut moved: BTreeMap<u64, Vec<Vec<u8>>> = self
+                .keys_by_tablet(moved)
+                .into_iter()
+                .map(|(range, (t, keys))| {
+                    parts.entry(range).or_insert_with(|| (t, Vec::new()));
+                    (range, keys.into_iter().map(|(k, _)| k).collect())
+                })
+                .collect();
             // Reads on the other tablets are refreshed up to `at` first: a part that
             // writes nothing new could not make a failed check stop the commit.
             let mut read_parts = self.by_tablet(reads);
@@ -448,7 +527,7 @@ impl Store {
                             .cloned()
                             .collect()
                     } else {
-                        Vec::new()
+                        moved.remove(&range).unwrap_or_default()
                     },
                     range,
                 })
@@ -461,14 +540,16 @@ impl Store {
                     reads: staged_reads.get(&job.range).unwrap_or(&empty),
                     writes: &job.writes,
                     flushed: &job.flushed,
-                    record: job.record,
-                    staging: Some(&in_flight),
+                    record: job.record.then_some(anchor.as_slice()),
+                    staging: Some((&anchor, &in_flight)),
                 };
                 self.commit_on(&job.tablet, &part, Some(at))
             });
             let mut next_at = at;
             let mut ambiguous = None;
             let mut failed = None;
+            // Whether every part answered (a split may have moved one's keys).
+            let mut answered = true;
             for (job, result) in jobs.iter().zip(results) {
                 match result {
                     Ok(Commit::Committed(_)) => {
@@ -480,7 +561,7 @@ impl Store {
                         }
                     }
                     Ok(Commit::Pushed(ts)) => next_at = next_at.max(ts),
-                    Err(Error::RangeKeyMismatch { .. }) => {}
+                    Err(Error::RangeKeyMismatch { .. }) => answered = false,
                     Err(e @ Error::Ambiguous(_)) => ambiguous = Some(e),
                     Err(e) => failed = failed.or(Some(e)),
                 }
@@ -490,13 +571,16 @@ impl Store {
                 return Err(e);
             }
             if let Some(e) = ambiguous {
-                return self.settle_own(txn, e, intents);
+                return self.settle_own(txn, &anchor, e, intents);
             }
-            if unstaged.is_empty() && staged_at == Some(at) {
+            // A part that only checks moved intents may ask for a higher timestamp
+            // too (or have moved again): then the round runs again.
+            if unstaged.is_empty() && staged_at == Some(at) && next_at == at && answered {
                 // Every part succeeded: the transaction has committed at `at`; nothing
                 // rolls it back, so its keys go to the resolution.
                 self.resolve_later(Resolution {
                     txn,
+                    anchor,
                     keys: std::mem::take(&mut intents.keys),
                     commit_ts: at,
                     staged: true,
@@ -517,11 +601,18 @@ impl Store {
     /// transaction's status at once. COMMITTED is a commit; anything else is not, and
     /// the transaction is rolled back by the caller. If the record cannot be reached,
     /// the outcome stays unknown (`error`).
-    fn settle_own(&self, txn: TxnId, error: Error, intents: &mut Intents) -> Result<Timestamp> {
-        match self.settle(txn, false, true) {
+    fn settle_own(
+        &self,
+        txn: TxnId,
+        anchor: &[u8],
+        error: Error,
+        intents: &mut Intents,
+    ) -> Result<Timestamp> {
+        match self.settle(txn, anchor, false, true) {
             Ok(TxnStatus::Committed(ts)) => {
                 self.resolve_later(Resolution {
                     txn,
+                    anchor: anchor.to_vec(),
                     keys: std::mem::take(&mut intents.keys),
                     commit_ts: ts,
                     staged: false,
@@ -564,9 +655,9 @@ impl Store {
             reads: part.reads.to_vec(),
             writes: part.writes.clone(),
             flushed: part.flushed.to_vec(),
-            record: part.record,
+            record: part.record.map(<[u8]>::to_vec),
             at,
-            staging: part.staging.map(<[Vec<u8>]>::to_vec),
+            staging: part.staging.map(|(a, keys)| (a.to_vec(), keys.to_vec())),
         };
         match self.forward(node, req)? {
             KvResponse::Committed(ts) => {
@@ -615,19 +706,27 @@ impl Store {
     /// Roll back: mark the record aborted (unless it says committed) and remove the
     /// intents; a transaction found committed has its intents resolved as such.
     pub(crate) fn abort(&self, txn: TxnId, intents: &Intents) -> Result<()> {
-        if !intents.record && intents.keys.is_empty() {
+        let Some(anchor) = intents.anchor.as_deref() else {
+            // No record: no intents either (both come with the first flush).
             return Ok(());
-        }
-        let r = self.record_tablet(txn);
+        };
+        let r = self.record_tablet(anchor);
         let desc = r.desc.read().clone();
         let (own, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
             intents.keys.iter().cloned().partition(|k| desc.contains(k));
         let outcome = match self.forward_to(&r)? {
-            None => self.abort_local(&r, txn, &own)?,
-            Some(node) => match self.forward(node, KvRequest::Abort { txn, flushed: own })? {
-                KvResponse::Committed(ts) => Some(ts),
-                _ => None,
-            },
+            None => self.abort_local(&r, txn, anchor, &own)?,
+            Some(node) => {
+                let req = KvRequest::Abort {
+                    txn,
+                    anchor: anchor.to_vec(),
+                    flushed: own,
+                };
+                match self.forward(node, req)? {
+                    KvResponse::Committed(ts) => Some(ts),
+                    _ => None,
+                }
+            }
         };
         self.resolve_everywhere(txn, &others, outcome)
     }
@@ -699,6 +798,8 @@ impl Store {
 /// The intents of a committed transaction, to resolve after its commit point.
 pub(super) struct Resolution {
     txn: TxnId,
+    /// Where its record is anchored.
+    anchor: Vec<u8>,
     keys: Vec<Vec<u8>>,
     commit_ts: Timestamp,
     /// Its record is still STAGING at `commit_ts`: mark it COMMITTED first.
@@ -767,7 +868,7 @@ impl Store {
 
     fn resolve_committed(&self, job: Resolution) {
         if job.staged {
-            match self.mark_committed(job.txn, job.commit_ts) {
+            match self.mark_committed(job.txn, &job.anchor, job.commit_ts) {
                 Ok(TxnStatus::Committed(ts)) if ts == job.commit_ts => {}
                 Ok(other) => {
                     tracing::error!(txn = job.txn, status = ?other, "a staged commit's record says otherwise");

@@ -149,13 +149,15 @@ impl Store {
                 }
                 KvRequest::Flush {
                     txn,
+                    anchor,
                     read_ts,
                     writes,
                 } => {
                     let first = writes.keys().next().map_or(&[][..], |k| k.as_slice());
                     let t = self.tablets.for_key(first);
                     self.clock.update(read_ts);
-                    KvResponse::Flushed(self.flush_intents_local(&t, txn, read_ts, &writes)?)
+                    let ts = self.flush_intents_local(&t, txn, &anchor, read_ts, &writes)?;
+                    KvResponse::Flushed(ts)
                 }
                 KvRequest::Commit {
                     txn,
@@ -168,10 +170,10 @@ impl Store {
                     staging,
                 } => {
                     self.clock.update(read_ts);
-                    let t = match writes.keys().chain(flushed.iter()).next() {
-                        _ if record => self.record_tablet(txn),
-                        Some(first) => self.tablets.for_key(first),
-                        None => self.tablets.first(),
+                    let t = match (&record, writes.keys().chain(flushed.iter()).next()) {
+                        (Some(anchor), _) => self.record_tablet(anchor),
+                        (None, Some(first)) => self.tablets.for_key(first),
+                        (None, None) => self.tablets.first(),
                     };
                     let part = CommitPart {
                         txn,
@@ -179,8 +181,8 @@ impl Store {
                         reads: &reads,
                         writes: &writes,
                         flushed: &flushed,
-                        record,
-                        staging: staging.as_deref(),
+                        record: record.as_deref(),
+                        staging: staging.as_ref().map(|(a, k)| (a.as_slice(), k.as_slice())),
                     };
                     match self.commit_local(&t, &part, at)? {
                         Commit::Committed(ts) => KvResponse::Committed(ts),
@@ -199,26 +201,30 @@ impl Store {
                     self.refresh_local(&t, txn, read_ts, to, &spans)?;
                     KvResponse::Done
                 }
-                KvRequest::Abort { txn, flushed } => {
-                    let t = self.record_tablet(txn);
-                    match self.abort_local(&t, txn, &flushed)? {
+                KvRequest::Abort {
+                    txn,
+                    anchor,
+                    flushed,
+                } => {
+                    let t = self.record_tablet(&anchor);
+                    match self.abort_local(&t, txn, &anchor, &flushed)? {
                         Some(ts) => KvResponse::Committed(ts),
                         None => KvResponse::Done,
                     }
                 }
-                KvRequest::Heartbeat { txn } => {
-                    let t = self.record_tablet(txn);
-                    self.heartbeat_local(&t, txn)?;
+                KvRequest::Heartbeat { txn, anchor } => {
+                    let t = self.record_tablet(&anchor);
+                    self.heartbeat_local(&t, txn, &anchor)?;
                     KvResponse::Done
                 }
-                KvRequest::Push { txn, push } => {
-                    let t = self.record_tablet(txn);
+                KvRequest::Push { txn, anchor, push } => {
+                    let t = self.record_tablet(&anchor);
                     if self.forward_to(&t)?.is_some() {
                         return Err(Error::NotLeaseholder {
                             leader: t.replicator.as_ref().and_then(|r| r.leader()),
                         });
                     }
-                    KvResponse::Status(self.push_local(&t, txn, push)?)
+                    KvResponse::Status(self.push_local(&t, txn, &anchor, push)?)
                 }
                 KvRequest::QueryIntents { txn, keys, at } => {
                     let first = keys.first().map_or(&[][..], |k| k.as_slice());
@@ -228,25 +234,26 @@ impl Store {
                 }
                 KvRequest::Recover {
                     txn,
+                    anchor,
                     staging,
                     commit,
                 } => {
-                    let t = self.record_tablet(txn);
+                    let t = self.record_tablet(&anchor);
                     if self.forward_to(&t)?.is_some() {
                         return Err(Error::NotLeaseholder {
                             leader: t.replicator.as_ref().and_then(|r| r.leader()),
                         });
                     }
-                    KvResponse::Status(self.recover_local(&t, txn, staging, commit)?)
+                    KvResponse::Status(self.recover_local(&t, txn, &anchor, staging, commit)?)
                 }
-                KvRequest::Record { txn } => {
-                    let t = self.record_tablet(txn);
+                KvRequest::Record { txn, anchor } => {
+                    let t = self.record_tablet(&anchor);
                     if self.forward_to(&t)?.is_some() {
                         return Err(Error::NotLeaseholder {
                             leader: t.replicator.as_ref().and_then(|r| r.leader()),
                         });
                     }
-                    let r = self.record_local(&t, txn)?;
+                    let r = self.record_local(&t, txn, &anchor)?;
                     KvResponse::Record {
                         status: r.status,
                         expired: r.expired,

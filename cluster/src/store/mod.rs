@@ -74,12 +74,12 @@
 //!   right-hand side of a split starts at its parent's threshold, written with the
 //!   split.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tessera_storage::mvcc::{self, GcThreshold, ReadView, TxnId, TxnRecord, TxnStatus};
+use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
 use crate::latch::{Access, Span};
@@ -103,6 +103,23 @@ pub use split::RangeInfo;
 pub(crate) use write::{Commit, CommitPart};
 
 use tablet::{Descriptor, Tablet, Tablets, FIRST_RANGE};
+
+/// Latch names below the user key space: a tablet's bookkeeping (its GC threshold,
+/// its transaction records), never checked against the tablet's span.
+const BOOKKEEPING: &[u8] = b"\x01";
+
+/// Where the latches of transaction records are named (see [`record_latch`]).
+const RECORD_LATCHES: (&[u8], &[u8]) = (b"\x01txn/", b"\x01txn0");
+
+/// The latch of `txn`'s record on the tablet that holds it. Records are tablet-local
+/// entries, not user keys; naming their latches by transaction keeps them from
+/// conflicting with reads and writes of user keys.
+fn record_latch(txn: TxnId) -> Span {
+    Span::key(
+        &[RECORD_LATCHES.0, &txn.to_be_bytes()].concat(),
+        Access::Write,
+    )
+}
 
 /// The exclusive upper bound of the key space used for open-ended spans.
 pub(crate) const KEY_MAX: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
@@ -226,8 +243,9 @@ pub struct Store {
     next_txn: AtomicU64,
     /// Read timestamps of open transactions: GC keeps what they can see.
     active: Mutex<BTreeMap<(Timestamp, TxnId), ()>>,
-    /// Open transactions of this gateway that hold intents: their heartbeats are renewed.
-    heartbeats: Mutex<BTreeSet<TxnId>>,
+    /// Open transactions of this gateway that hold intents, with their records'
+    /// anchors: their heartbeats are renewed.
+    heartbeats: Mutex<BTreeMap<TxnId, Vec<u8>>>,
     /// Work for the background thread: intents to resolve, tablets to measure.
     background: Mutex<Option<std::sync::mpsc::SyncSender<commit::Job>>>,
 }
@@ -304,7 +322,7 @@ impl Store {
             peers: RwLock::new(None),
             next_txn: AtomicU64::new(1),
             active: Mutex::new(BTreeMap::new()),
-            heartbeats: Mutex::new(BTreeSet::new()),
+            heartbeats: Mutex::new(BTreeMap::new()),
             background: Mutex::new(None),
         });
         if store.config.threads {
@@ -417,9 +435,10 @@ impl Store {
         self.heartbeats.lock().remove(&id);
     }
 
-    /// The fate of a transaction owning an intent.
-    fn status(&self, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
-        let status = TxnRecord::read(&*self.engine, txn)?;
+    /// The fate of transaction `txn`, whose record is anchored at `anchor`, as this
+    /// replica's copy of the record says.
+    fn status(&self, anchor: &[u8], txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
+        let status = TxnRecord::read(&*self.engine, anchor, txn)?;
         let owner = (txn >> 64) as u64;
         if status == TxnStatus::Pending && owner >> 32 == self.epoch >> 32 && owner != self.epoch {
             return Ok(TxnStatus::Aborted);
@@ -440,10 +459,11 @@ impl Store {
     }
 
     /// Take `spans` on `t` and check that `t` still owns all of them: a split may have
-    /// moved the keys between routing and latching (see [`tablet`]). The GC threshold's
-    /// latch is every tablet's own bookkeeping, not a claim on the key.
+    /// moved the keys between routing and latching (see [`tablet`]). Latches named in
+    /// the system region ([`BOOKKEEPING`]: the GC threshold, records) are the tablet's
+    /// own bookkeeping, not claims on keys.
     fn latch(t: &Tablet, spans: Vec<Span>) -> Result<crate::latch::Guard<'_>> {
-        let owned = spans.iter().filter(|s| s.start() != GcThreshold::KEY);
+        let owned = spans.iter().filter(|s| !s.start().starts_with(BOOKKEEPING));
         let lo = owned.clone().map(|s| s.start()).min().map(<[u8]>::to_vec);
         let hi = owned.map(|s| s.end()).max().map(<[u8]>::to_vec);
         let guard = t.latches.acquire(spans);
@@ -452,6 +472,26 @@ impl Store {
             if !t.desc.read().contains_span(&lo, &hi) {
                 return Err(Error::RangeKeyMismatch { key: lo });
             }
+        }
+        Ok(guard)
+    }
+
+    /// Take `spans` and the latch of `txn`'s record ([`record_latch`]) on `t`, and
+    /// check that `t` still owns the record's anchor: a split latches every record of
+    /// the tablet it cuts, so no request on a record is in flight while the record
+    /// changes tablets.
+    fn latch_record<'t>(
+        t: &'t Tablet,
+        txn: TxnId,
+        anchor: &[u8],
+        mut spans: Vec<Span>,
+    ) -> Result<crate::latch::Guard<'t>> {
+        spans.push(record_latch(txn));
+        let guard = Self::latch(t, spans)?;
+        if !t.desc.read().contains(anchor) {
+            return Err(Error::RangeKeyMismatch {
+                key: anchor.to_vec(),
+            });
         }
         Ok(guard)
     }
@@ -481,7 +521,7 @@ impl Store {
         )?;
         self.check_gc(t, read_ts)?;
         let failed = Mutex::new(None);
-        let status = |x, ts| self.status_for_read(t, x, ts, read_ts, uncertainty_limit, &failed);
+        let status = |i: &Intent| self.status_for_read(t, i, read_ts, uncertainty_limit, &failed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -529,7 +569,7 @@ impl Store {
         latched.push(Span::key(GcThreshold::KEY, Access::Read));
         let _latched = Self::latch(t, latched)?;
         self.check_gc(t, read_ts)?;
-        let status = |x, _| self.status(x);
+        let status = |i: &Intent| self.status(&i.anchor, i.txn);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -562,19 +602,22 @@ impl Store {
     /// The error for conflict `c`; an intent of a STAGING transaction asks the gateway
     /// to settle that transaction first ([`Error::Unsettled`]).
     fn conflict(&self, c: mvcc::Conflict, what: &str) -> Error {
-        if let mvcc::ConflictKind::Intent(txn) = c.kind {
-            if matches!(self.status(txn), Ok(TxnStatus::Staging(_))) {
-                return Error::Unsettled { txn };
+        if let mvcc::ConflictKind::Intent { txn, anchor } = &c.kind {
+            if matches!(self.status(anchor, *txn), Ok(TxnStatus::Staging(_))) {
+                return Error::Unsettled {
+                    txn: *txn,
+                    anchor: anchor.clone(),
+                };
             }
         }
         let reason = match c.kind {
             mvcc::ConflictKind::Version(ts) => {
                 format!("{what}: a concurrent transaction committed at {ts}")
             }
-            mvcc::ConflictKind::Intent(t) => {
+            mvcc::ConflictKind::Intent { txn, .. } => {
                 format!(
                     "{what}: the key is being written by transaction {:x}",
-                    t as u64
+                    txn as u64
                 )
             }
         };

@@ -2,8 +2,8 @@
 //! transaction record, and the status a read or a write acts on (see the store's module
 //! docs, "Abandoned intents", and [`super::commit`], "Why it is serializable").
 //!
-//! A record lives on the record tablet ([`Store::record_tablet`]); an intent may lie
-//! on any tablet. Whoever meets an intent whose record is elsewhere learns its fate
+//! A record lives on the tablet of its anchor ([`Store::record_tablet`]); an intent
+//! may lie on any tablet and names the anchor. Whoever meets an intent whose record is elsewhere learns its fate
 //! from the record's leaseholder with a [`Push`], evaluated there under the record's
 //! latch, so that a push and the commit that writes the record are ordered:
 //! - a **timestamp push** raises the lowest timestamp the pending transaction may
@@ -21,22 +21,22 @@
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tessera_storage::mvcc::{TxnId, TxnRecord, TxnStatus};
+use tessera_storage::mvcc::{Intent, TxnId, TxnRecord, TxnStatus};
 use tessera_storage::{Cf, Timestamp, WriteBatch};
 
 use super::tablet::Tablet;
 use super::Store;
-use crate::latch::{Access, Guard, Span};
+use crate::latch::Guard;
 use crate::remote::{KvRequest, KvResponse};
 use crate::{Error, Result};
 
 /// What a write learned about the owners of the intents it met.
 #[derive(Default)]
 pub(super) struct Met<'a> {
-    /// Transactions it aborted, with the latches of their records.
-    aborted: Vec<(TxnId, Guard<'a>)>,
-    /// A STAGING transaction it met, whose fate must be settled first.
-    unsettled: Option<TxnId>,
+    /// Transactions it aborted, with their anchors and the latches of their records.
+    aborted: Vec<(TxnId, Vec<u8>, Guard<'a>)>,
+    /// A STAGING transaction it met (with its anchor), whose fate must be settled first.
+    unsettled: Option<(TxnId, Vec<u8>)>,
 }
 
 /// What a push asks of a pending transaction's record.
@@ -55,10 +55,15 @@ impl Store {
     /// were renewed. A transaction that a conflicting writer has aborted stays known
     /// here until it ends (its commit fails).
     pub fn heartbeat_once(&self) -> usize {
-        let open: Vec<TxnId> = self.heartbeats.lock().iter().copied().collect();
+        let open: Vec<(TxnId, Vec<u8>)> = self
+            .heartbeats
+            .lock()
+            .iter()
+            .map(|(t, a)| (*t, a.clone()))
+            .collect();
         let mut renewed = 0;
-        for txn in open {
-            match self.heartbeat(txn) {
+        for (txn, anchor) in open {
+            match self.heartbeat(txn, &anchor) {
                 Ok(()) => renewed += 1,
                 Err(e) => tracing::debug!(txn, error = %e, "transaction heartbeat failed"),
             }
@@ -68,22 +73,23 @@ impl Store {
 
     /// Renew `txn`'s heartbeat on the leaseholder of its record (writing the record,
     /// PENDING, when there is none yet).
-    pub(super) fn heartbeat(&self, txn: TxnId) -> Result<()> {
-        let t = self.record_tablet(txn);
+    pub(super) fn heartbeat(&self, txn: TxnId, anchor: &[u8]) -> Result<()> {
+        let t = self.record_tablet(anchor);
         let Some(node) = self.forward_to(&t)? else {
-            return self.heartbeat_local(&t, txn);
+            return self.heartbeat_local(&t, txn, anchor);
         };
-        self.forward(node, KvRequest::Heartbeat { txn }).map(|_| ())
+        let anchor = anchor.to_vec();
+        self.forward(node, KvRequest::Heartbeat { txn, anchor })
+            .map(|_| ())
     }
 
-    pub(super) fn heartbeat_local(&self, t: &Tablet, txn: TxnId) -> Result<()> {
-        let key = TxnRecord::key(txn);
-        let record = Span::key(&key, Access::Write);
-        let _latched = Self::latch(t, vec![record])?;
-        match self.status(txn)? {
+    pub(super) fn heartbeat_local(&self, t: &Tablet, txn: TxnId, anchor: &[u8]) -> Result<()> {
+        let key = TxnRecord::key(anchor, txn);
+        let _latched = Self::latch_record(t, txn, anchor, Vec::new())?;
+        match self.status(anchor, txn)? {
             TxnStatus::Pending => {
                 let mut b = WriteBatch::new();
-                let pushed = TxnRecord::pushed(&*self.engine, txn)?;
+                let pushed = TxnRecord::pushed(&*self.engine, anchor, txn)?;
                 b.put(
                     Cf::Data,
                     key,
@@ -93,7 +99,7 @@ impl Store {
             }
             TxnStatus::Staging(ts) => {
                 let mut b = WriteBatch::new();
-                let in_flight = TxnRecord::in_flight(&*self.engine, txn)?;
+                let in_flight = TxnRecord::in_flight(&*self.engine, anchor, txn)?;
                 b.put(
                     Cf::Data,
                     key,
@@ -116,31 +122,38 @@ impl Store {
     }
 
     /// Push `txn` at the leaseholder of its record; answers the status it leaves.
-    pub(super) fn push(&self, txn: TxnId, push: Push) -> Result<TxnStatus> {
-        let t = self.record_tablet(txn);
+    pub(super) fn push(&self, txn: TxnId, anchor: &[u8], push: Push) -> Result<TxnStatus> {
+        let t = self.record_tablet(anchor);
         let Some(node) = self.forward_to(&t)? else {
-            return self.push_local(&t, txn, push);
+            return self.push_local(&t, txn, anchor, push);
         };
-        match self.forward(node, KvRequest::Push { txn, push })? {
+        let anchor = anchor.to_vec();
+        match self.forward(node, KvRequest::Push { txn, anchor, push })? {
             KvResponse::Status(s) => Ok(s),
             other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
         }
     }
 
     /// Evaluate a push on `t`, the record's tablet, under the record's latch.
-    pub(super) fn push_local(&self, t: &Tablet, txn: TxnId, push: Push) -> Result<TxnStatus> {
+    pub(super) fn push_local(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        anchor: &[u8],
+        push: Push,
+    ) -> Result<TxnStatus> {
         // The record must be current here: an earlier leaseholder may have written it.
         if let Some(r) = &t.replicator {
             r.read_barrier()?;
         }
-        let key = TxnRecord::key(txn);
-        let _latched = Self::latch(t, vec![Span::key(&key, Access::Write)])?;
-        let status = self.status(txn)?;
+        let key = TxnRecord::key(anchor, txn);
+        let _latched = Self::latch_record(t, txn, anchor, Vec::new())?;
+        let status = self.status(anchor, txn)?;
         if status != TxnStatus::Pending {
             return Ok(status);
         }
-        let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
-        let pushed = TxnRecord::pushed(&*self.engine, txn)?;
+        let heartbeat = TxnRecord::heartbeat(&*self.engine, anchor, txn)?;
+        let pushed = TxnRecord::pushed(&*self.engine, anchor, txn)?;
         let mut b = WriteBatch::new();
         let after = match push {
             Push::Timestamp(ts) if ts <= pushed => return Ok(status),
@@ -182,19 +195,19 @@ impl Store {
     pub(super) fn status_for_read(
         &self,
         t: &Tablet,
-        txn: TxnId,
-        intent_ts: Timestamp,
+        intent: &Intent,
         read_ts: Timestamp,
         limit: Timestamp,
         failed: &Mutex<Option<Error>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
-        let mut status = self.status(txn)?;
+        let (txn, anchor) = (intent.txn, intent.anchor.as_slice());
+        let mut status = self.status(anchor, txn)?;
         if status == TxnStatus::Pending
-            && intent_ts <= read_ts.max(limit)
-            && !t.desc.read().contains(&TxnRecord::key(txn))
+            && intent.ts <= read_ts.max(limit)
+            && !t.desc.read().contains(anchor)
         {
             status = self
-                .push(txn, Push::Timestamp(read_ts.next()))
+                .push(txn, anchor, Push::Timestamp(read_ts.next()))
                 .map_err(|e| {
                     let message = e.to_string();
                     *failed.lock() = Some(e);
@@ -204,7 +217,10 @@ impl Store {
         match status {
             TxnStatus::Staging(ts) if ts > read_ts.max(limit) => Ok(TxnStatus::Pending),
             TxnStatus::Staging(_) => {
-                *failed.lock() = Some(Error::Unsettled { txn });
+                *failed.lock() = Some(Error::Unsettled {
+                    txn,
+                    anchor: anchor.to_vec(),
+                });
                 Err(tessera_storage::Error::Engine(format!(
                     "transaction {:x} is staging",
                     txn as u64
@@ -224,52 +240,60 @@ impl Store {
     pub(super) fn status_for_write<'a>(
         &'a self,
         t: &'a Tablet,
-        txn: TxnId,
-        intent_ts: Timestamp,
+        intent: &Intent,
         met: &Mutex<Met<'a>>,
     ) -> Result<TxnStatus, tessera_storage::Error> {
-        if met.lock().aborted.iter().any(|(t, _)| *t == txn) {
+        let (txn, anchor) = (intent.txn, intent.anchor.as_slice());
+        if met.lock().aborted.iter().any(|(t, _, _)| *t == txn) {
             return Ok(TxnStatus::Aborted);
         }
-        let status = self.status(txn)?;
+        let status = self.status(anchor, txn)?;
         if let TxnStatus::Staging(_) = status {
-            return Self::unsettled(met, txn);
+            return Self::unsettled(met, txn, anchor);
         }
-        let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
-        if status != TxnStatus::Pending || !self.expired(heartbeat, intent_ts) {
+        let heartbeat = TxnRecord::heartbeat(&*self.engine, anchor, txn)?;
+        if status != TxnStatus::Pending || !self.expired(heartbeat, intent.ts) {
             return Ok(status);
         }
-        let key = TxnRecord::key(txn);
-        if !t.desc.read().contains(&key) {
+        if !t.desc.read().contains(anchor) {
             // This replica's copy of the heartbeat may lag: the record's leaseholder
             // decides.
-            let status = self.push(txn, Push::Abort(intent_ts)).unwrap_or_else(|e| {
-                tracing::debug!(txn, error = %e, "pushing an abandoned transaction failed");
-                TxnStatus::Pending
-            });
+            let status = self
+                .push(txn, anchor, Push::Abort(intent.ts))
+                .unwrap_or_else(|e| {
+                    tracing::debug!(txn, error = %e, "pushing an abandoned transaction failed");
+                    TxnStatus::Pending
+                });
             if let TxnStatus::Staging(_) = status {
-                return Self::unsettled(met, txn);
+                return Self::unsettled(met, txn, anchor);
             }
             return Ok(status);
         }
         // The record's latch makes the abort conditional on PENDING. It is taken
-        // without waiting (this request already holds latches); while it is busy, the
-        // transaction counts as pending.
-        let record = Span::key(&key, Access::Write);
-        let Some(latched) = t.latches.try_acquire(vec![record]) else {
+        // without waiting (this request already holds latches); while it is busy, or
+        // when a split took the record elsewhere meanwhile, the transaction counts as
+        // pending.
+        let Some(latched) = t.latches.try_acquire(vec![super::record_latch(txn)]) else {
             return Ok(status);
         };
-        let status = self.status(txn)?;
+        if !t.desc.read().contains(anchor) {
+            return Ok(status);
+        }
+        let status = self.status(anchor, txn)?;
         if status != TxnStatus::Pending {
             return Ok(status);
         }
         tracing::info!(txn, "aborting a transaction whose heartbeat expired");
-        met.lock().aborted.push((txn, latched));
+        met.lock().aborted.push((txn, anchor.to_vec(), latched));
         Ok(TxnStatus::Aborted)
     }
 
-    fn unsettled(met: &Mutex<Met<'_>>, txn: TxnId) -> Result<TxnStatus, tessera_storage::Error> {
-        met.lock().unsettled = Some(txn);
+    fn unsettled(
+        met: &Mutex<Met<'_>>,
+        txn: TxnId,
+        anchor: &[u8],
+    ) -> Result<TxnStatus, tessera_storage::Error> {
+        met.lock().unsettled = Some((txn, anchor.to_vec()));
         Err(tessera_storage::Error::Engine(format!(
             "transaction {:x} is staging",
             txn as u64
@@ -279,16 +303,16 @@ impl Store {
     /// The error of a write whose MVCC step failed with `e`: [`Error::Unsettled`] when
     /// it met a STAGING transaction.
     pub(super) fn met_error(met: &Mutex<Met<'_>>, e: tessera_storage::Error) -> Error {
-        match met.lock().unsettled {
-            Some(txn) => Error::Unsettled { txn },
+        match met.lock().unsettled.clone() {
+            Some((txn, anchor)) => Error::Unsettled { txn, anchor },
             None => e.into(),
         }
     }
 
     /// `e`, unless the write met a STAGING transaction: then [`Error::Unsettled`].
     pub(super) fn unsettled_first(met: &Mutex<Met<'_>>, e: Error) -> Error {
-        match met.lock().unsettled {
-            Some(txn) => Error::Unsettled { txn },
+        match met.lock().unsettled.clone() {
+            Some((txn, anchor)) => Error::Unsettled { txn, anchor },
             None => e,
         }
     }
@@ -296,10 +320,10 @@ impl Store {
     /// Queue the ABORTED records of the transactions a write pushed aside (their
     /// latches stay held until the batch is written).
     pub(super) fn record_pushed(batch: &mut WriteBatch, met: &Mutex<Met<'_>>) {
-        for &(txn, _) in met.lock().aborted.iter() {
+        for (txn, anchor, _) in met.lock().aborted.iter() {
             batch.put(
                 Cf::Data,
-                TxnRecord::key(txn),
+                TxnRecord::key(anchor, *txn),
                 TxnRecord::encode(TxnStatus::Aborted),
             );
         }

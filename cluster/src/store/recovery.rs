@@ -79,8 +79,8 @@ impl Store {
     pub(super) fn settling<T>(&self, wait: bool, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         for _ in 0..SETTLES {
             match f() {
-                Err(Error::Unsettled { txn }) => {
-                    if let TxnStatus::Staging(_) = self.settle(txn, wait, false)? {
+                Err(Error::Unsettled { txn, anchor }) => {
+                    if let TxnStatus::Staging(_) = self.settle(txn, &anchor, wait, false)? {
                         return Err(Self::still_committing(txn));
                     }
                 }
@@ -105,7 +105,13 @@ impl Store {
     /// STAGING status is answered; an expired one, or any with `force` (the
     /// coordinator settling its own commit, which does not wait), is recovered.
     /// Answers the status the record is left with.
-    pub(super) fn settle(&self, txn: TxnId, wait: bool, force: bool) -> Result<TxnStatus> {
+    pub(super) fn settle(
+        &self,
+        txn: TxnId,
+        anchor: &[u8],
+        wait: bool,
+        force: bool,
+    ) -> Result<TxnStatus> {
         let began = self.clock.now().wall;
         let patience = if wait {
             2 * self.config.txn_expiry_nanos
@@ -114,13 +120,13 @@ impl Store {
         };
         let polls = patience / POLL.as_nanos() as u64;
         for _ in 0..=polls {
-            let record = self.record_of(txn)?;
+            let record = self.record_of(txn, anchor)?;
             let TxnStatus::Staging(ts) = record.status else {
                 return Ok(record.status);
             };
             if record.expired || force {
                 tracing::info!(txn, %ts, "recovering the status of a staging transaction");
-                let status = self.recover(txn, ts, &record.in_flight)?;
+                let status = self.recover(txn, anchor, ts, &record.in_flight)?;
                 if !matches!(status, TxnStatus::Staging(_)) {
                     return Ok(status);
                 }
@@ -138,16 +144,17 @@ impl Store {
                 self.clock.wait_until(until);
             }
         }
-        Ok(self.record_of(txn)?.status)
+        Ok(self.record_of(txn, anchor)?.status)
     }
 
     /// `txn`'s record at its leaseholder.
-    fn record_of(&self, txn: TxnId) -> Result<RecordState> {
-        let t = self.record_tablet(txn);
+    fn record_of(&self, txn: TxnId, anchor: &[u8]) -> Result<RecordState> {
+        let t = self.record_tablet(anchor);
         let Some(node) = self.forward_to(&t)? else {
-            return self.record_local(&t, txn);
+            return self.record_local(&t, txn, anchor);
         };
-        match self.forward(node, KvRequest::Record { txn })? {
+        let anchor = anchor.to_vec();
+        match self.forward(node, KvRequest::Record { txn, anchor })? {
             KvResponse::Record {
                 status,
                 expired,
@@ -161,17 +168,27 @@ impl Store {
         }
     }
 
-    pub(super) fn record_local(&self, t: &Tablet, txn: TxnId) -> Result<RecordState> {
+    pub(super) fn record_local(
+        &self,
+        t: &Tablet,
+        txn: TxnId,
+        anchor: &[u8],
+    ) -> Result<RecordState> {
         // The record must be current here: an earlier leaseholder may have written it.
         if let Some(r) = &t.replicator {
             r.read_barrier()?;
         }
-        let status = self.status(txn)?;
-        let heartbeat = TxnRecord::heartbeat(&*self.engine, txn)?;
+        if !t.desc.read().contains(anchor) {
+            return Err(Error::RangeKeyMismatch {
+                key: anchor.to_vec(),
+            });
+        }
+        let status = self.status(anchor, txn)?;
+        let heartbeat = TxnRecord::heartbeat(&*self.engine, anchor, txn)?;
         Ok(RecordState {
             status,
             expired: self.expired(heartbeat, Timestamp::ZERO),
-            in_flight: TxnRecord::in_flight(&*self.engine, txn)?,
+            in_flight: TxnRecord::in_flight(&*self.engine, anchor, txn)?,
         })
     }
 
@@ -180,26 +197,39 @@ impl Store {
     pub(super) fn recover(
         &self,
         txn: TxnId,
+        anchor: &[u8],
         ts: Timestamp,
         in_flight: &[Vec<u8>],
     ) -> Result<TxnStatus> {
         let found = self.query_intents(txn, ts, in_flight)?;
-        self.recover_on(txn, ts, found)
+        self.recover_on(txn, anchor, ts, found)
     }
 
     /// Mark `txn`, which staged at `ts` and whose every part succeeded, COMMITTED.
-    pub(super) fn mark_committed(&self, txn: TxnId, ts: Timestamp) -> Result<TxnStatus> {
-        self.recover_on(txn, ts, true)
+    pub(super) fn mark_committed(
+        &self,
+        txn: TxnId,
+        anchor: &[u8],
+        ts: Timestamp,
+    ) -> Result<TxnStatus> {
+        self.recover_on(txn, anchor, ts, true)
     }
 
     /// [`Self::recover_local`] at the record's leaseholder.
-    fn recover_on(&self, txn: TxnId, ts: Timestamp, commit: bool) -> Result<TxnStatus> {
-        let t = self.record_tablet(txn);
+    fn recover_on(
+        &self,
+        txn: TxnId,
+        anchor: &[u8],
+        ts: Timestamp,
+        commit: bool,
+    ) -> Result<TxnStatus> {
+        let t = self.record_tablet(anchor);
         let Some(node) = self.forward_to(&t)? else {
-            return self.recover_local(&t, txn, ts, commit);
+            return self.recover_local(&t, txn, anchor, ts, commit);
         };
         let req = KvRequest::Recover {
             txn,
+            anchor: anchor.to_vec(),
             staging: ts,
             commit,
         };
@@ -270,15 +300,16 @@ impl Store {
         &self,
         t: &Tablet,
         txn: TxnId,
+        anchor: &[u8],
         staging: Timestamp,
         commit: bool,
     ) -> Result<TxnStatus> {
         if let Some(r) = &t.replicator {
             r.read_barrier()?;
         }
-        let key = TxnRecord::key(txn);
-        let _latched = Self::latch(t, vec![Span::key(&key, Access::Write)])?;
-        let status = self.status(txn)?;
+        let key = TxnRecord::key(anchor, txn);
+        let _latched = Self::latch_record(t, txn, anchor, Vec::new())?;
+        let status = self.status(anchor, txn)?;
         if status != TxnStatus::Staging(staging) {
             return Ok(status);
         }

@@ -2,9 +2,10 @@
 //!
 //! A split at a user key `k` of the tablet `[start, end)` leaves `[start, k)` to the
 //! parent (its generation bumped) and gives `[k, end)` to a new tablet. It copies no
-//! data and does no work proportional to the tablet's size: the moved part is
-//! write-latched on the parent's leaseholder (so no request of the parent is in flight
-//! there), the new tablet's timestamp cache starts at the highest read the parent
+//! data and does no work proportional to the tablet's size: the moved part and the
+//! tablet's transaction records are write-latched on the parent's leaseholder (so no
+//! request of the parent is in flight there, and records anchored in the moved part
+//! move with it), the new tablet's timestamp cache starts at the highest read the parent
 //! recorded over the moved part, and the map of tablets changes in one step (see
 //! [`super::tablet`]).
 //!
@@ -99,9 +100,13 @@ impl Store {
                 };
             }
             let right_id = self.allocate_range_id()?;
-            let _moving = t
-                .latches
-                .acquire(vec![Span::range(key, &desc.end, Access::Write)]);
+            // The moved part, and every record of the tablet: records anchored in
+            // the moved part change tablets with it ([`Store::latch_record`]).
+            let (records, records_end) = super::RECORD_LATCHES;
+            let _moving = t.latches.acquire(vec![
+                Span::range(key, &desc.end, Access::Write),
+                Span::range(records, records_end, Access::Write),
+            ]);
             if *t.desc.read() != desc {
                 // Split concurrently: route again.
                 continue;

@@ -7,8 +7,9 @@
 //! id (the id of its Raft group when replicated), its span and a generation that every
 //! split bumps. The tablets of a store cover the whole key space without gaps or
 //! overlaps; the first one (range id [`FIRST_RANGE`]) starts at the empty key and also
-//! holds the system region below [`mvcc::MVCC_START`] (transaction records, node
-//! addresses, the GC threshold).
+//! holds the system region below [`mvcc::MVCC_START`] (node addresses, the range id
+//! counter). Transaction records and GC thresholds are tablet-local entries anchored
+//! at user keys ([`mvcc::local_key`]), so they lie in the tablet of their anchor.
 //!
 //! Each tablet has its own latches, timestamp cache, lease state and GC threshold:
 //! requests on different tablets never wait for each other.

@@ -19,36 +19,39 @@ impl Store {
     /// Write `writes` as intents of `txn` on `t`, in batches of bounded size; answers
     /// their highest timestamp. Each batch is checked and written under the latch, so no
     /// other write of its keys can come between the conflict check and the intent. On
-    /// the record tablet the record (pending, with a fresh heartbeat) goes with every
-    /// batch and the intents carry `read_ts`: the commit there checks the timestamp
-    /// cache of these keys. Elsewhere they carry a timestamp above that tablet's cache
-    /// for their keys, which the commit may not go below (see [`commit`]).
+    /// the record's tablet (the tablet of `anchor`) the record (pending, with a fresh
+    /// heartbeat) goes with every batch and the intents carry `read_ts`: the commit
+    /// there checks the timestamp cache of these keys. Elsewhere they carry a timestamp
+    /// above that tablet's cache for their keys, which the commit may not go below (see
+    /// [`commit`]). Every intent names the anchor.
     pub(super) fn flush_intents_local(
         &self,
         t: &Tablet,
         txn: TxnId,
+        anchor: &[u8],
         read_ts: Timestamp,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<Timestamp> {
         self.check_lease(t);
         let size = |(k, v): &(&Vec<u8>, &Option<Vec<u8>>)| {
-            k.len() + v.as_ref().map_or(0, |v| v.len()) + 64
+            k.len() + v.as_ref().map_or(0, |v| v.len()) + anchor.len() + 64
         };
-        let record = TxnRecord::key(txn);
-        let on_record = t.desc.read().contains(&record);
+        let record = TxnRecord::key(anchor, txn);
+        let on_record = t.desc.read().contains(anchor);
         let mut highest = read_ts;
         for chunk in chunks(writes.iter(), size, self.config.intent_batch_bytes) {
             let mut spans: Vec<Span> = chunk
                 .iter()
                 .map(|(k, _)| Span::key(k, Access::Write))
                 .collect();
-            if on_record {
-                spans.push(Span::key(&record, Access::Write));
-            }
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let _latched = Self::latch(t, spans)?;
+            let _latched = if on_record {
+                Self::latch_record(t, txn, anchor, spans)?
+            } else {
+                Self::latch(t, spans)?
+            };
             let pushed = Mutex::new(Met::default());
-            let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
+            let status = |i: &Intent| self.status_for_write(t, i, &pushed);
             let view = ReadView {
                 read_ts,
                 txn: Some(txn),
@@ -59,10 +62,10 @@ impl Store {
             let mut batch = WriteBatch::new();
             let mut ts = read_ts;
             if on_record {
-                if self.status(txn)? == TxnStatus::Aborted {
+                if self.status(anchor, txn)? == TxnStatus::Aborted {
                     return Err(Self::aborted_by_push());
                 }
-                let pushed = TxnRecord::pushed(&*self.engine, txn)?;
+                let pushed = TxnRecord::pushed(&*self.engine, anchor, txn)?;
                 batch.put(
                     Cf::Data,
                     record.clone(),
@@ -81,6 +84,7 @@ impl Store {
                 }
                 let intent = Intent {
                     txn,
+                    anchor: anchor.to_vec(),
                     ts,
                     value: value.clone(),
                 };
@@ -93,7 +97,7 @@ impl Store {
         Ok(highest)
     }
 
-    /// Validate and commit `part` on `t`. With `part.record`, `t` holds the
+    /// Validate and commit `part` on `t`. With `part.record` (its anchor), `t` holds the
     /// transaction's record, which must be PENDING and is written COMMITTED in the same
     /// batch (the commit point of a transaction with intents), at or above the
     /// timestamp pushes left in it. With `at`, the commit timestamp is fixed (the
@@ -123,7 +127,7 @@ impl Store {
             return Err(Error::Raft("staging needs a fixed timestamp".into()));
         }
         let pushed = Mutex::new(Met::default());
-        let status = |x, ts| self.status_for_write(t, x, ts, &pushed);
+        let status = |i: &Intent| self.status_for_write(t, i, &pushed);
         let view = ReadView {
             read_ts,
             txn: Some(txn),
@@ -131,25 +135,23 @@ impl Store {
             uncertainty_limit: Timestamp::ZERO,
         };
         self.check_lease(t);
-        let record_key = TxnRecord::key(txn);
         let keys = writes.keys().chain(flushed.iter());
         let commit_ts = {
             let mut spans: Vec<Span> = keys.clone().map(|k| Span::key(k, Access::Write)).collect();
-            if record {
-                spans.push(Span::key(&record_key, Access::Write));
-            }
             spans.extend(reads.iter().map(|(a, b)| Span::range(a, b, Access::Read)));
             spans.push(Span::key(GcThreshold::KEY, Access::Read));
-            let _latched = Self::latch(t, spans)?;
+            let _latched = match record {
+                Some(anchor) => Self::latch_record(t, txn, anchor, spans)?,
+                None => Self::latch(t, spans)?,
+            };
             // History below the threshold may be gone: reads and writes could not be
             // validated against it.
             self.check_gc(t, read_ts)?;
             // A transaction with intents commits only from PENDING (or its own
             // STAGING, when staging again higher).
-            let before = if record {
-                self.status(txn)?
-            } else {
-                TxnStatus::Pending
+            let before = match record {
+                Some(anchor) => self.status(anchor, txn)?,
+                None => TxnStatus::Pending,
             };
             match before {
                 TxnStatus::Aborted => return Err(Self::aborted_by_push()),
@@ -172,8 +174,8 @@ impl Store {
                 // moves past it before anyone can observe the clock again.
                 let _choosing = self.ts_choice.lock();
                 let mut commit_ts = at.unwrap_or_else(|| self.clock.now());
-                if record {
-                    commit_ts = commit_ts.max(TxnRecord::pushed(&*self.engine, txn)?);
+                if let Some(anchor) = record {
+                    commit_ts = commit_ts.max(TxnRecord::pushed(&*self.engine, anchor, txn)?);
                 }
                 let cache = t.tscache.lock();
                 for key in keys.clone() {
@@ -204,15 +206,15 @@ impl Store {
             for (key, value) in writes {
                 // Drops this transaction's own intent (the buffered value wins) and
                 // keeps another's committed one as a version.
-                let as_intent = staging.is_some();
                 let prepared =
-                    mvcc::prepare_write(&*self.engine, &mut batch, key, &view, as_intent);
+                    mvcc::prepare_write(&*self.engine, &mut batch, key, &view, staging.is_some());
                 if let Some(c) = prepared.map_err(|e| Self::met_error(&pushed, e))? {
                     return Err(self.conflict(c, "write-write conflict"));
                 }
-                if as_intent {
+                if let Some((anchor, _)) = staging {
                     let intent = Intent {
                         txn,
+                        anchor: anchor.to_vec(),
                         ts: commit_ts,
                         value: value.clone(),
                     };
@@ -221,17 +223,21 @@ impl Store {
                     mvcc::put_version(&mut batch, key, commit_ts, value.as_deref());
                 }
             }
-            if record {
+            if let Some(anchor) = record {
                 let value = match staging {
-                    Some(in_flight) => {
+                    Some((_, in_flight)) => {
                         TxnRecord::encode_staging(commit_ts, self.clock.now(), in_flight)
                     }
                     None => TxnRecord::encode(TxnStatus::Committed(commit_ts)),
                 };
-                batch.put(Cf::Data, record_key, value);
+                batch.put(Cf::Data, TxnRecord::key(anchor, txn), value);
             }
             Self::record_pushed(&mut batch, &pushed);
-            self.write(t, batch, true)?;
+            // A part that only checks (intents a split moved off the record's tablet)
+            // writes nothing.
+            if !batch.is_empty() {
+                self.write(t, batch, true)?;
+            }
             let mut cache = t.tscache.lock();
             for (start, end) in reads {
                 cache.add(start, end, commit_ts);
@@ -248,7 +254,7 @@ impl Store {
         Ok(Commit::Committed(commit_ts))
     }
 
-    /// Roll back on `t` (the record tablet): mark the record aborted and remove the
+    /// Roll back on `t` (the record's tablet): mark the record aborted and remove the
     /// intents on `flushed` (keys of `t`). A record that says COMMITTED is never
     /// overwritten: the intents are then resolved as committed instead, and the commit
     /// timestamp is returned.
@@ -256,13 +262,13 @@ impl Store {
         &self,
         t: &Tablet,
         txn: TxnId,
+        anchor: &[u8],
         flushed: &[Vec<u8>],
     ) -> Result<Option<Timestamp>> {
         let outcome = {
-            let key = TxnRecord::key(txn);
-            let record = Span::key(&key, Access::Write);
-            let _latched = Self::latch(t, vec![record])?;
-            match TxnRecord::read(&*self.engine, txn)? {
+            let key = TxnRecord::key(anchor, txn);
+            let _latched = Self::latch_record(t, txn, anchor, Vec::new())?;
+            match TxnRecord::read(&*self.engine, anchor, txn)? {
                 TxnStatus::Committed(ts) => Some(ts),
                 // The coordinator rolls back only before it told its client of a
                 // commit, and a recovery commits only from STAGING: ABORTED over its
@@ -316,11 +322,12 @@ pub(crate) struct CommitPart<'a> {
     pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Its keys there that already hold its intents.
     pub flushed: &'a [Vec<u8>],
-    /// Whether the tablet holds its record, to be written COMMITTED.
-    pub record: bool,
-    /// Stage instead of commit (see [`Store::commit_local`]): the writes the record
-    /// lists in flight on other tablets.
-    pub staging: Option<&'a [Vec<u8>]>,
+    /// The anchor of its record when the tablet holds the record, to be written
+    /// COMMITTED (or STAGING).
+    pub record: Option<&'a [u8]>,
+    /// Stage instead of commit (see [`Store::commit_local`]): the anchor its intents
+    /// name, and the writes the record lists in flight on other tablets.
+    pub staging: Option<(&'a [u8], &'a [Vec<u8>])>,
 }
 
 /// What a commit on one tablet did.
