@@ -5,6 +5,8 @@
 //! (`target/<profile>/tessera`, next to the test executable's `deps/` folder), or the
 //! one named by `TESSERA_BIN`.
 
+pub mod history;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -225,6 +225,55 @@ async fn demo_starts_a_local_cluster() {
     let _ = child.wait();
 }
 
+/// A client of the node at `url`, or `None` (after a pause) when it does not answer.
+async fn try_connect(url: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((c, conn)) => {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Some(c)
+        }
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    }
+}
+
+/// One round of faults while a workload runs: `kill -9` and restart of node `round`,
+/// then the next node frozen (`SIGSTOP`, past an election timeout) and, once resumed,
+/// cut off from the others by a partition, and then `split` run through the third
+/// node, retried while the cluster recovers. Whether the split went through.
+async fn fault_round(nodes: &mut [Node], round: usize, split: &str) -> bool {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nodes[round].kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nodes[round].restart();
+    nodes[round].wait_sql();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frozen = &nodes[(round + 1) % 3];
+    frozen.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    frozen.resume();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let addrs: Vec<_> = nodes.iter().map(|n| n.rpc()).collect();
+    let partition = Partition::isolate(frozen.rpc(), &addrs);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(partition);
+    let splitter = &nodes[(round + 2) % 3];
+    for _ in 0..20 {
+        let Ok(c) = tokio::time::timeout(Duration::from_secs(5), splitter.connect()).await else {
+            continue;
+        };
+        match tokio::time::timeout(Duration::from_secs(10), c.simple_query(split)).await {
+            Ok(Ok(_)) => return true,
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    false
+}
+
 /// The bank on many tablets: accounts (one tablet each, 20 in all) and a ledger;
 /// concurrent transfers through all three nodes while a nemesis kills (`kill -9`) and
 /// restarts each node in turn, freezes another (`SIGSTOP`, past an election timeout),
@@ -271,14 +320,9 @@ async fn bank_on_many_tablets_survives_kills_pauses_partitions_skew_and_splits()
             let mut totals = Vec::new();
             let mut i: i64 = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(c) = try_connect(&url).await else {
                     continue;
                 };
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
                     let id = (w as i64) * 1_000_000 + i;
@@ -316,36 +360,10 @@ async fn bank_on_many_tablets_survives_kills_pauses_partitions_skew_and_splits()
     // between the workers' ids, through the third, while the transfers run.
     let mut splits = 0;
     for round in 0..3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        nodes[round].kill9();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        nodes[round].restart();
-        nodes[round].wait_sql();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let frozen = &nodes[(round + 1) % 3];
-        frozen.pause();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        frozen.resume();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let addrs: Vec<_> = nodes.iter().map(|n| n.rpc()).collect();
-        let partition = Partition::isolate(frozen.rpc(), &addrs);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        drop(partition);
         let at = (round as i64 + 1) * 1_000_000;
-        let splitter = &nodes[(round + 2) % 3];
-        for _ in 0..20 {
-            let Ok(c) = tokio::time::timeout(Duration::from_secs(5), splitter.connect()).await
-            else {
-                continue;
-            };
-            let sql = format!("ALTER TABLE ledger SPLIT AT VALUES ({at})");
-            match tokio::time::timeout(Duration::from_secs(10), c.simple_query(&sql)).await {
-                Ok(Ok(_)) => {
-                    splits += 1;
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(300)).await,
-            }
+        let split = format!("ALTER TABLE ledger SPLIT AT VALUES ({at})");
+        if fault_round(&mut nodes, round, &split).await {
+            splits += 1;
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -412,6 +430,211 @@ async fn bank_on_many_tablets_survives_kills_pauses_partitions_skew_and_splits()
         splits >= 1,
         "no split of the ledger went through: {ranges:?}"
     );
+}
+
+/// List-append on many tablets: 32 lists (a table pre-split into 16 tablets, split
+/// further under the faults), transactions of one to three random reads and appends
+/// through all three nodes while a nemesis kills (`kill -9`) and restarts a node,
+/// freezes another (`SIGSTOP`) and then partitions it, and splits the table; the nodes'
+/// clocks disagree by up to 400 ms. Every appended value is unique, so the final lists
+/// order every write and each read names the write it saw. Claims (checked as Elle
+/// does): no dependency cycle (strict serializability, real time included), every read
+/// is a prefix of the final list, every acknowledged append is there, no append of a
+/// failed transaction is, and a transaction with an unknown outcome is wholly there or
+/// wholly absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_append_on_many_tablets_is_strictly_serializable_under_faults() {
+    use tessera_tests::history::{check, Committed, Op, Rng};
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    const LISTS: u32 = 32;
+    let mut nodes = start_skewed_cluster(&[], [0, 200, -200]).await;
+    let c = nodes[0].connect().await;
+    c.batch_execute("CREATE TABLE lists (k INT PRIMARY KEY, v TEXT NOT NULL)")
+        .await
+        .unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO lists SELECT x, '' FROM generate_series(0, {}) AS t(x)",
+        LISTS - 1
+    ))
+    .await
+    .unwrap();
+    let at: Vec<String> = (1..16).map(|i| format!("({})", i * 2)).collect();
+    c.batch_execute(&format!(
+        "ALTER TABLE lists SPLIT AT VALUES {}",
+        at.join(", ")
+    ))
+    .await
+    .unwrap();
+    wait_promoted(&nodes[0]);
+
+    let t0 = Instant::now();
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..6u32 {
+        let url = urls[w as usize % 3].clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(w + 1) << 17);
+            let (mut committed, mut failed, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+            let mut next = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(c) = try_connect(&url).await else {
+                    continue;
+                };
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut ops = Vec::new();
+                    let mut sql = String::from("BEGIN;");
+                    for _ in 0..=rng.below(3) {
+                        let k = rng.below(u64::from(LISTS)) as u32;
+                        if rng.below(2) == 0 {
+                            sql.push_str(&format!("SELECT v FROM lists WHERE k = {k};"));
+                            ops.push(Op::Read(k, Vec::new()));
+                        } else {
+                            next += 1;
+                            let v = w * 10_000_000 + next;
+                            sql.push_str(&format!(
+                                "UPDATE lists SET v = v || ',{v}' WHERE k = {k};"
+                            ));
+                            ops.push(Op::Append(k, v));
+                        }
+                    }
+                    sql.push_str("COMMIT");
+                    let began = t0.elapsed().as_nanos() as u64;
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(30), c.simple_query(&sql)).await;
+                    let ended = t0.elapsed().as_nanos() as u64;
+                    let appends = || -> Vec<u32> {
+                        ops.iter()
+                            .filter_map(|o| match o {
+                                Op::Append(_, v) => Some(*v),
+                                Op::Read(..) => None,
+                            })
+                            .collect()
+                    };
+                    match answer {
+                        Ok(Ok(messages)) => {
+                            let mut rows = messages.iter().filter_map(|m| match m {
+                                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                                    Some(r.get(0).unwrap_or("").to_string())
+                                }
+                                _ => None,
+                            });
+                            for op in &mut ops {
+                                if let Op::Read(_, seen) = op {
+                                    let text = rows.next().expect("a row per read");
+                                    *seen = text
+                                        .split(',')
+                                        .filter(|s| !s.is_empty())
+                                        .map(|s| s.parse().unwrap())
+                                        .collect();
+                                }
+                            }
+                            committed.push(Committed {
+                                id: 0,
+                                ops,
+                                began,
+                                ended: Some(ended),
+                            });
+                        }
+                        Ok(Err(e)) if tessera_tests::sqlstate(&e).as_deref() == Some("40001") => {
+                            failed.extend(appends());
+                            let _ = c.batch_execute("ROLLBACK").await;
+                        }
+                        Ok(Err(e)) => {
+                            unknown.push((appends(), began));
+                            if e.is_closed() {
+                                break;
+                            }
+                            let _ = c.batch_execute("ROLLBACK").await;
+                        }
+                        Err(_) => {
+                            unknown.push((appends(), began));
+                            break;
+                        }
+                    }
+                }
+            }
+            (committed, failed, unknown)
+        }));
+    }
+    // Each round: kill and restart one node, freeze the next and then partition it,
+    // and split the table between two lists.
+    for round in 0..2 {
+        let split = format!("ALTER TABLE lists SPLIT AT VALUES ({})", 4 * round + 1);
+        fault_round(&mut nodes, round, &split).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut committed, mut failed, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for w in workers {
+        let (c, f, u) = w.await.unwrap();
+        committed.extend(c);
+        failed.extend(f);
+        unknown.extend(u);
+    }
+
+    serving(&nodes[0]).await;
+    let c = nodes[0].connect().await;
+    let finals: std::collections::BTreeMap<u32, Vec<u32>> = c
+        .query("SELECT k, v FROM lists", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v: String = r.get(1);
+            let list = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap());
+            (r.get::<_, i32>(0) as u32, list.collect())
+        })
+        .collect();
+    assert_eq!(finals.len(), LISTS as usize);
+    // A transaction with an unknown outcome committed exactly when its appends are
+    // there: all of them, or none.
+    let present: std::collections::HashSet<u32> = finals.values().flatten().copied().collect();
+    let mut settled = 0;
+    for (appends, began) in unknown {
+        let there = appends.iter().filter(|v| present.contains(v)).count();
+        assert!(
+            there == 0 || there == appends.len(),
+            "a transaction with an unknown outcome is half there: {appends:?}"
+        );
+        if there == 0 {
+            failed.extend(appends);
+        } else {
+            settled += 1;
+            committed.push(Committed {
+                id: 0,
+                ops: appends
+                    .iter()
+                    .map(|v| {
+                        let k = *finals.iter().find(|(_, l)| l.contains(v)).unwrap().0;
+                        Op::Append(k, *v)
+                    })
+                    .collect(),
+                began,
+                ended: None,
+            });
+        }
+    }
+    for (i, t) in committed.iter_mut().enumerate() {
+        t.id = i;
+    }
+    eprintln!(
+        "{} transactions committed ({settled} of unknown outcome), {} appends failed",
+        committed.len(),
+        failed.len()
+    );
+    assert!(
+        committed.len() >= 50,
+        "too few transactions: {}",
+        committed.len()
+    );
+    if let Err(anomaly) = check(&committed, &failed, &finals) {
+        panic!("{anomaly}");
+    }
 }
 
 /// A node that was down while the others truncated their logs (`--raft-log-keep 5`)

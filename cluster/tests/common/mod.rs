@@ -4,6 +4,8 @@
 //! takes 10–20 steps.
 #![allow(dead_code)]
 
+// The list-append checker is shared with the process-level tests.
+#[path = "../../../tests/src/history.rs"]
 pub mod history;
 pub mod world;
 
