@@ -10,7 +10,7 @@
 //!   tessera-bench --bin compare`): PostgreSQL 15 (installed with apt when missing, its
 //!   own data directory, fsync and synchronous commit on) at its default isolation and
 //!   at SERIALIZABLE, a single tessera node and a three-node tessera cluster, one after
-//!   another; each loads the same pgbench scale and runs TPC-B at 1 and 8 clients and
+//!   another; each loads the same pgbench scale and runs TPC-B at 1, 8 and 16 clients and
 //!   select-only (`-S -M prepared`) at 1 and 8 clients. It prints tps, p50 and p99
 //!   latency per system and the ratios to PostgreSQL, writes them as CSV and JSON, and
 //!   draws the ratios as an SVG bar chart (`bench/results/compare-<time>.*`). It refuses
@@ -22,6 +22,18 @@
 //!   both rows in one tablet or one row in each, alternating; prints p50 and p99 of each
 //!   kind and the ratio of the p50s (a commit over two tablets is one parallel round,
 //!   against one command for a single tablet).
+//!
+//! - `interference` (`cargo run --release -p tessera-bench --bin interference`): one
+//!   tessera node; one session writes a 100 MB transaction (multi-row INSERTs between
+//!   BEGIN and COMMIT) while four other sessions run `SELECT 1`, then the same four
+//!   sessions on the idle node for as long; prints p50, p99 and the maximum of each and
+//!   the ratio of the p99s (goal: at most 2).
+//!
+//! - `split_stall` (`cargo run --release -p tessera-bench --bin split_stall`): one
+//!   tessera node with splits by size off, a table of one 64 MiB tablet, four sessions
+//!   running single-row UPDATEs over it; the table is split at its middle row. Prints
+//!   how long the split took, the longest UPDATE that overlapped it and the longest of
+//!   an equally long window before it (goal: the split adds at most 5 ms).
 
 use std::time::Duration;
 

@@ -171,6 +171,11 @@ const WORKLOADS: &[Workload] = &[
         clients: 8,
     },
     Workload {
+        name: "tpcb-16",
+        args: &["--max-tries=10"],
+        clients: 16,
+    },
+    Workload {
         name: "select-1",
         args: &["-S", "-M", "prepared"],
         clients: 1,
