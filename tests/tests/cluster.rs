@@ -441,7 +441,7 @@ async fn bank_on_many_tablets_survives_kills_pauses_partitions_skew_and_splits()
 /// does): no dependency cycle (strict serializability, real time included), every read
 /// is a prefix of the final list, every acknowledged append is there, no append of a
 /// failed transaction is, and a transaction with an unknown outcome is wholly there or
-/// wholly absent.
+/// wholly absent. Afterwards the tablets' leases are spread over all three nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_append_on_many_tablets_is_strictly_serializable_under_faults() {
     use tessera_tests::history::{check, Committed, Op, Rng};
@@ -634,6 +634,25 @@ async fn list_append_on_many_tablets_is_strictly_serializable_under_faults() {
     );
     if let Err(anomaly) = check(&committed, &failed, &finals) {
         panic!("{anomaly}");
+    }
+    // The splits left every lease with the node that split; lease balancing spreads
+    // them over all three nodes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ranges = kv_ranges(&nodes[0]).await;
+        let holders: std::collections::BTreeSet<i64> = ranges
+            .iter()
+            .filter(|r| r.1.starts_with("/Table/lists/1"))
+            .filter_map(|r| r.3)
+            .collect();
+        if holders.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leases of the lists stay on {holders:?}: {ranges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

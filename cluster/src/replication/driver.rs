@@ -127,6 +127,7 @@ impl RaftDriver {
                 // Members to add (as learners, then voters once caught up).
                 let mut wanted: BTreeSet<(u64, u64)> = BTreeSet::new();
                 let mut next_tick = Instant::now() + tick;
+                let mut next_balance = Instant::now() + BALANCE_INTERVAL;
                 loop {
                     let wait = next_tick.saturating_duration_since(Instant::now());
                     let first = match rx.recv_timeout(wait) {
@@ -185,6 +186,10 @@ impl RaftDriver {
                         store.tick();
                         next_tick = Instant::now() + tick;
                         wanted.retain(|&(group, node)| grow(&mut store, group, node));
+                        if Instant::now() >= next_balance {
+                            next_balance = Instant::now() + BALANCE_INTERVAL;
+                            balance_leases(&mut store);
+                        }
                     }
                     let result = store.handle_ready();
                     // Publish leadership only when it changed: readers take this lock
@@ -389,6 +394,36 @@ impl Drop for RaftDriver {
 
 /// One step towards `node` being a voter of `group` (leader only, one configuration
 /// change at a time). Returns whether there is more to do.
+/// How often a node considers handing one of its leases to a node with fewer
+/// ([`super::balance`]).
+const BALANCE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Hand one lease of this node to a caught-up voter with at least two fewer, if any.
+fn balance_leases(store: &mut RaftStore) {
+    let me = store.node_id();
+    let leaders: std::collections::BTreeMap<u64, u64> = store
+        .leaders()
+        .map(|(g, (leader, _))| (g, leader))
+        .collect();
+    let caught_up = |g: u64| -> Vec<u64> {
+        if store.has_pending_conf(g) {
+            return Vec::new();
+        }
+        let committed = store.commit_index(g).unwrap_or(u64::MAX);
+        store
+            .voters(g)
+            .into_iter()
+            .filter(|n| store.matched(g, *n).is_some_and(|m| m >= committed))
+            .collect()
+    };
+    if let Some((group, to)) = super::balance::lease_to_move(me, &leaders, &caught_up) {
+        tracing::info!(group, to, "handing a lease to a node that holds fewer");
+        if let Err(e) = store.transfer_leader(group, to) {
+            tracing::debug!(group, error = %e, "a lease transfer failed");
+        }
+    }
+}
+
 fn grow(store: &mut RaftStore, group: u64, node: u64) -> bool {
     if store.voters(group).contains(&node) {
         return false;

@@ -32,6 +32,7 @@
 //! - The loop owns all replicas; time and the network come in only through `tick` and
 //!   `step`, so tests drive whole clusters deterministically ([`MemNetwork`]).
 
+pub mod balance;
 mod command;
 mod driver;
 pub mod log;
