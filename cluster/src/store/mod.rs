@@ -86,6 +86,7 @@ use crate::latch::{Access, Span};
 use crate::remote::KvPeers;
 use crate::{Error, Hlc, Result};
 
+mod background;
 mod commit;
 mod forward;
 mod gateway;
@@ -247,7 +248,7 @@ pub struct Store {
     /// anchors: their heartbeats are renewed.
     heartbeats: Mutex<BTreeMap<TxnId, Vec<u8>>>,
     /// Work for the background thread: intents to resolve, tablets to measure.
-    background: Mutex<Option<std::sync::mpsc::SyncSender<commit::Job>>>,
+    background: Mutex<Option<std::sync::mpsc::SyncSender<background::Job>>>,
 }
 
 impl std::fmt::Debug for Store {

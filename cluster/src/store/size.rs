@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use tessera_storage::{mvcc, Cf, Visit};
 
-use super::commit::Job;
+use super::background::Job;
 use super::tablet::Tablet;
 use super::{Store, KEY_MAX};
 
