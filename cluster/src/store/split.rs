@@ -16,10 +16,13 @@
 //!   ([`crate::replication::SplitTrigger`]): every replica applies it at the same log
 //!   index, creates the new group with the parent's members and tells its store
 //!   ([`Store::apply_split`]), which adds the new tablet. The parent's leaseholder
-//!   campaigns for the new group at once, so its lease usually stays on the same node,
-//!   and then the new tablet keeps the parent's lease floor ([`Store::inherit_lease`]);
-//!   otherwise, as after any lease change, its first write waits out a new floor (up to
-//!   the maximum clock offset).
+//!   campaigns for the new group at once, so its lease usually stays on the same node.
+//!   The new tablet is created holding the parent's lease floor for the new group's
+//!   first term, on the parent's leaseholder only ([`Store::add_right`]): if that node
+//!   wins the first election, writes there never wait out a new floor, not even those
+//!   that arrive before the split returns; if another node wins, the floor is never used
+//!   and the winner's first write waits out a floor of its own (up to the maximum clock
+//!   offset), as after any lease change.
 //! - **GC threshold.** The new tablet's threshold, written with the split, is the
 //!   parent's: reads below it on the moved keys stay refused.
 //! - A split is served by the parent's leaseholder; other nodes forward it there.
@@ -140,35 +143,12 @@ impl Store {
                         None => false,
                         Some(l) => l != self.node || rr.lease_term() != 0,
                     });
-                    self.inherit_lease(&t, &right);
                     let d = right.desc.read().clone();
                     return Ok(d);
                 }
             }
         }
         Err(Error::RangeKeyMismatch { key: key.to_vec() })
-    }
-
-    /// Let the new tablet `right` of a split of `parent` serve under the parent's lease
-    /// floor when this node, the parent's leaseholder, won the new group's first
-    /// election: no other node ever held that lease, every read served on the moved
-    /// span before lies at or below the parent's floor or in the timestamp cache the
-    /// new tablet started from, and this clock is past the floor already. So its first
-    /// write need not wait out a new floor. In any other case the new tablet takes a
-    /// floor of its own, as after any lease change.
-    fn inherit_lease(&self, parent: &Tablet, right: &Tablet) {
-        let Some(r) = &right.replicator else {
-            return;
-        };
-        let term = r.lease_term();
-        if term != FIRST_LEADER_TERM || r.leader() != Some(self.node) || parent.lease_term() == 0 {
-            return;
-        }
-        let floor = self.lease_floor(parent);
-        let mut lease = right.lease.lock();
-        if lease.0 != term || lease.1 > floor {
-            *lease = (term, floor);
-        }
     }
 
     /// A range id never handed out before, from the counter on the first tablet.
@@ -223,6 +203,14 @@ impl Store {
 
     /// Cut `parent` at `right`'s start and add the tablet `right`, whose timestamp
     /// cache starts at the parent's reads over the moved span.
+    ///
+    /// On the parent's leaseholder, a replicated `right` starts with the parent's lease
+    /// floor for its group's first term. That floor is used only if this node wins the
+    /// first election, and then it is sound: no other node ever held that lease; every
+    /// read served on the moved span lies at or below the parent's floor (earlier
+    /// leaseholders) or in this node's cache, from which `right`'s low-water mark is
+    /// taken; and a leaseholder of the parent in a later term applies this split before
+    /// it serves, so it never serves the moved span.
     fn add_right(
         &self,
         parent: &Tablet,
@@ -235,11 +223,15 @@ impl Store {
             right = right.range_id,
             "split a tablet"
         );
+        let replicated = replicator.is_some();
         let tablet = Tablet::new(
             right,
             replicator,
             TimestampCache::new(self.config.tscache_capacity, low_water),
         );
+        if replicated && parent.lease_term() != 0 {
+            *tablet.lease.lock() = (FIRST_LEADER_TERM, self.lease_floor(parent));
+        }
         self.tablets.split(parent, Arc::new(tablet));
     }
 
