@@ -13,7 +13,10 @@
 //! replica's changes with one fsync) and the in-memory view is updated at the same time;
 //! the driver writes the batch before raft-rs reads the log again. Invariants:
 //! `truncated_index <= applied <= commit <= last_index`, and entries `(truncated_index,
-//! last_index]` are all present. A snapshot is the group's span of the `Data` column family
+//! last_index]` are all present. The term of every live entry is also kept in memory as
+//! runs (first index of each term), so `term(i)` — which raft-rs asks on every commit
+//! and every ReadIndex, often of the last, possibly megabytes-large entry — never loads
+//! an entry. A snapshot is the group's span of the `Data` column family
 //! as of `applied` or later, with the conf state at `applied`; its data is streamed and
 //! installed by [`super::snapshot`], never built here.
 
@@ -70,6 +73,16 @@ pub struct RaftLog {
     truncated_term: u64,
     last_index: u64,
     applied: u64,
+    /// `(first index, term)` of each run of equal terms among the live entries, in index
+    /// order; the term of entry `i` is that of the last run starting at or before `i`.
+    terms: Vec<(u64, u64)>,
+}
+
+/// Record that entry `index` has `term`, after all earlier entries were recorded.
+fn push_term(terms: &mut Vec<(u64, u64)>, index: u64, term: u64) {
+    if terms.last().is_none_or(|&(_, t)| t != term) {
+        terms.push((index, term));
+    }
 }
 
 impl RaftLog {
@@ -93,18 +106,32 @@ impl RaftLog {
             None => truncated_index,
         };
         let mut last_index = truncated_index;
+        let mut terms = Vec::new();
+        let mut bad = None;
         engine.scan(
             Cf::Raft,
             &entry_key(group, truncated_index + 1),
             Some(&entry_key(group, u64::MAX)),
-            &mut |k, _| {
+            &mut |k, v| {
                 let at = k.len().saturating_sub(8);
                 if let Some(b) = k.get(at..) {
                     last_index = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                 }
-                Ok(Visit::Continue)
+                match Entry::parse_from_bytes(v) {
+                    Ok(e) => {
+                        push_term(&mut terms, last_index, e.term);
+                        Ok(Visit::Continue)
+                    }
+                    Err(e) => {
+                        bad = Some(format!("entry {last_index} of group {group}: {e}"));
+                        Ok(Visit::Stop)
+                    }
+                }
             },
         )?;
+        if let Some(e) = bad {
+            return Err(corrupt(e));
+        }
         Ok(RaftLog {
             group,
             engine,
@@ -115,6 +142,7 @@ impl RaftLog {
             truncated_term,
             last_index,
             applied,
+            terms,
         })
     }
 
@@ -160,6 +188,11 @@ impl RaftLog {
                 entry_key(self.group, e.index),
                 e.write_to_bytes().map_err(corrupt)?,
             );
+        }
+        let keep = self.terms.partition_point(|&(start, _)| start < first.index);
+        self.terms.truncate(keep);
+        for e in entries {
+            push_term(&mut self.terms, e.index, e.term);
         }
         let new_last = entries.last().expect("non-empty").index;
         if new_last < self.last_index {
@@ -210,6 +243,7 @@ impl RaftLog {
         self.stage_conf_state(batch, cs)?;
         self.stage_truncated(batch, INIT_INDEX, INIT_INDEX);
         self.last_index = INIT_INDEX;
+        self.terms.clear();
         let hs = HardState {
             term: INIT_INDEX,
             commit: INIT_INDEX,
@@ -251,6 +285,7 @@ impl RaftLog {
         );
         self.stage_truncated(batch, meta.index, meta.term);
         self.last_index = meta.index;
+        self.terms.clear();
         self.stage_conf_state(batch, meta.get_conf_state())?;
         let mut hs = self.hard.clone();
         hs.commit = hs.commit.max(meta.index);
@@ -273,6 +308,9 @@ impl RaftLog {
             entry_key(self.group, index + 1),
         );
         self.stage_truncated(batch, index, term);
+        // Runs wholly below the new first index go; the one covering it stays.
+        let covering = self.terms.partition_point(|&(start, _)| start <= index + 1);
+        self.terms.drain(..covering.saturating_sub(1));
         Ok(())
     }
 }
@@ -344,13 +382,14 @@ impl raft::Storage for RaftLog {
         if idx > self.last_index {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let bytes = self
-            .engine
-            .get(Cf::Raft, &entry_key(self.group, idx))
-            .map_err(|e| to_raft(e.into()))?
-            .ok_or_else(|| to_raft(corrupt(format!("entry {idx} is missing"))))?;
-        let e = Entry::parse_from_bytes(&bytes).map_err(|e| to_raft(corrupt(e)))?;
-        Ok(e.term)
+        let run = self.terms.partition_point(|&(start, _)| start <= idx);
+        match run.checked_sub(1).and_then(|r| self.terms.get(r)) {
+            Some(&(_, term)) => Ok(term),
+            None => Err(to_raft(corrupt(format!(
+                "no term for entry {idx} of group {}",
+                self.group
+            )))),
+        }
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -375,5 +414,101 @@ impl raft::Storage for RaftLog {
         // The data is streamed by the store in chunks (see `super::snapshot`).
         snap.set_data(super::snapshot::TO_STREAM.to_vec().into());
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use raft::Storage as _;
+    use tessera_storage::{MemoryEngine, Visitor};
+
+    use super::*;
+
+    /// An engine that counts the bytes of the values it hands out.
+    struct Counting {
+        inner: MemoryEngine,
+        bytes_read: AtomicUsize,
+    }
+
+    impl Engine for Counting {
+        fn get(&self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
+            let v = self.inner.get(cf, key)?;
+            let n = v.as_ref().map_or(0, Vec::len);
+            self.bytes_read.fetch_add(n, Ordering::SeqCst);
+            Ok(v)
+        }
+        fn scan(
+            &self,
+            cf: Cf,
+            start: &[u8],
+            end: Option<&[u8]>,
+            visit: &mut Visitor<'_>,
+        ) -> tessera_storage::Result<()> {
+            self.inner.scan(cf, start, end, &mut |k, v| {
+                self.bytes_read.fetch_add(v.len(), Ordering::SeqCst);
+                visit(k, v)
+            })
+        }
+        fn write(&self, batch: WriteBatch, sync: bool) -> tessera_storage::Result<()> {
+            self.inner.write(batch, sync)
+        }
+    }
+
+    fn entry(index: u64, term: u64, size: usize) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![7u8; size].into(),
+            ..Default::default()
+        }
+    }
+
+    fn terms(log: &RaftLog, range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        range.map(|i| log.term(i).expect("term")).collect()
+    }
+
+    #[test]
+    fn terms_are_answered_without_reading_entries() {
+        let engine = Arc::new(Counting {
+            inner: MemoryEngine::new(),
+            bytes_read: AtomicUsize::new(0),
+        });
+        let span = (Vec::new(), vec![0xff]);
+        let mut log = RaftLog::open(9, engine.clone(), span.clone()).expect("open");
+        let mut batch = WriteBatch::new();
+        log.stage_bootstrap(&mut batch, &ConfState::from((vec![1], vec![])))
+            .expect("bootstrap");
+        let big = 1 << 20;
+        let first: Vec<Entry> = (6..=9).map(|i| entry(i, 6 + i / 8, big)).collect();
+        log.stage_append(&mut batch, &first).expect("append");
+        engine.write(batch, false).expect("write");
+
+        engine.bytes_read.store(0, Ordering::SeqCst);
+        for _ in 0..100 {
+            assert_eq!(terms(&log, 5..=9), [5, 6, 6, 7, 7]);
+        }
+        assert_eq!(engine.bytes_read.load(Ordering::SeqCst), 0);
+
+        // A conflicting suffix replaces entries 8.. with a later term.
+        let mut batch = WriteBatch::new();
+        log.stage_append(&mut batch, &[entry(8, 9, 10), entry(9, 9, 10), entry(10, 10, 10)])
+            .expect("append");
+        engine.write(batch, false).expect("write");
+        assert_eq!(terms(&log, 5..=10), [5, 6, 6, 9, 9, 10]);
+
+        // Compaction keeps the terms of what remains.
+        let mut batch = WriteBatch::new();
+        log.stage_applied(&mut batch, 10);
+        log.stage_compact(&mut batch, 8).expect("compact");
+        engine.write(batch, false).expect("write");
+        assert_eq!(terms(&log, 8..=10), [9, 9, 10]);
+        assert!(log.term(7).is_err());
+
+        // A reopened log knows the same terms.
+        let reopened = RaftLog::open(9, engine.clone(), span).expect("reopen");
+        assert_eq!(terms(&reopened, 8..=10), [9, 9, 10]);
+        assert_eq!(reopened.last_index().expect("last"), 10);
     }
 }
