@@ -189,7 +189,9 @@ impl RaftLog {
                 e.write_to_bytes().map_err(corrupt)?,
             );
         }
-        let keep = self.terms.partition_point(|&(start, _)| start < first.index);
+        let keep = self
+            .terms
+            .partition_point(|&(start, _)| start < first.index);
         self.terms.truncate(keep);
         for e in entries {
             push_term(&mut self.terms, e.index, e.term);
@@ -493,8 +495,11 @@ mod tests {
 
         // A conflicting suffix replaces entries 8.. with a later term.
         let mut batch = WriteBatch::new();
-        log.stage_append(&mut batch, &[entry(8, 9, 10), entry(9, 9, 10), entry(10, 10, 10)])
-            .expect("append");
+        log.stage_append(
+            &mut batch,
+            &[entry(8, 9, 10), entry(9, 9, 10), entry(10, 10, 10)],
+        )
+        .expect("append");
         engine.write(batch, false).expect("write");
         assert_eq!(terms(&log, 5..=10), [5, 6, 6, 9, 9, 10]);
 
