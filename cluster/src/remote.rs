@@ -1,7 +1,7 @@
 //! KV requests from a gateway node to the leaseholder.
 //!
 //! A node that does not hold the tablet's lease still serves SQL: its store sends each
-//! KV operation (scan, intent flush, commit, abort, heartbeat) to the leaseholder, whose
+//! KV operation (read, intent flush, commit, abort, heartbeat) to the leaseholder, whose
 //! store evaluates it exactly as for a local transaction (latches, timestamp cache,
 //! validation, Raft). The gateway keeps the transaction's buffer, read spans and
 //! `read_ts`.
@@ -20,9 +20,9 @@
 //! A receiver refuses a request whose sender's clock is ahead of its own physical clock
 //! by more than the maximum offset: one of the two clocks is broken.
 //!
-//! A leaseholder serving a remote scan first confirms its lease (Raft ReadIndex),
+//! A leaseholder serving a remote read first confirms its lease (Raft ReadIndex),
 //! ratchets its clock to the reader's `read_ts` and waits for commits in flight on the
-//! span (latches), so the snapshot at `read_ts` is stable and current. It answers with a
+//! keys it reads (latches), so the snapshot at `read_ts` is stable and current. It answers with a
 //! reading of its clock (the *observed* timestamp): every write it commits later is
 //! above that reading, so the reader's uncertainty interval on this node ends there. A
 //! commit whose answer is lost in transit has an unknown outcome (`Ambiguous`, SQLSTATE
@@ -41,10 +41,32 @@ use tessera_storage::Timestamp;
 use crate::store::Push;
 use crate::{frame, Error, Result};
 
+/// What a read on one tablet asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Read {
+    /// Up to `limit` visible entries of `[start, end)`, in key order.
+    Span {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u64,
+    },
+    /// The visible value of each key (ascending, all on the tablet).
+    Keys(Vec<Vec<u8>>),
+}
+
+/// The answer to a [`Read`], in the same shape.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ReadAnswer {
+    Rows(Vec<(Vec<u8>, Vec<u8>)>),
+    /// One value per requested key, in the order asked.
+    Values(Vec<Option<Vec<u8>>>),
+}
+
 /// One KV operation sent to the leaseholder.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum KvRequest {
-    Scan {
+    /// A read on one tablet: a span or a set of keys.
+    Read {
         txn: u128,
         read_ts: Timestamp,
         /// Committed writes in `(read_ts, uncertainty_limit]` make the read uncertain...
@@ -52,9 +74,7 @@ pub(crate) enum KvRequest {
         /// ...up to the reading of the leaseholder's clock the transaction already
         /// observed (zero: none yet; the leaseholder observes its clock now).
         observed: Timestamp,
-        start: Vec<u8>,
-        end: Vec<u8>,
-        limit: u64,
+        read: Read,
         track: bool,
     },
     Flush {
@@ -133,9 +153,9 @@ pub(crate) enum KvRequest {
 /// The leaseholder's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum KvResponse {
-    /// The rows, and the leaseholder's clock reading taken before it read them.
-    Rows {
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// What was read, and the leaseholder's clock reading taken before it read it.
+    Read {
+        answer: ReadAnswer,
         observed: Timestamp,
     },
     Done,
@@ -383,15 +403,25 @@ mod tests {
         writes.insert(b"k".to_vec(), Some(b"v".to_vec()));
         writes.insert(b"gone".to_vec(), None);
         let reqs = [
-            KvRequest::Scan {
+            KvRequest::Read {
                 txn: 7 << 70,
                 read_ts: Timestamp::new(5, 1),
                 uncertainty_limit: Timestamp::new(9, 0),
                 observed: Timestamp::new(8, 2),
-                start: b"a".to_vec(),
-                end: b"z".to_vec(),
-                limit: 10,
+                read: Read::Span {
+                    start: b"a".to_vec(),
+                    end: b"z".to_vec(),
+                    limit: 10,
+                },
                 track: true,
+            },
+            KvRequest::Read {
+                txn: 7,
+                read_ts: Timestamp::new(5, 1),
+                uncertainty_limit: Timestamp::new(9, 0),
+                observed: Timestamp::ZERO,
+                read: Read::Keys(vec![b"a".to_vec(), b"q".to_vec()]),
+                track: false,
             },
             KvRequest::Commit {
                 txn: 3,

@@ -5,8 +5,9 @@
 //! retry can succeed ([`crate::Error::is_retryable`]).
 //!
 //! Contract, independent of where keys live:
-//! - `get` / `scan` see the snapshot at `read_ts` plus this transaction's own writes,
-//!   and remember the spans they read for validation at commit.
+//! - `get` / `get_many` / `scan` see the snapshot at `read_ts` plus this transaction's
+//!   own writes, and remember the keys and spans they read for validation at commit.
+//!   `get_many` reads many keys with one request per tablet.
 //! - `put` / `delete` are buffered; past the buffer bound they go to the tablets early
 //!   as intents (memory stays bounded for million-row transactions).
 //! - A read that meets a write within the clock uncertainty interval (see
@@ -150,11 +151,58 @@ impl Txn {
             return Ok(v.clone());
         }
         let end = [key, &[0]].concat();
-        let mut rows = self.scan_store(key, &end, 1, track)?;
+        let mut rows = self.read_store(|store, id, ts, bound, confirmed| {
+            store.scan(id, ts, bound, confirmed, key, &end, 1, track)
+        })?;
         if track {
             self.reads.push((key.to_vec(), end));
         }
         Ok(rows.pop().map(|(_, v)| v))
+    }
+
+    /// The value of each of `keys`, in the order given, recording every read for
+    /// validation: what [`Txn::get`] answers for each, with one request per tablet
+    /// instead of one per key.
+    pub fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.get_many_inner(keys, true)
+    }
+
+    /// [`Txn::get_many`] without recording the reads: what [`Txn::get_for_write`]
+    /// answers for each key, under the same condition (every key is written by this
+    /// transaction before it commits).
+    pub fn get_many_for_write(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.get_many_inner(keys, false)
+    }
+
+    fn get_many_inner(&mut self, keys: &[Vec<u8>], track: bool) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check_open()?;
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| !self.writes.contains_key(*k))
+            .cloned()
+            .collect();
+        let fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.read_store(|store, id, ts, bound, confirmed| {
+                store.get_many(id, ts, bound, confirmed, &missing, track)
+            })?
+        };
+        let mut fetched = fetched.into_iter();
+        let values = keys
+            .iter()
+            .map(|k| match self.writes.get(k) {
+                Some(v) => v.clone(),
+                None => fetched.next().expect("one value per key"),
+            })
+            .collect();
+        if track {
+            self.reads.extend(missing.into_iter().map(|k| {
+                let end = [k.as_slice(), &[0]].concat();
+                (k, end)
+            }));
+        }
+        Ok(values)
     }
 
     /// Up to `limit` entries of `[start, end)` in key order (`end = None`: to the end of
@@ -173,7 +221,9 @@ impl Txn {
         while out.len() < limit && cursor.as_slice() < end {
             let want = (limit - out.len()).clamp(16, 1024);
             // Each page is recorded in the timestamp cache of the node that serves it.
-            let page = self.scan_store(&cursor, end, want, true)?;
+            let page = self.read_store(|store, id, ts, bound, confirmed| {
+                store.scan(id, ts, bound, confirmed, &cursor, end, want, true)
+            })?;
             let exhausted = page.len() < want;
             let hi = match (&page.last(), exhausted) {
                 (Some((k, _)), false) => [k.as_slice(), &[0]].concat(),
@@ -209,29 +259,23 @@ impl Txn {
         Ok(out)
     }
 
-    /// One scan at the store. A write in the uncertainty interval moves the snapshot up
+    /// One read at the store. A write in the uncertainty interval moves the snapshot up
     /// to it while nothing has been read or written yet (no earlier result depends on the
     /// old snapshot); after that it is a retryable error. Either way this node's clock
     /// moves past the write, so the retry's snapshot includes it: otherwise a write
     /// timestamped ahead of every clock in reach (by a previous leaseholder whose clock
     /// ran fast) would make each retry uncertain again until real time caught up.
-    fn scan_store(
+    fn read_store<T>(
         &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        track: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        read: impl Fn(&Store, TxnId, Timestamp, &mut Uncertainty, &mut BTreeSet<u64>) -> Result<T>,
+    ) -> Result<T> {
         loop {
-            match self.store.scan(
+            match read(
+                &self.store,
                 self.id,
                 self.read_ts,
                 &mut self.uncertainty,
                 &mut self.confirmed,
-                start,
-                end,
-                limit,
-                track,
             ) {
                 Err(Error::Uncertain { ts, .. }) if !self.has_read && !self.has_writes() => {
                     self.store.clock().update(ts);
@@ -239,9 +283,9 @@ impl Txn {
                     self.store.move_read_ts(self.id, self.read_ts, ts);
                     self.read_ts = ts;
                 }
-                Ok(rows) => {
+                Ok(answer) => {
                     self.has_read = true;
-                    return Ok(rows);
+                    return Ok(answer);
                 }
                 Err(e) => {
                     if let Error::Uncertain { ts, .. } = &e {

@@ -269,6 +269,47 @@ fn forwarded_scans_are_recorded_at_the_leaseholder() {
     );
 }
 
+/// Claim: `get_many` from a node that holds no lease sends each tablet's keys to its
+/// leaseholder in one request (two tablets: two requests, for many keys), answers
+/// what the leaseholder holds, and each key is recorded in the leaseholder's timestamp
+/// cache.
+#[test]
+fn forwarded_get_many_is_one_request_per_tablet() {
+    let w = World::new(13);
+    let leader = w.leader();
+    let gateway = follower_of(leader);
+    w.split(leader, b"\x10m").unwrap();
+    let keys: Vec<Vec<u8>> = (0..20u8)
+        .map(|i| vec![0x10, if i % 2 == 0 { b'a' } else { b'x' }, i])
+        .collect();
+    for k in keys.iter().step_by(3) {
+        w.write(leader, k, k).unwrap();
+    }
+    w.advance(2 * MAX_OFFSET / MS);
+    let mut t = w.dbs[&gateway].begin(TxnOptions::default());
+    let before = w.peers[&gateway]
+        .calls
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let values = t.get_many(&keys).unwrap();
+    let calls = w.peers[&gateway]
+        .calls
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - before;
+    assert_eq!(calls, 2, "requests for 20 keys on two tablets");
+    for (i, (k, v)) in keys.iter().zip(&values).enumerate() {
+        assert_eq!(v.as_ref(), (i % 3 == 0).then_some(k), "key {k:?}");
+    }
+    let read_ts = t.read_ts();
+    t.commit().unwrap();
+    for k in &keys {
+        let seen = w.dbs[&leader].store().read_timestamp(k);
+        assert!(
+            seen >= read_ts,
+            "{k:?} recorded at {seen}, read at {read_ts}"
+        );
+    }
+}
+
 /// A store config whose transactions flush intents after a few hundred bytes.
 fn small_buffers() -> StoreConfig {
     StoreConfig {

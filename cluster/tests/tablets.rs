@@ -97,27 +97,104 @@ fn a_scan_across_tablets_reads_one_snapshot() {
     assert_eq!(keys, [b"\x10l", b"\x10m"]);
 }
 
-/// Claim: reads on another tablet than the writes are validated at commit. Write skew
-/// across the two tablets: each transaction reads both keys and writes one; the second
-/// to commit fails.
-#[test]
-fn write_skew_across_tablets_is_refused() {
+/// Write skew across the two tablets: two transactions each read both keys with `read`
+/// and write one; the second to commit must fail (retryably) and leave its key as it
+/// was. `check` looks at what the reads left behind, given the store and the later
+/// transaction.
+fn refuse_write_skew(
+    read: impl Fn(&mut tessera_cluster::Txn),
+    check: impl Fn(&Db, &tessera_cluster::Txn),
+) {
     let db = split_store();
     put(&db, LEFT, b"1");
     put(&db, RIGHT, b"1");
     let mut a = db.begin(TxnOptions::default());
     let mut b = db.begin(TxnOptions::default());
     for t in [&mut a, &mut b] {
-        t.get(LEFT).unwrap();
-        t.get(RIGHT).unwrap();
+        read(t);
     }
+    check(&db, &b);
     a.put(LEFT.to_vec(), b"0".to_vec()).unwrap();
     b.put(RIGHT.to_vec(), b"0".to_vec()).unwrap();
     a.commit().unwrap();
     let err = b.commit().unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    let mut check = db.begin(TxnOptions::default());
-    assert_eq!(check.get(RIGHT).unwrap(), Some(b"1".to_vec()));
+    let mut after = db.begin(TxnOptions::default());
+    assert_eq!(after.get(RIGHT).unwrap(), Some(b"1".to_vec()));
+}
+
+/// Claim: reads on another tablet than the writes are validated at commit: write skew
+/// across the two tablets fails the second commit.
+#[test]
+fn write_skew_across_tablets_is_refused() {
+    refuse_write_skew(
+        |t| {
+            t.get(LEFT).unwrap();
+            t.get(RIGHT).unwrap();
+        },
+        |_, _| {},
+    );
+}
+
+/// Claim: `get_many` answers, in the order asked, what `get` answers for each key over
+/// both tablets: repeated and absent keys, the transaction's own writes and deletes
+/// laid over the snapshot, and a write committed after the transaction began unseen.
+#[test]
+fn get_many_answers_what_get_does_across_tablets() {
+    let db = split_store();
+    for (k, v) in [
+        (LEFT, "l"),
+        (RIGHT, "r"),
+        (&b"\x10b"[..], "b"),
+        (&b"\x10y"[..], "y"),
+    ] {
+        put(&db, k, v.as_bytes());
+    }
+    let mut t = db.begin(TxnOptions::default());
+    t.put(b"\x10c".to_vec(), b"mine".to_vec()).unwrap();
+    t.delete(b"\x10y".to_vec()).unwrap();
+    put(&db, LEFT, b"later");
+    let keys: Vec<Vec<u8>> = [RIGHT, LEFT, b"\x10z", b"\x10c", b"\x10y", RIGHT, b"\x10b"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    let many = t.get_many(&keys).unwrap();
+    let one: Vec<Option<Vec<u8>>> = keys.iter().map(|k| t.get(k).unwrap()).collect();
+    assert_eq!(many, one);
+    let text: Vec<Option<&str>> = many
+        .iter()
+        .map(|v| v.as_deref().map(|v| std::str::from_utf8(v).unwrap()))
+        .collect();
+    assert_eq!(
+        text,
+        [
+            Some("r"),
+            Some("l"),
+            None,
+            Some("mine"),
+            None,
+            Some("r"),
+            Some("b")
+        ]
+    );
+}
+
+/// Claim: the keys `get_many` reads are validated at commit like any read: write skew
+/// across the two tablets, read with `get_many`, fails the second commit; and each
+/// tablet records its keys as read, so later writes land above them.
+#[test]
+fn get_many_reads_are_validated_and_recorded() {
+    refuse_write_skew(
+        |t| {
+            let both = t.get_many(&[LEFT.to_vec(), RIGHT.to_vec()]).unwrap();
+            assert_eq!(both, [Some(b"1".to_vec()), Some(b"1".to_vec())]);
+        },
+        |db, later| {
+            for key in [LEFT, RIGHT] {
+                assert!(db.store().read_timestamp(key) >= later.read_ts());
+            }
+        },
+    );
 }
 
 /// Claim: a read on another tablet stays valid up to the commit timestamp: a write

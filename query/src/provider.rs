@@ -590,13 +590,21 @@ impl ScanCursor {
                 .with(|txn| {
                     let entries = txn.scan(&from, Some(&end), PAGE_ROWS)?;
                     let mut rows = Vec::with_capacity(entries.len());
-                    for (k, v) in &entries {
-                        match &access {
-                            Access::Primary(_) => rows.push(codec::decode_row(&desc, k, v)?),
-                            Access::Index(index, _) => {
-                                let pk = codec::primary_key_from_index_key(&desc, index, k)?;
-                                if let Some(v) = txn.get(&pk)? {
-                                    rows.push(codec::decode_row(&desc, &pk, &v)?);
+                    match &access {
+                        Access::Primary(_) => {
+                            for (k, v) in &entries {
+                                rows.push(codec::decode_row(&desc, k, v)?);
+                            }
+                        }
+                        Access::Index(index, _) => {
+                            // The page's rows, fetched together: one read per tablet.
+                            let pks = entries
+                                .iter()
+                                .map(|(k, _)| codec::primary_key_from_index_key(&desc, index, k))
+                                .collect::<crate::error::Result<Vec<Vec<u8>>>>()?;
+                            for (pk, v) in pks.iter().zip(txn.get_many(&pks)?) {
+                                if let Some(v) = v {
+                                    rows.push(codec::decode_row(&desc, pk, &v)?);
                                 }
                             }
                         }

@@ -5,7 +5,7 @@ use tessera_storage::Timestamp;
 
 use super::tablet::Tablet;
 use super::{Commit, CommitPart, Store};
-use crate::remote::{self, KvRequest, KvResponse};
+use crate::remote::{self, KvRequest, KvResponse, Read};
 use crate::{Error, Result};
 
 impl Store {
@@ -110,17 +110,19 @@ impl Store {
             }
             self.clock.update(sender_clock);
             Ok(match request {
-                KvRequest::Scan {
+                KvRequest::Read {
                     txn,
                     read_ts,
                     uncertainty_limit,
                     observed,
-                    start,
-                    end,
-                    limit,
+                    read,
                     track,
                 } => {
-                    let t = self.tablets.for_key(&start);
+                    let first = match &read {
+                        Read::Span { start, .. } => start.as_slice(),
+                        Read::Keys(keys) => keys.first().map_or(&[][..], Vec::as_slice),
+                    };
+                    let t = self.tablets.for_key(first);
                     if let Some(r) = &t.replicator {
                         r.read_barrier()?;
                     }
@@ -135,17 +137,15 @@ impl Store {
                     } else {
                         observed
                     };
-                    let rows = self.scan_local(
+                    let answer = self.read_local(
                         &t,
                         txn,
                         read_ts,
                         self.uncertainty_limit(&t, uncertainty_limit, observed),
-                        &start,
-                        &end,
-                        limit as usize,
+                        &read,
                         track,
                     )?;
-                    KvResponse::Rows { rows, observed }
+                    KvResponse::Read { answer, observed }
                 }
                 KvRequest::Flush {
                     txn,

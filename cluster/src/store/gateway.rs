@@ -6,22 +6,29 @@
 //!   part at the same `read_ts`, and each tablet records its part in its own timestamp
 //!   cache. Since every tablet keeps its writes above the reads it recorded and its
 //!   reads wait for the commits in flight, the parts together are one snapshot.
+//! - **Reads of many keys.** [`Store::get_many`] sends each tablet the keys it owns in
+//!   one request (one Raft ReadIndex and one round trip per tablet, not per key); each
+//!   key is recorded as read like a point scan.
 //! - **Routing races.** A request that reaches a tablet after a split moved its keys
 //!   away is refused by the tablet ([`crate::Error::RangeKeyMismatch`]) and routed again
 //!   here, a bounded number of times.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_storage::mvcc::TxnId;
 use tessera_storage::Timestamp;
 
 use super::tablet::Tablet;
 use super::{Store, Uncertainty};
-use crate::remote::{KvRequest, KvResponse};
+use crate::remote::{KvRequest, KvResponse, Read, ReadAnswer};
 use crate::{Error, Result};
 
 /// How often a request is routed again after a tablet refused it for a split.
 pub(super) const REROUTES: usize = 8;
+
+/// The most keys one read of [`Store::get_many`] asks a tablet for (the request and its
+/// answer stay within a frame's bound).
+const KEYS_PER_READ: usize = 1024;
 
 impl Store {
     /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`,
@@ -47,17 +54,21 @@ impl Store {
             let t = self.tablets.for_key(&cursor);
             let part_end = t.desc.read().end.clone().min(end.to_vec());
             let want = limit - out.len();
-            let rows = self.settling(true, || {
-                self.scan_tablet(
-                    &t, txn, read_ts, bound, confirmed, &cursor, &part_end, want, track,
-                )
+            let read = Read::Span {
+                start: cursor.clone(),
+                end: part_end.clone(),
+                limit: want as u64,
+            };
+            let answer = self.settling(true, || {
+                self.read_tablet(&t, txn, read_ts, bound, confirmed, &read, track)
             });
-            let rows = match rows {
+            let rows = match answer {
                 Err(Error::RangeKeyMismatch { .. }) if reroutes < REROUTES => {
                     reroutes += 1;
                     continue;
                 }
-                rows => rows?,
+                Ok(ReadAnswer::Rows(rows)) => rows,
+                other => return Err(unexpected(other)),
             };
             out.extend(rows);
             cursor = part_end;
@@ -65,20 +76,65 @@ impl Store {
         Ok(out)
     }
 
-    /// One tablet's part of a scan.
+    /// The visible value of each of `keys` (in any order, repeats allowed) at
+    /// `read_ts`, as seen by `txn`, in the order asked: one read per tablet that owns
+    /// some of them (per [`KEYS_PER_READ`] of them), served like a scan's part (see [`Store::scan`]). With `track`,
+    /// each key is recorded as read in its tablet's timestamp cache.
     #[allow(clippy::too_many_arguments)]
-    fn scan_tablet(
+    pub(crate) fn get_many(
+        &self,
+        txn: TxnId,
+        read_ts: Timestamp,
+        bound: &mut Uncertainty,
+        confirmed: &mut BTreeSet<u64>,
+        keys: &[Vec<u8>],
+        track: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let wanted: Vec<&Vec<u8>> = keys.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut found: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
+        let mut pos = 0;
+        let mut reroutes = 0;
+        while pos < wanted.len() {
+            let t = self.tablets.for_key(wanted[pos]);
+            let end = t.desc.read().end.clone();
+            let n = wanted[pos..]
+                .partition_point(|k| k.as_slice() < end.as_slice())
+                .min(KEYS_PER_READ);
+            let part = &wanted[pos..pos + n];
+            let read = Read::Keys(part.iter().map(|k| k.to_vec()).collect());
+            let answer = self.settling(true, || {
+                self.read_tablet(&t, txn, read_ts, bound, confirmed, &read, track)
+            });
+            match answer {
+                Err(Error::RangeKeyMismatch { .. }) if reroutes < REROUTES => {
+                    reroutes += 1;
+                    continue;
+                }
+                Ok(ReadAnswer::Values(values)) if values.len() == n => {
+                    found.extend(part.iter().map(|k| k.as_slice()).zip(values));
+                }
+                other => return Err(unexpected(other)),
+            }
+            pos += n;
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_slice()).cloned().flatten())
+            .collect())
+    }
+
+    /// One tablet's part of a read.
+    #[allow(clippy::too_many_arguments)]
+    fn read_tablet(
         &self,
         t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         bound: &mut Uncertainty,
         confirmed: &mut BTreeSet<u64>,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
+        read: &Read,
         track: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    ) -> Result<ReadAnswer> {
         let Some(node) = self.forward_to(t)? else {
             // Before the first local read of a tablet: make sure this node's copy is
             // current (a deposed leader cut off from the quorum must not serve).
@@ -100,9 +156,9 @@ impl Store {
                 }
             };
             let limit_ts = self.uncertainty_limit(t, bound.limit, observed);
-            return self.scan_local(t, txn, read_ts, limit_ts, start, end, limit, track);
+            return self.read_local(t, txn, read_ts, limit_ts, read, track);
         };
-        let req = KvRequest::Scan {
+        let req = KvRequest::Read {
             txn,
             read_ts,
             uncertainty_limit: bound.limit,
@@ -111,17 +167,23 @@ impl Store {
                 .get(&node)
                 .copied()
                 .unwrap_or(Timestamp::ZERO),
-            start: start.to_vec(),
-            end: end.to_vec(),
-            limit: limit as u64,
+            read: read.clone(),
             track,
         };
         match self.forward(node, req)? {
-            KvResponse::Rows { rows, observed } => {
+            KvResponse::Read { answer, observed } => {
                 bound.observed.entry(node).or_insert(observed);
-                Ok(rows)
+                Ok(answer)
             }
             other => Err(Error::Raft(format!("unexpected answer {other:?}"))),
         }
+    }
+}
+
+/// The error for a read that failed, or whose answer has the wrong shape.
+fn unexpected(answer: Result<ReadAnswer>) -> Error {
+    match answer {
+        Err(e) => e,
+        Ok(answer) => Error::Raft(format!("unexpected answer to a read: {answer:?}")),
     }
 }

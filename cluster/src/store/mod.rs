@@ -83,7 +83,7 @@ use tessera_storage::mvcc::{self, GcThreshold, Intent, ReadView, TxnId, TxnRecor
 use tessera_storage::{Cf, Engine, Timestamp, TimestampCache, WriteBatch};
 
 use crate::latch::{Access, Span};
-use crate::remote::KvPeers;
+use crate::remote::{KvPeers, Read, ReadAnswer};
 use crate::{Error, Hlc, Result};
 
 mod background;
@@ -497,29 +497,26 @@ impl Store {
         Ok(guard)
     }
 
-    /// Visible entries of `[start, end)` at `read_ts`, as seen by `txn`, at most `limit`.
-    /// With `track`, the span actually read is recorded in the timestamp cache.
+    /// Serve `read` on `t` at `read_ts` as seen by `txn`, recording what it read in the
+    /// timestamp cache when `track` is set.
     #[allow(clippy::too_many_arguments)]
-    fn scan_local(
+    fn read_local(
         &self,
         t: &Tablet,
         txn: TxnId,
         read_ts: Timestamp,
         uncertainty_limit: Timestamp,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
+        read: &Read,
         track: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        // Commits in flight on the span finish first; the read is recorded before any
-        // later one can choose its timestamp.
-        let _latched = Self::latch(
-            t,
-            vec![
-                Span::range(start, end, Access::Read),
-                Span::key(GcThreshold::KEY, Access::Read),
-            ],
-        )?;
+    ) -> Result<ReadAnswer> {
+        // Commits in flight on what is read finish first; the read is recorded before
+        // any later one can choose its timestamp.
+        let mut spans = match read {
+            Read::Span { start, end, .. } => vec![Span::range(start, end, Access::Read)],
+            Read::Keys(keys) => keys.iter().map(|k| Span::key(k, Access::Read)).collect(),
+        };
+        spans.push(Span::key(GcThreshold::KEY, Access::Read));
+        let _latched = Self::latch(t, spans)?;
         self.check_gc(t, read_ts)?;
         let failed = Mutex::new(None);
         let status = |i: &Intent| self.status_for_read(t, i, read_ts, uncertainty_limit, &failed);
@@ -529,24 +526,44 @@ impl Store {
             status: &status,
             uncertainty_limit,
         };
-        let rows = match mvcc::scan(&*self.engine, start, Some(end), &view, limit) {
-            Ok(rows) => rows,
-            Err(_) if failed.lock().is_some() => {
-                return Err(failed.into_inner().expect("checked"));
-            }
-            Err(tessera_storage::Error::Uncertain { key, ts }) => {
-                return Err(Error::Uncertain { key, ts })
-            }
-            Err(e) => return Err(e.into()),
+        // A failed status lookup is the real cause of a failed read.
+        let failure = |e: tessera_storage::Error| match failed.lock().take() {
+            Some(cause) => cause,
+            None => match e {
+                tessera_storage::Error::Uncertain { key, ts } => Error::Uncertain { key, ts },
+                e => e.into(),
+            },
         };
-        if track {
-            let read_end = match rows.last() {
-                Some((k, _)) if rows.len() >= limit => [k.as_slice(), &[0]].concat(),
-                _ => end.to_vec(),
-            };
-            t.tscache.lock().add(start, &read_end, read_ts);
-        }
-        Ok(rows)
+        let answer = match read {
+            Read::Span { start, end, limit } => {
+                let limit = *limit as usize;
+                let rows =
+                    mvcc::scan(&*self.engine, start, Some(end), &view, limit).map_err(failure)?;
+                if track {
+                    let read_end = match rows.last() {
+                        Some((k, _)) if rows.len() >= limit => [k.as_slice(), &[0]].concat(),
+                        _ => end.to_vec(),
+                    };
+                    t.tscache.lock().add(start, &read_end, read_ts);
+                }
+                ReadAnswer::Rows(rows)
+            }
+            Read::Keys(keys) => {
+                let values = keys
+                    .iter()
+                    .map(|k| mvcc::get(&*self.engine, k, &view))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(failure)?;
+                if track {
+                    let mut cache = t.tscache.lock();
+                    for k in keys {
+                        cache.add(k, &[k.as_slice(), &[0]].concat(), read_ts);
+                    }
+                }
+                ReadAnswer::Values(values)
+            }
+        };
+        Ok(answer)
     }
 
     /// Check that nothing was committed in `(read_ts, to]` on `spans` of `t` and that no

@@ -9,7 +9,7 @@
 //! exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -297,10 +297,13 @@ pub struct SimPeers {
     /// When set, how many more calls are answered before one whose answer is lost
     /// (the request is served; the caller hears that the connection broke).
     pub lose_after: Mutex<Option<usize>>,
+    /// How many calls this node has made.
+    pub calls: AtomicUsize,
 }
 
 impl KvPeers for SimPeers {
     fn call(&self, node: u64, message: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let cut = self.cut.lock();
         if cut.contains(&node) || cut.contains(&self.from) {
             return Err(std::io::ErrorKind::ConnectionRefused.into());
@@ -394,6 +397,7 @@ impl World {
                 cut: Mutex::default(),
                 from: n,
                 lose_after: Mutex::default(),
+                calls: AtomicUsize::new(0),
             });
             store.set_peers(peers.clone());
             w.stores
