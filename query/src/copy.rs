@@ -682,13 +682,9 @@ async fn insert_text_rows(
     let converted = text_rows(session, t, targets, rows)
         .await
         .map_err(|e| (first_bad_row(t, targets, rows), e))?;
-    let mut n = 0;
-    for (i, partial) in converted.into_iter().enumerate() {
-        let row = crate::dml::complete(t, partial).map_err(|e| (Some(i), e))?;
-        crate::dml::write_new_row(session, t, &row, false).map_err(|e| (Some(i), e))?;
-        n += 1;
-    }
-    Ok(n)
+    let rows =
+        crate::row_write::insert_new_rows(session, t, converted).map_err(|(i, e)| (Some(i), e))?;
+    Ok(rows.len() as u64)
 }
 
 /// The first row with a value its column cannot take.

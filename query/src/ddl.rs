@@ -773,7 +773,7 @@ async fn alter_table(
                             ));
                         }
                     }
-                    crate::dml::write_new_row(session, &nt, &row, false)?;
+                    crate::row_write::write_new_row(session, &nt, &row, false)?;
                 }
             }
             ast::AlterTableOperation::AddConstraint {

@@ -4,8 +4,8 @@
 //! or SELECT of an INSERT with defaults filled in; the old rows plus the new values of
 //! an UPDATE; the doomed rows of a DELETE), reading through the session's transaction;
 //! then each row is cast to the column types, checked (NOT NULL, lengths, uniqueness)
-//! and written with its index entries through the same transaction. RETURNING runs one
-//! more query over the written rows.
+//! and written with its index entries through the same transaction
+//! ([`crate::row_write`]). RETURNING runs one more query over the written rows.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use crate::catalog::{Catalog, TableDesc};
 use crate::codec;
 use crate::error::{Error, Result, SqlState};
 use crate::provider::{table_schema, KvTable};
+use crate::row_write::{check_value, complete, delete_row, insert_new_rows, write_new_row};
 use crate::session::{Output, Session};
-use crate::types::SqlType;
 
 const DML_TARGET: &str = "__tessera_dml_target";
 const RETURNING: &str = "__tessera_returning";
@@ -57,70 +57,6 @@ pub(crate) fn object_name(name: &ast::ObjectName) -> String {
     }
 }
 
-/// Check and normalise one value for its column (lengths, padding, uuid, jsonb).
-fn check_value(t: &TableDesc, pos: usize, v: ScalarValue) -> Result<ScalarValue> {
-    let col = &t.columns[pos];
-    if v.is_null() {
-        if !col.nullable {
-            return Err(Error::new(
-                SqlState::NotNullViolation,
-                format!(
-                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-                    col.name, t.name
-                ),
-            )
-            .with_table(&t.name)
-            .with_column(&col.name));
-        }
-        return Ok(v);
-    }
-    let too_long = |n: u32| {
-        Error::new(
-            SqlState::StringDataRightTruncation,
-            format!("value too long for type {}", col.ty.pg_name()),
-        )
-        .with_table(&t.name)
-        .with_column(&col.name)
-        .with_detail(format!(
-            "column \"{}\" allows at most {n} characters",
-            col.name
-        ))
-    };
-    Ok(match (col.ty, v) {
-        (SqlType::Varchar(Some(n)), ScalarValue::Utf8(Some(s))) => {
-            if s.chars().count() > n as usize {
-                let trimmed = s.trim_end_matches(' ');
-                if trimmed.chars().count() > n as usize {
-                    return Err(too_long(n));
-                }
-                ScalarValue::Utf8(Some(trimmed.chars().take(n as usize).collect()))
-            } else {
-                ScalarValue::Utf8(Some(s))
-            }
-        }
-        (SqlType::Char(n), ScalarValue::Utf8(Some(s))) => ScalarValue::Utf8(Some(
-            crate::bpchar::stored(&s, n).ok_or_else(|| too_long(n))?,
-        )),
-        (SqlType::Uuid, ScalarValue::Utf8(Some(s))) => ScalarValue::Utf8(Some(
-            uuid::Uuid::from_bytes(codec::parse_uuid(&s)?)
-                .hyphenated()
-                .to_string(),
-        )),
-        (SqlType::Jsonb, ScalarValue::Utf8(Some(s))) => {
-            let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| {
-                Error::new(
-                    SqlState::InvalidTextRepresentation,
-                    "invalid input syntax for type json",
-                )
-                .with_detail(e.to_string())
-            })?;
-            ScalarValue::Utf8(Some(crate::json::to_pg_text(&v)))
-        }
-        (SqlType::Float4 | SqlType::Float8, v) => v,
-        (_, v) => v,
-    })
-}
-
 /// Rows of the batches, each cast column by column to `types`.
 pub(crate) fn rows_of(
     batches: &[RecordBatch],
@@ -143,118 +79,6 @@ pub(crate) fn rows_of(
         }
     }
     Ok(out)
-}
-
-fn describe_key(t: &TableDesc, cols: &[(u32, bool)], row: &[ScalarValue]) -> String {
-    let names: Vec<&str> = cols
-        .iter()
-        .filter_map(|(id, _)| t.column_by_id(*id))
-        .map(|c| c.name.as_str())
-        .collect();
-    let vals: Vec<String> = cols
-        .iter()
-        .filter_map(|(id, _)| t.position(*id))
-        .map(|p| crate::json::display_scalar(&row[p]))
-        .collect();
-    format!(
-        "Key ({})=({}) already exists.",
-        names.join(", "),
-        vals.join(", ")
-    )
-}
-
-fn unique_violation(
-    t: &TableDesc,
-    index: &crate::catalog::IndexDesc,
-    row: &[ScalarValue],
-) -> Error {
-    Error::new(
-        SqlState::UniqueViolation,
-        format!(
-            "duplicate key value violates unique constraint \"{}\"",
-            index.name
-        ),
-    )
-    .with_detail(describe_key(t, &index.columns, row))
-    .with_table(&t.name)
-    .with_constraint(&index.name)
-}
-
-/// Write a new row and its index entries, checking uniqueness. `Ok(false)` when the
-/// primary key already exists and `skip_existing` asked to skip it.
-pub(crate) fn write_new_row(
-    session: &Session,
-    t: &TableDesc,
-    row: &[ScalarValue],
-    skip_existing: bool,
-) -> Result<bool> {
-    let key = codec::primary_key(t, row)?;
-    let value = codec::encode_row(t, row)?;
-    crate::foreign_key::check_parents(session, t, row)?;
-    session.slot.with(|txn| {
-        // A row that is skipped is read, not written: record the read so that a
-        // change to it conflicts with this transaction. A row that is written is
-        // covered by the write-write check at commit.
-        let existing = if skip_existing {
-            txn.get(&key)?
-        } else {
-            txn.get_for_write(&key)?
-        };
-        if existing.is_some() {
-            if skip_existing {
-                return Ok(false);
-            }
-            return Err(unique_violation(t, &t.primary, row));
-        }
-        for index in &t.indexes {
-            let values: Vec<ScalarValue> = index
-                .columns
-                .iter()
-                .map(|(id, _)| row[t.position(*id).expect("index column")].clone())
-                .collect();
-            if index.unique && values.iter().all(|v| !v.is_null()) {
-                let prefix = codec::index_prefix(t, index, &values)?;
-                let end = tessera_storage::keycode::prefix_end(&prefix).expect("bounded");
-                if !txn.scan(&prefix, Some(&end), 1)?.is_empty() {
-                    if skip_existing {
-                        return Ok(false);
-                    }
-                    return Err(unique_violation(t, index, row));
-                }
-            }
-            txn.put(codec::index_key(t, index, row)?, Vec::new())?;
-        }
-        txn.put(key, value)?;
-        Ok(true)
-    })
-}
-
-/// Remove a row and its index entries.
-pub(crate) fn delete_row(session: &Session, t: &TableDesc, row: &[ScalarValue]) -> Result<()> {
-    session.slot.with(|txn| {
-        for index in &t.indexes {
-            txn.delete(codec::index_key(t, index, row)?)?;
-        }
-        txn.delete(codec::primary_key(t, row)?)?;
-        Ok(())
-    })
-}
-
-pub(crate) fn complete(
-    t: &TableDesc,
-    partial: Vec<(usize, ScalarValue)>,
-) -> Result<Vec<ScalarValue>> {
-    let mut row: Vec<Option<ScalarValue>> = vec![None; t.columns.len()];
-    for (pos, v) in partial {
-        row[pos] = Some(check_value(t, pos, v)?);
-    }
-    row.into_iter()
-        .enumerate()
-        .map(|(pos, v)| match v {
-            Some(v) => Ok(v),
-            None => check_value(t, pos, ScalarValue::try_from(&t.columns[pos].ty.arrow())?),
-        })
-        .collect()
 }
 
 /// A one-off table of full rows of `t` (visible columns only), for queries over rows
@@ -631,6 +455,9 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
         targets.iter().enumerate().map(|(i, p)| (i, *p)).collect();
     mapping.extend(missing.iter().enumerate().map(|(i, p)| (src_cols + i, *p)));
     let rows = rows_of(&batches, &t, &mapping)?;
+    if matches!(on_conflict, OnConflict::Error) {
+        return insert_rows(session, &t, &alias, &ins.returning, rows).await;
+    }
     let mut written = Vec::new();
     let mut n = 0;
     // Keys this statement inserted or updated: an upsert may not touch a row twice.
@@ -638,7 +465,7 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
     for partial in rows {
         let row = complete(&t, partial)?;
         let outcome = match &on_conflict {
-            OnConflict::Error => write_new_row(session, &t, &row, false)?.then_some(row),
+            OnConflict::Error => unreachable!("inserted above"),
             OnConflict::Nothing(None) => write_new_row(session, &t, &row, true)?.then_some(row),
             OnConflict::Nothing(Some(arbiter)) => {
                 match conflicting_row(session, &t, arbiter, &row)? {
@@ -684,6 +511,22 @@ pub async fn insert(session: &mut Session, catalog: &Catalog, ins: &ast::Insert)
     let tag = format!("INSERT 0 {n}");
     match &ins.returning {
         Some(items) => returning(session, &t, &alias, items, written, tag).await,
+        None => Ok(Output::Command(tag)),
+    }
+}
+
+/// The rows of an INSERT without ON CONFLICT ([`insert_new_rows`]), and its answer.
+async fn insert_rows(
+    session: &mut Session,
+    t: &Arc<TableDesc>,
+    alias: &str,
+    returning_items: &Option<Vec<SelectItem>>,
+    rows: Vec<Vec<(usize, ScalarValue)>>,
+) -> Result<Output> {
+    let rows = insert_new_rows(session, t, rows).map_err(|(_, e)| e)?;
+    let tag = format!("INSERT 0 {}", rows.len());
+    match returning_items {
+        Some(items) => returning(session, t, alias, items, rows, tag).await,
         None => Ok(Output::Command(tag)),
     }
 }

@@ -17,6 +17,8 @@
 //! - A referenced table cannot be dropped while a table outside the same DROP
 //!   references it (2BP01).
 
+use std::collections::{BTreeSet, HashSet};
+
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast;
 use tessera_storage::keycode::prefix_end;
@@ -145,12 +147,41 @@ fn describe(t: &TableDesc, cols: &[u32], vals: &[ScalarValue]) -> String {
     format!("Key ({})=({})", names.join(", "), vals.join(", "))
 }
 
-/// Whether `parent` holds a row with `ref_cols` = `vals`.
+/// The primary key of the row of `parent` whose primary key columns (`index`, in its
+/// own column order) are `ordered`.
+fn parent_primary_key(
+    parent: &TableDesc,
+    index: &IndexDesc,
+    ordered: &[ScalarValue],
+) -> Result<Vec<u8>> {
+    let mut row: Vec<ScalarValue> = parent
+        .columns
+        .iter()
+        .map(|c| ScalarValue::try_from(&c.ty.arrow()).unwrap_or(ScalarValue::Null))
+        .collect();
+    for ((id, _), v) in index.columns.iter().zip(ordered) {
+        row[parent.position(*id).expect("column")] = v.clone();
+    }
+    codec::primary_key(parent, &row)
+}
+
+/// `vals` (in `ref_cols` order) in `index`'s own column order.
+fn in_index_order(index: &IndexDesc, ref_cols: &[u32], vals: &[ScalarValue]) -> Vec<ScalarValue> {
+    index
+        .columns
+        .iter()
+        .map(|(id, _)| vals[ref_cols.iter().position(|c| c == id).expect("column")].clone())
+        .collect()
+}
+
+/// Whether `parent` holds a row with `ref_cols` = `vals`; `present` holds primary keys
+/// of `parent` (among others) already read and found.
 fn parent_has(
     session: &Session,
     parent: &TableDesc,
     ref_cols: &[u32],
     vals: &[ScalarValue],
+    present: &HashSet<Vec<u8>>,
 ) -> Result<bool> {
     let index = unique_index(parent, ref_cols).ok_or_else(|| {
         Error::internal(format!(
@@ -158,22 +189,12 @@ fn parent_has(
             parent.name
         ))
     })?;
-    // The index's own column order.
-    let ordered: Vec<ScalarValue> = index
-        .columns
-        .iter()
-        .map(|(id, _)| vals[ref_cols.iter().position(|c| c == id).expect("column")].clone())
-        .collect();
+    let ordered = in_index_order(index, ref_cols, vals);
     if std::ptr::eq(index, &parent.primary) {
-        let mut row: Vec<ScalarValue> = parent
-            .columns
-            .iter()
-            .map(|c| ScalarValue::try_from(&c.ty.arrow()).unwrap_or(ScalarValue::Null))
-            .collect();
-        for ((id, _), v) in index.columns.iter().zip(&ordered) {
-            row[parent.position(*id).expect("column")] = v.clone();
+        let key = parent_primary_key(parent, index, &ordered)?;
+        if present.contains(&key) {
+            return Ok(true);
         }
-        let key = codec::primary_key(parent, &row)?;
         return session.slot.with(|txn| Ok(txn.get(&key)?.is_some()));
     }
     let prefix = codec::index_prefix(parent, index, &ordered)?;
@@ -183,21 +204,78 @@ fn parent_has(
         .with(|txn| Ok(!txn.scan(&prefix, Some(&end), 1)?.is_empty()))
 }
 
-/// Before writing `row` into `t`: every reference it makes must exist.
-pub(crate) fn check_parents(session: &Session, t: &TableDesc, row: &[ScalarValue]) -> Result<()> {
+/// The table `fk` of `t` refers to.
+fn parent_of<'a>(
+    t: &'a TableDesc,
+    fk: &ForeignKeyDesc,
+    catalog: &'a Catalog,
+) -> Result<&'a TableDesc> {
+    if fk.table == t.id {
+        return Ok(t);
+    }
+    catalog
+        .table_by_id(fk.table)
+        .map(|p| &**p)
+        .ok_or_else(|| Error::internal("a foreign key names a table that is gone"))
+}
+
+/// The parent rows that `rows` of `t` refer to by a parent's primary key, read together
+/// (one read per tablet, not one per row and reference): the primary keys found. Each
+/// is a tracked read, as the row-by-row lookup is. A key not found here may still be
+/// written by an earlier row of the same statement, so [`check_parents`] looks again
+/// for what is not in the answer.
+pub(crate) fn present_parents(
+    session: &Session,
+    t: &TableDesc,
+    rows: &[Vec<ScalarValue>],
+) -> Result<HashSet<Vec<u8>>> {
+    if t.foreign_keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let catalog = session.seq.catalog.lock().clone();
+    let mut keys = BTreeSet::new();
+    for fk in &t.foreign_keys {
+        let parent = parent_of(t, fk, &catalog)?;
+        let Some(index) = unique_index(parent, &fk.ref_columns) else {
+            continue;
+        };
+        if !std::ptr::eq(index, &parent.primary) {
+            continue;
+        }
+        for row in rows {
+            if let Some(vals) = values(t, row, &fk.columns) {
+                let ordered = in_index_order(index, &fk.ref_columns, &vals);
+                keys.insert(parent_primary_key(parent, index, &ordered)?);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+    let found = session.slot.with(|txn| Ok(txn.get_many(&keys)?))?;
+    Ok(keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(k, v)| v.map(|_| k))
+        .collect())
+}
+
+/// Before writing `row` into `t`: every reference it makes must exist. `present` holds
+/// parent primary keys already read and found ([`present_parents`]; empty for none).
+pub(crate) fn check_parents(
+    session: &Session,
+    t: &TableDesc,
+    row: &[ScalarValue],
+    present: &HashSet<Vec<u8>>,
+) -> Result<()> {
     if t.foreign_keys.is_empty() {
         return Ok(());
     }
     let catalog = session.seq.catalog.lock().clone();
     for fk in &t.foreign_keys {
-        let parent = if fk.table == t.id {
-            t
-        } else {
-            catalog
-                .table_by_id(fk.table)
-                .ok_or_else(|| Error::internal("a foreign key names a table that is gone"))?
-        };
-        check_reference(session, t, row, fk, parent)?;
+        let parent = parent_of(t, fk, &catalog)?;
+        check_reference(session, t, row, fk, parent, present)?;
     }
     Ok(())
 }
@@ -209,11 +287,12 @@ fn check_reference(
     row: &[ScalarValue],
     fk: &ForeignKeyDesc,
     parent: &TableDesc,
+    present: &HashSet<Vec<u8>>,
 ) -> Result<()> {
     let Some(vals) = values(t, row, &fk.columns) else {
         return Ok(());
     };
-    if parent_has(session, parent, &fk.ref_columns, &vals)? {
+    if parent_has(session, parent, &fk.ref_columns, &vals, present)? {
         return Ok(());
     }
     Err(Error::new(
@@ -332,7 +411,7 @@ pub(crate) fn add_constraint(
         ));
     }
     crate::ddl::for_each_row(session, t, |row| {
-        check_reference(session, t, &row, &desc, &parent)?;
+        check_reference(session, t, &row, &desc, &parent, &HashSet::new())?;
         Ok(true)
     })?;
     t.foreign_keys.push(desc);

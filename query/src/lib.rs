@@ -33,6 +33,7 @@ mod plan_rewrite;
 mod provider;
 mod ranges;
 mod result_columns;
+mod row_write;
 mod sequence;
 mod session;
 mod txn_slot;
