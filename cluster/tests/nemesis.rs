@@ -163,32 +163,50 @@ fn run(seed: u64, crashes: bool) -> (Outcomes, BTreeMap<u32, Vec<u32>>, usize) {
                 let i = rng.below(open.len() as u64) as usize;
                 let k = rng.below(KEYS) as u32;
                 let append = rng.below(2) == 0;
+                // Some reads take several lists at once (`get_many`, across tablets).
+                let also = if append { 0 } else { rng.below(4) as u32 };
                 let crashes = w.crashes();
                 let o = &mut open[i];
-                let r = o.txn.get(&list_key(k)).and_then(|v| {
-                    let mut list = decode_list(v);
-                    if !append {
-                        o.ops.push(Op::Read(k, list));
-                        return Ok(());
+                if also > 0 {
+                    let ks: Vec<u32> = (0..=also).map(|d| (k + d) % KEYS as u32).collect();
+                    let keys: Vec<Vec<u8>> = ks.iter().map(|k| list_key(*k)).collect();
+                    let r = o.txn.get_many(&keys).map(|values| {
+                        for (k, v) in ks.iter().zip(values) {
+                            o.ops.push(Op::Read(*k, decode_list(v)));
+                        }
+                    });
+                    if trace {
+                        eprintln!("{step}: txn {} read keys {ks:?}: {r:?}", o.id);
                     }
-                    list.push(next_value);
-                    o.txn.put(list_key(k), encode_list(&list))?;
-                    o.ops.push(Op::Append(k, next_value));
-                    o.appended.push(next_value);
-                    next_value += 1;
-                    Ok(())
-                });
-                // A failed read or intent flush ends the transaction; it rolls back.
-                if trace {
-                    eprintln!(
-                        "{step}: txn {} {} key {k}: {r:?} ops {:?}",
-                        o.id,
-                        if append { "append" } else { "read" },
-                        o.ops.last()
-                    );
-                }
-                if r.is_err() && !w.crashed_since(crashes, o.node) {
-                    fail(open.swap_remove(i), &mut out);
+                    if r.is_err() && !w.crashed_since(crashes, o.node) {
+                        fail(open.swap_remove(i), &mut out);
+                    }
+                } else {
+                    let r = o.txn.get(&list_key(k)).and_then(|v| {
+                        let mut list = decode_list(v);
+                        if !append {
+                            o.ops.push(Op::Read(k, list));
+                            return Ok(());
+                        }
+                        list.push(next_value);
+                        o.txn.put(list_key(k), encode_list(&list))?;
+                        o.ops.push(Op::Append(k, next_value));
+                        o.appended.push(next_value);
+                        next_value += 1;
+                        Ok(())
+                    });
+                    // A failed read or intent flush ends the transaction; it rolls back.
+                    if trace {
+                        eprintln!(
+                            "{step}: txn {} {} key {k}: {r:?} ops {:?}",
+                            o.id,
+                            if append { "append" } else { "read" },
+                            o.ops.last()
+                        );
+                    }
+                    if r.is_err() && !w.crashed_since(crashes, o.node) {
+                        fail(open.swap_remove(i), &mut out);
+                    }
                 }
             }
             85..=99 if !open.is_empty() => {

@@ -7,17 +7,21 @@
 //!   cache. Since every tablet keeps its writes above the reads it recorded and its
 //!   reads wait for the commits in flight, the parts together are one snapshot.
 //! - **Reads of many keys.** [`Store::get_many`] sends each tablet the keys it owns in
-//!   one request (one Raft ReadIndex and one round trip per tablet, not per key); each
-//!   key is recorded as read like a point scan.
+//!   one request (one Raft ReadIndex and one round trip per tablet, not per key), the
+//!   tablets in parallel; each key is recorded as read like a point scan. The parts
+//!   read at the same `read_ts` and wait for commits in flight, so they are one
+//!   snapshot, as a scan's parts are.
 //! - **Routing races.** A request that reaches a tablet after a split moved its keys
 //!   away is refused by the tablet ([`crate::Error::RangeKeyMismatch`]) and routed again
 //!   here, a bounded number of times.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use tessera_storage::mvcc::TxnId;
 use tessera_storage::Timestamp;
 
+use super::commit::parallel;
 use super::tablet::Tablet;
 use super::{Store, Uncertainty};
 use crate::remote::{KvRequest, KvResponse, Read, ReadAnswer};
@@ -78,7 +82,8 @@ impl Store {
 
     /// The visible value of each of `keys` (in any order, repeats allowed) at
     /// `read_ts`, as seen by `txn`, in the order asked: one read per tablet that owns
-    /// some of them (per [`KEYS_PER_READ`] of them), served like a scan's part (see [`Store::scan`]). With `track`,
+    /// some of them (per [`KEYS_PER_READ`] of them), the reads in parallel, each served
+    /// like a scan's part (see [`Store::scan`]). With `track`,
     /// each key is recorded as read in its tablet's timestamp cache.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn get_many(
@@ -90,37 +95,59 @@ impl Store {
         keys: &[Vec<u8>],
         track: bool,
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        let wanted: Vec<&Vec<u8>> = keys.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut todo: Vec<&Vec<u8>> = keys.iter().collect::<BTreeSet<_>>().into_iter().collect();
         let mut found: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
-        let mut pos = 0;
-        let mut reroutes = 0;
-        while pos < wanted.len() {
-            let t = self.tablets.for_key(wanted[pos]);
-            let end = t.desc.read().end.clone();
-            let n = wanted[pos..]
-                .partition_point(|k| k.as_slice() < end.as_slice())
-                .min(KEYS_PER_READ);
-            let part = &wanted[pos..pos + n];
-            let read = Read::Keys(part.iter().map(|k| k.to_vec()).collect());
-            let answer = self.settling(true, || {
-                self.read_tablet(&t, txn, read_ts, bound, confirmed, &read, track)
-            });
-            match answer {
-                Err(Error::RangeKeyMismatch { .. }) if reroutes < REROUTES => {
-                    reroutes += 1;
-                    continue;
-                }
-                Ok(ReadAnswer::Values(values)) if values.len() == n => {
-                    found.extend(part.iter().map(|k| k.as_slice()).zip(values));
-                }
-                other => return Err(unexpected(other)),
+        for _ in 0..=REROUTES {
+            // One part per tablet (and per `KEYS_PER_READ` keys), read in parallel, each
+            // starting from what the transaction knows now.
+            let mut parts: Vec<(Arc<Tablet>, &[&Vec<u8>])> = Vec::new();
+            let mut rest = &todo[..];
+            while let Some(first) = rest.first() {
+                let t = self.tablets.for_key(first);
+                let end = t.desc.read().end.clone();
+                let n = rest
+                    .partition_point(|k| k.as_slice() < end.as_slice())
+                    .min(KEYS_PER_READ);
+                let (part, after) = rest.split_at(n);
+                parts.push((t, part));
+                rest = after;
             }
-            pos += n;
+            let (known, seen) = (&*bound, &*confirmed);
+            let results = parallel(self.config.threads, parts.iter(), |(t, part)| {
+                let (mut bound, mut confirmed) = (known.clone(), seen.clone());
+                let read = Read::Keys(part.iter().map(|k| k.to_vec()).collect());
+                let answer = self.settling(true, || {
+                    self.read_tablet(t, txn, read_ts, &mut bound, &mut confirmed, &read, track)
+                });
+                (answer, bound, confirmed)
+            });
+            let mut again = Vec::new();
+            for ((_, part), (answer, learned, confirmed_there)) in parts.iter().zip(results) {
+                // Any reading of a node's clock taken after the transaction began bounds
+                // its uncertainty there; the first one kept stays.
+                for (node, observed) in learned.observed {
+                    bound.observed.entry(node).or_insert(observed);
+                }
+                confirmed.extend(confirmed_there);
+                match answer {
+                    Err(Error::RangeKeyMismatch { .. }) => again.extend_from_slice(part),
+                    Ok(ReadAnswer::Values(values)) if values.len() == part.len() => {
+                        found.extend(part.iter().map(|k| k.as_slice()).zip(values));
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+            if again.is_empty() {
+                return Ok(keys
+                    .iter()
+                    .map(|k| found.get(k.as_slice()).cloned().flatten())
+                    .collect());
+            }
+            todo = again;
         }
-        Ok(keys
-            .iter()
-            .map(|k| found.get(k.as_slice()).cloned().flatten())
-            .collect())
+        Err(Error::RangeKeyMismatch {
+            key: todo.first().map(|k| k.to_vec()).unwrap_or_default(),
+        })
     }
 
     /// One tablet's part of a read.
