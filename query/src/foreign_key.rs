@@ -221,9 +221,9 @@ fn parent_of<'a>(
 
 /// The parent rows that `rows` of `t` refer to by a parent's primary key, read together
 /// (one read per tablet, not one per row and reference): the primary keys found. Each
-/// is a tracked read, as the row-by-row lookup is. A key not found here may still be
-/// written by an earlier row of the same statement, so [`check_parents`] looks again
-/// for what is not in the answer.
+/// is a tracked read, as the row-by-row lookup is, and sees the transaction's own
+/// writes. [`check_parents`] looks up what is not in the answer itself (a reference
+/// through another unique index, or a parent that is missing).
 pub(crate) fn present_parents(
     session: &Session,
     t: &TableDesc,

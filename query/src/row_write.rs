@@ -6,7 +6,12 @@
 //!   ON CONFLICT DO NOTHING) for its second unique index leaves nothing in its first.
 //! - The primary keys of many new rows, and the parent rows their foreign keys name,
 //!   are looked up together ([`write_new_rows`]): one read per tablet and batch instead
-//!   of one per row, with the same answers, in the same order, as row by row.
+//!   of one per row, with the same answers as row by row.
+//! - The foreign keys of the rows of an INSERT (or of one batch of COPY rows) are
+//!   checked once all of them are written, as PostgreSQL checks them at the end of the
+//!   statement: a row may name a parent that a later row inserts. A row written alone
+//!   (an upsert, an UPDATE) is checked as it is written; a row skipped by ON CONFLICT
+//!   DO NOTHING is not checked at all.
 //! - Uniqueness checks do not record reads (the rows are written, and the write-write
 //!   check at commit covers them); a row skipped because it exists is read and
 //!   recorded, as its absence would change the outcome.
@@ -146,7 +151,7 @@ pub(crate) fn write_new_row(
         }
         return Err(unique_violation(t, &t.primary, row));
     }
-    write_row_with_free_key(session, t, row, key, skip_existing, &HashSet::new())
+    write_row_with_free_key(session, t, row, key, skip_existing, true)
 }
 
 /// How many rows' primary keys [`write_new_rows`] looks up together.
@@ -154,8 +159,9 @@ const KEYS_PER_LOOKUP: usize = 1024;
 
 /// [`write_new_row`] for each of `rows` in order (no skipping), with the primary keys
 /// of up to [`KEYS_PER_LOOKUP`] rows, and the parent rows they refer to, looked up
-/// together: one read per tablet instead of one per row. A key repeated within `rows` is a violation at its second row, as it
-/// is row by row. An error comes with the index of its row.
+/// together: one read per tablet instead of one per row. A key repeated within `rows`
+/// is a violation at its second row, as it is row by row; foreign keys are checked
+/// once every row is written. An error comes with the index of its row.
 pub(crate) fn write_new_rows(
     session: &Session,
     t: &TableDesc,
@@ -173,14 +179,26 @@ pub(crate) fn write_new_rows(
             .slot
             .with(|txn| txn.get_many_for_write(&keys).map_err(Error::from))
             .map_err(|e| (first, e))?;
-        let parents =
-            crate::foreign_key::present_parents(session, t, chunk).map_err(|e| (first, e))?;
         for (i, ((row, key), existing)) in chunk.iter().zip(keys).zip(existing).enumerate() {
             if existing.is_some() || written.contains(&key) {
                 return Err((first + i, unique_violation(t, &t.primary, row)));
             }
             written.insert(key.clone());
-            write_row_with_free_key(session, t, row, key, false, &parents)
+            write_row_with_free_key(session, t, row, key, false, false)
+                .map_err(|e| (first + i, e))?;
+        }
+    }
+    // Foreign keys once every row is in, as PostgreSQL checks them at the end of the
+    // statement: a row may name a parent that a later row of the statement inserts.
+    if t.foreign_keys.is_empty() {
+        return Ok(());
+    }
+    for (chunk_no, chunk) in rows.chunks(KEYS_PER_LOOKUP).enumerate() {
+        let first = chunk_no * KEYS_PER_LOOKUP;
+        let parents =
+            crate::foreign_key::present_parents(session, t, chunk).map_err(|e| (first, e))?;
+        for (i, row) in chunk.iter().enumerate() {
+            crate::foreign_key::check_parents(session, t, row, &parents)
                 .map_err(|e| (first + i, e))?;
         }
     }
@@ -188,21 +206,20 @@ pub(crate) fn write_new_rows(
 }
 
 /// The rest of [`write_new_row`] once its primary key `key` is known to be free:
-/// foreign keys (`parents`: parent keys already found), unique indexes, then the row
-/// and its index entries.
+/// unique indexes, foreign keys (with `check_references`; otherwise the caller checks
+/// them), then the row and its index entries.
 fn write_row_with_free_key(
     session: &Session,
     t: &TableDesc,
     row: &[ScalarValue],
     key: Vec<u8>,
     skip_existing: bool,
-    parents: &HashSet<Vec<u8>>,
+    check_references: bool,
 ) -> Result<bool> {
     let value = codec::encode_row(t, row)?;
-    crate::foreign_key::check_parents(session, t, row, parents)?;
-    session.slot.with(|txn| {
-        // Every unique index is checked before anything is written: a row skipped for
-        // its second unique index leaves no entry in its first.
+    // Every check passes before anything is written: a row skipped for its second
+    // unique index leaves no entry in its first.
+    let free = session.slot.with(|txn| {
         for index in t.indexes.iter().filter(|i| i.unique) {
             let values: Vec<ScalarValue> = index
                 .columns
@@ -220,6 +237,15 @@ fn write_row_with_free_key(
                 }
             }
         }
+        Ok(true)
+    })?;
+    if !free {
+        return Ok(false);
+    }
+    if check_references {
+        crate::foreign_key::check_parents(session, t, row, &HashSet::new())?;
+    }
+    session.slot.with(|txn| {
         for index in &t.indexes {
             txn.put(codec::index_key(t, index, row)?, Vec::new())?;
         }
@@ -239,6 +265,8 @@ pub(crate) fn delete_row(session: &Session, t: &TableDesc, row: &[ScalarValue]) 
     })
 }
 
+/// A whole row of `t` from the values given for some of its columns (by position),
+/// the others NULL; every value checked for its column.
 pub(crate) fn complete(
     t: &TableDesc,
     partial: Vec<(usize, ScalarValue)>,
