@@ -310,6 +310,28 @@ fn forwarded_get_many_is_one_request_per_tablet() {
     }
 }
 
+/// Claim: a commit that a node starts serving itself, believing it still holds the
+/// lease, and that its replica then refuses (the lease had just moved; nothing was
+/// proposed) goes to the new leaseholder instead of failing the statement.
+#[test]
+fn a_request_refused_for_a_lease_that_just_moved_is_routed_again() {
+    let w = World::new(14);
+    let old = w.leader();
+    let new = follower_of(old);
+    assert_eq!(w.transfer_leases(new), 1);
+    assert_eq!(w.leaseholder_besides(old), new);
+    w.write(new, b"\x10k", b"v1").unwrap();
+    let mut t = w.dbs[&old].begin(TxnOptions::default());
+    assert_eq!(t.get(b"\x10k").unwrap().as_deref(), Some(&b"v1"[..]));
+    t.put(b"\x10k".to_vec(), b"v2".to_vec()).unwrap();
+    *w.stores.stale_leader.lock() = Some(old);
+    t.commit().unwrap();
+    assert_eq!(
+        w.read(new, b"\x10k").unwrap().0.as_deref(),
+        Some(&b"v2"[..])
+    );
+}
+
 /// A store config whose transactions flush intents after a few hundred bytes.
 fn small_buffers() -> StoreConfig {
     StoreConfig {

@@ -72,10 +72,12 @@ pub(super) struct RecordState {
 }
 
 impl Store {
-    /// Run `f`, settling each STAGING transaction it meets and running it again, a
-    /// bounded number of times. A live coordinator is waited for, with `wait` up to
-    /// twice the expiry, without only briefly ([`BRIEF`]); then meeting it is a
-    /// retryable conflict.
+    /// Run `f` (one request on one tablet), settling each STAGING transaction it meets
+    /// and running it again, a bounded number of times. A live coordinator is waited
+    /// for, with `wait` up to twice the expiry, without only briefly ([`BRIEF`]); then
+    /// meeting it is a retryable conflict. A request this node began to serve itself
+    /// and its replica refused because the lease had just moved (nothing of it was
+    /// done) runs again too, and is then sent to the new leaseholder.
     pub(super) fn settling<T>(&self, wait: bool, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         for _ in 0..SETTLES {
             match f() {
@@ -83,6 +85,9 @@ impl Store {
                     if let TxnStatus::Staging(_) = self.settle(txn, &anchor, wait, false)? {
                         return Err(Self::still_committing(txn));
                     }
+                }
+                Err(Error::NotLeaseholder { leader }) => {
+                    tracing::debug!(?leader, "the lease moved under a request; routing it again");
                 }
                 other => return other,
             }

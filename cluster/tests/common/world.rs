@@ -61,6 +61,9 @@ pub struct SimStores {
     seen: Mutex<BTreeMap<u64, usize>>,
     /// Per node, its command ids (shared by its groups).
     counters: Mutex<BTreeMap<u64, Arc<AtomicU64>>>,
+    /// A node whose replicators, the next time they are asked, say that it leads their
+    /// group whatever it does (a leader map that has not caught up yet).
+    pub stale_leader: Mutex<Option<u64>>,
 }
 
 impl SimStores {
@@ -209,6 +212,13 @@ impl Replicator for SimReplicator {
         let c = self.sim.lock();
         if self.gone(&c) {
             return None;
+        }
+        {
+            let mut stale = self.stores.stale_leader.lock();
+            if *stale == Some(self.node) {
+                *stale = None;
+                return Some(self.node);
+            }
         }
         c.stores[&self.node].leaseholder(self.group).map(|(l, _)| l)
     }
