@@ -54,6 +54,16 @@ pub(crate) enum Read {
     Keys(Vec<Vec<u8>>),
 }
 
+impl Read {
+    /// The first key the read touches (the tablet that serves it owns it).
+    pub(crate) fn first_key(&self) -> &[u8] {
+        match self {
+            Read::Span { start, .. } => start,
+            Read::Keys(keys) => keys.first().map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
 /// The answer to a [`Read`], in the same shape.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ReadAnswer {

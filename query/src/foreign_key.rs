@@ -174,14 +174,12 @@ fn in_index_order(index: &IndexDesc, ref_cols: &[u32], vals: &[ScalarValue]) -> 
         .collect()
 }
 
-/// Whether `parent` holds a row with `ref_cols` = `vals`; `present` holds primary keys
-/// of `parent` (among others) already read and found.
+/// Whether `parent` holds a row with `ref_cols` = `vals`.
 fn parent_has(
     session: &Session,
     parent: &TableDesc,
     ref_cols: &[u32],
     vals: &[ScalarValue],
-    present: &HashSet<Vec<u8>>,
 ) -> Result<bool> {
     let index = unique_index(parent, ref_cols).ok_or_else(|| {
         Error::internal(format!(
@@ -192,9 +190,6 @@ fn parent_has(
     let ordered = in_index_order(index, ref_cols, vals);
     if std::ptr::eq(index, &parent.primary) {
         let key = parent_primary_key(parent, index, &ordered)?;
-        if present.contains(&key) {
-            return Ok(true);
-        }
         return session.slot.with(|txn| Ok(txn.get(&key)?.is_some()));
     }
     let prefix = codec::index_prefix(parent, index, &ordered)?;
@@ -219,63 +214,84 @@ fn parent_of<'a>(
         .ok_or_else(|| Error::internal("a foreign key names a table that is gone"))
 }
 
-/// The parent rows that `rows` of `t` refer to by a parent's primary key, read together
-/// (one read per tablet, not one per row and reference): the primary keys found. Each
-/// is a tracked read, as the row-by-row lookup is, and sees the transaction's own
-/// writes. [`check_parents`] looks up what is not in the answer itself (a reference
-/// through another unique index, or a parent that is missing).
-pub(crate) fn present_parents(
+/// [`check_parents`] for each of `rows` (already written: the transaction's own writes
+/// count), in row order. References by a parent's primary key are read together, one
+/// read per tablet instead of one per row and reference (each a tracked read, as the
+/// row-by-row lookup is); others are looked up row by row. An error comes with the
+/// index of its row.
+pub(crate) fn check_parents_of_rows(
     session: &Session,
     t: &TableDesc,
     rows: &[Vec<ScalarValue>],
-) -> Result<HashSet<Vec<u8>>> {
+) -> std::result::Result<(), (usize, Error)> {
     if t.foreign_keys.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(());
     }
     let catalog = session.seq.catalog.lock().clone();
-    let mut keys = BTreeSet::new();
+    // Per reference, the parent key of each row when the reference is by primary key.
+    let mut by_key: Vec<Option<Vec<Option<Vec<u8>>>>> = Vec::new();
+    let mut wanted = BTreeSet::new();
     for fk in &t.foreign_keys {
-        let parent = parent_of(t, fk, &catalog)?;
-        let Some(index) = unique_index(parent, &fk.ref_columns) else {
+        let parent = parent_of(t, fk, &catalog).map_err(|e| (0, e))?;
+        let index = unique_index(parent, &fk.ref_columns)
+            .filter(|index| std::ptr::eq(*index, &parent.primary));
+        let Some(index) = index else {
+            by_key.push(None);
             continue;
         };
-        if !std::ptr::eq(index, &parent.primary) {
-            continue;
+        let mut keys = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let key = match values(t, row, &fk.columns) {
+                Some(vals) => {
+                    let ordered = in_index_order(index, &fk.ref_columns, &vals);
+                    Some(parent_primary_key(parent, index, &ordered).map_err(|e| (i, e))?)
+                }
+                None => None,
+            };
+            wanted.extend(key.clone());
+            keys.push(key);
         }
-        for row in rows {
-            if let Some(vals) = values(t, row, &fk.columns) {
-                let ordered = in_index_order(index, &fk.ref_columns, &vals);
-                keys.insert(parent_primary_key(parent, index, &ordered)?);
+        by_key.push(Some(keys));
+    }
+    let wanted: Vec<Vec<u8>> = wanted.into_iter().collect();
+    let found: HashSet<Vec<u8>> = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        let values = session
+            .slot
+            .with(|txn| Ok(txn.get_many(&wanted)?))
+            .map_err(|e| (0, e))?;
+        wanted
+            .into_iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.map(|_| k))
+            .collect()
+    };
+    for (i, row) in rows.iter().enumerate() {
+        for (fk, keys) in t.foreign_keys.iter().zip(&by_key) {
+            let parent = parent_of(t, fk, &catalog).map_err(|e| (i, e))?;
+            match keys.as_ref().map(|keys| &keys[i]) {
+                Some(Some(key)) if !found.contains(key) => {
+                    let vals = values(t, row, &fk.columns).expect("a key was made of them");
+                    return Err((i, violation(t, fk, parent, &vals)));
+                }
+                Some(_) => {}
+                None => check_reference(session, t, row, fk, parent).map_err(|e| (i, e))?,
             }
         }
     }
-    if keys.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let keys: Vec<Vec<u8>> = keys.into_iter().collect();
-    let found = session.slot.with(|txn| Ok(txn.get_many(&keys)?))?;
-    Ok(keys
-        .into_iter()
-        .zip(found)
-        .filter_map(|(k, v)| v.map(|_| k))
-        .collect())
+    Ok(())
 }
 
-/// Before writing `row` into `t`: every reference it makes must exist. `present` holds
-/// parent primary keys already read and found ([`present_parents`]; empty for none).
-pub(crate) fn check_parents(
-    session: &Session,
-    t: &TableDesc,
-    row: &[ScalarValue],
-    present: &HashSet<Vec<u8>>,
-) -> Result<()> {
+/// Before writing `row` into `t`: every reference it makes must exist.
+pub(crate) fn check_parents(session: &Session, t: &TableDesc, row: &[ScalarValue]) -> Result<()> {
     if t.foreign_keys.is_empty() {
         return Ok(());
     }
     let catalog = session.seq.catalog.lock().clone();
     for fk in &t.foreign_keys {
         let parent = parent_of(t, fk, &catalog)?;
-        check_reference(session, t, row, fk, parent, present)?;
+        check_reference(session, t, row, fk, parent)?;
     }
     Ok(())
 }
@@ -287,15 +303,24 @@ fn check_reference(
     row: &[ScalarValue],
     fk: &ForeignKeyDesc,
     parent: &TableDesc,
-    present: &HashSet<Vec<u8>>,
 ) -> Result<()> {
     let Some(vals) = values(t, row, &fk.columns) else {
         return Ok(());
     };
-    if parent_has(session, parent, &fk.ref_columns, &vals, present)? {
+    if parent_has(session, parent, &fk.ref_columns, &vals)? {
         return Ok(());
     }
-    Err(Error::new(
+    Err(violation(t, fk, parent, &vals))
+}
+
+/// The error for a row of `t` whose `fk` columns `vals` name no row of `parent`.
+fn violation(
+    t: &TableDesc,
+    fk: &ForeignKeyDesc,
+    parent: &TableDesc,
+    vals: &[ScalarValue],
+) -> Error {
+    Error::new(
         SqlState::ForeignKeyViolation,
         format!(
             "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
@@ -304,11 +329,11 @@ fn check_reference(
     )
     .with_detail(format!(
         "{} is not present in table \"{}\".",
-        describe(t, &fk.columns, &vals),
+        describe(t, &fk.columns, vals),
         parent.name
     ))
     .with_table(&t.name)
-    .with_constraint(&fk.name))
+    .with_constraint(&fk.name)
 }
 
 /// Whether `child` has a row with `cols` = `vals`.
@@ -411,7 +436,7 @@ pub(crate) fn add_constraint(
         ));
     }
     crate::ddl::for_each_row(session, t, |row| {
-        check_reference(session, t, &row, &desc, &parent, &HashSet::new())?;
+        check_reference(session, t, &row, &desc, &parent)?;
         Ok(true)
     })?;
     t.foreign_keys.push(desc);

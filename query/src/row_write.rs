@@ -167,9 +167,11 @@ pub(crate) fn write_new_rows(
     t: &TableDesc,
     rows: &[Vec<ScalarValue>],
 ) -> std::result::Result<(), (usize, Error)> {
-    let mut written = HashSet::new();
     for (chunk_no, chunk) in rows.chunks(KEYS_PER_LOOKUP).enumerate() {
         let first = chunk_no * KEYS_PER_LOOKUP;
+        // Earlier chunks are written when this one is looked up, so the lookup sees
+        // them; only this chunk's own repeats are caught here.
+        let mut written = HashSet::new();
         let keys = chunk
             .iter()
             .enumerate()
@@ -190,17 +192,10 @@ pub(crate) fn write_new_rows(
     }
     // Foreign keys once every row is in, as PostgreSQL checks them at the end of the
     // statement: a row may name a parent that a later row of the statement inserts.
-    if t.foreign_keys.is_empty() {
-        return Ok(());
-    }
     for (chunk_no, chunk) in rows.chunks(KEYS_PER_LOOKUP).enumerate() {
         let first = chunk_no * KEYS_PER_LOOKUP;
-        let parents =
-            crate::foreign_key::present_parents(session, t, chunk).map_err(|e| (first, e))?;
-        for (i, row) in chunk.iter().enumerate() {
-            crate::foreign_key::check_parents(session, t, row, &parents)
-                .map_err(|e| (first + i, e))?;
-        }
+        crate::foreign_key::check_parents_of_rows(session, t, chunk)
+            .map_err(|(i, e)| (first + i, e))?;
     }
     Ok(())
 }
@@ -243,7 +238,7 @@ fn write_row_with_free_key(
         return Ok(false);
     }
     if check_references {
-        crate::foreign_key::check_parents(session, t, row, &HashSet::new())?;
+        crate::foreign_key::check_parents(session, t, row)?;
     }
     session.slot.with(|txn| {
         for index in &t.indexes {

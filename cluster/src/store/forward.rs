@@ -5,7 +5,7 @@ use tessera_storage::Timestamp;
 
 use super::tablet::Tablet;
 use super::{Commit, CommitPart, Store};
-use crate::remote::{self, KvRequest, KvResponse, Read};
+use crate::remote::{self, KvRequest, KvResponse};
 use crate::{Error, Result};
 
 impl Store {
@@ -118,11 +118,7 @@ impl Store {
                     read,
                     track,
                 } => {
-                    let first = match &read {
-                        Read::Span { start, .. } => start.as_slice(),
-                        Read::Keys(keys) => keys.first().map_or(&[][..], Vec::as_slice),
-                    };
-                    let t = self.tablets.for_key(first);
+                    let t = self.tablets.for_key(read.first_key());
                     if let Some(r) = &t.replicator {
                         r.read_barrier()?;
                     }
